@@ -1,0 +1,60 @@
+# glmix: `make demo` and `make test` are the two commands; each sets everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SPARK_JARS := .cache/spark/jars/.spark-avro-4.1.1
+BENCH ?=
+export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install spark-jars hadoop-jars demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is needed)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+spark-jars: $(SPARK_JARS)
+
+$(SPARK_JARS): jobs/pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is needed once to fetch spark-avro"; exit 1; }
+	rm -rf .cache/spark/jars
+	mvn -q -B -f jobs/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.cache/spark/jars
+	touch $@
+
+hadoop-jars:
+	$(PYTHON) cluster/devcluster.py jars
+
+demo: install spark-jars
+	$(PY) -m glmix.cli demo --output .demo
+
+test: install spark-jars hadoop-jars
+	$(PY) -m pytest tests
+
+test-unit: install
+	$(PY) -m pytest -m "not integration" tests
+
+test-integration: install spark-jars hadoop-jars
+	$(PY) -m pytest -m integration tests
+
+bench: install spark-jars
+	$(PY) -m bench $(BENCH)
+
+lint: install
+	$(PY) -m ruff check glmix jobs launcher bench tests cluster
+
+cluster-up:
+	$(PYTHON) cluster/devcluster.py up
+
+cluster-down:
+	$(PYTHON) cluster/devcluster.py down
+
+cluster-status:
+	$(PYTHON) cluster/devcluster.py status
+
+clean: cluster-down
+	rm -rf $(VENV) .cache .cluster .demo .bench

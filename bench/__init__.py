@@ -1,0 +1,1 @@
+"""Benchmarks against the peers a user would otherwise pick; `make bench` runs them all."""
