@@ -91,6 +91,8 @@ def session(master: str = "local[2]", app_name: str = "glmix", **kwargs):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # PySpark takes the workers' Python from this variable at context creation, not from the conf.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in spark_conf(master, app_name, **kwargs).items():
         builder = builder.config(key, value)
@@ -104,5 +106,5 @@ def spark_submit_command(master: str, app_name: str, script: str, script_args: l
     for key, value in spark_conf(master, app_name, **kwargs).items():
         command += ["--conf", f"{key}={value}"]
     env = {**os.environ, "SPARK_HOME": str(Path(pyspark.__file__).parent), "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+           "PYSPARK_PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return command + [script, *script_args], env

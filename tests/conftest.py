@@ -11,7 +11,7 @@ import pytest
 
 from cluster.devcluster import REPO, Cluster
 
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("GLMIX_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,3 +69,13 @@ def a9a_path() -> Path:
     path = SHARED_DATA / "a9a"
     assert path.exists(), f"benchmark data missing: {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session for the tests that run jobs in-process."""
+    from glmix.spark import session
+
+    spark = session("local[2]", "glmix-tests")
+    yield spark
+    spark.stop()

@@ -1,0 +1,47 @@
+"""Typed settings shared by stages: feature shards, bad-record policy, tasks. Errors name the key."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from glmix.errors import ConfigError
+
+Task = Literal["logistic", "linear", "poisson"]
+BadRecordPolicy = Literal["fail", "drop"]
+
+
+class Settings(BaseModel):
+    """Base for every config object: unknown keys are errors, values are validated early."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def parse(cls, data: dict, where: str = "") -> Settings:
+        """Validate, turning pydantic's report into one ConfigError naming each bad key."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                key = ".".join(str(p) for p in error["loc"]) or "(root)"
+                problems.append(f"{where + '.' if where else ''}{key}: {error['msg']}")
+            raise ConfigError("; ".join(problems)) from None
+
+
+class FeatureShard(Settings):
+    """A set of feature bags (plus an optional intercept) indexed together, as Photon ML's feature shards."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    bags: tuple[str, ...] = Field(min_length=1)
+    intercept: bool = True
+    min_count: int = Field(1, ge=1, description="features seen in fewer rows are left out of the index")
+    whitelist: str | None = Field(None, description="file of allowed features, one 'name<TAB>term' (or 'name') a line")
+
+    @field_validator("bags")
+    @classmethod
+    def _distinct(cls, bags: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(bags)) != len(bags):
+            raise ValueError("bags must be distinct")
+        return bags

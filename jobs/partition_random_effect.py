@@ -1,0 +1,199 @@
+"""Random-effect partitioning: group rows by entity, bound, project, and bin-pack into partitions.
+
+    spark-submit jobs/partition_random_effect.py --input DATA --entity-field userId --index INDEX_DIR \
+        --output OUT [--offsets SCORES] [--lower-bound 5] [--upper-bound 1000] [--partitions 8]
+
+For one random-effect type (an entity-id field):
+
+* the current offsets (scores of the other coordinates: Parquet or Avro with ``uid`` and
+  ``score``) are joined by uid and added to each row's own offset; a row without a score is a bad
+  record (``missing_offset``);
+* entities with fewer rows than the *active-data lower bound* get no model: their rows are written
+  as passive data (for scoring);
+* entities with more rows than the *upper bound* are down-sampled to exactly the bound, reproducibly
+  (rows ranked by a hash of (uid, seed)), and the kept rows' weights scaled by n / bound, as Photon
+  ML does;
+* each entity is projected onto the features present in its own rows (``features`` lists the
+  global indices; row ``cols`` are local positions into it);
+* entities are packed into partitions by row count: sorted by size and dealt in a snake order
+  (0..P-1, P-1..0, ...), so one heavy entity cannot make a straggler.
+
+Output (published atomically): OUT/active/partition=K/*.parquet (one row per entity: ``entity_id,
+n_rows, sampled, features, uids, labels, weights, offsets, row_nnz, cols, vals``),
+OUT/passive/*.parquet (``uid, entity_id, label, weight, offset, indices, values``),
+OUT/_partitions.json, OUT/_shard.json, OUT/_report.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pyspark.sql import DataFrame, Observation, SparkSession, Window
+from pyspark.sql import functions as F
+
+from glmix.errors import DataError
+from glmix.examples import ColumnNames
+from glmix.feature_index import FeatureIndex, write_shard_meta
+from glmix.job import JobReport, add_spark_arguments, run_main
+from glmix.spark_indexing import index_rows, load_index_frame
+from glmix.spark_input import InputSpec, load_examples
+from glmix.storage import join, publish_atomically, storage_for
+
+ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
+
+
+def read_scores(spark: SparkSession, uri: str) -> DataFrame:
+    """Scores of the other coordinates: uid and score, from Parquet or Avro files."""
+    files = storage_for(uri).data_files(uri)
+    fmt = "avro" if any(f.endswith(".avro") for f in files) else "parquet"
+    frame = spark.read.format(fmt).load(uri)
+    missing = {"uid", "score"} - set(frame.columns)
+    if missing:
+        raise DataError(f"offsets need columns uid and score; missing {', '.join(sorted(missing))}", path=uri)
+    return frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))
+
+
+def snake_partition(rank: int, partitions: int) -> int:
+    """Deal ranked items 0..P-1 then P-1..0, ...: greedy-like balance without a global view."""
+    block, position = divmod(rank, partitions)
+    return position if block % 2 == 0 else partitions - 1 - position
+
+
+def partition_random_effect(spark: SparkSession, data: str, entity_field: str, index_dir: str, output: str,
+                            offsets: str | None = None, lower_bound: int = 1, upper_bound: int | None = None,
+                            partitions: int = 4, seed: int = 0, columns: ColumnNames = ColumnNames(),
+                            task: str | None = None, policy: str = "fail") -> dict[str, Any]:
+    if lower_bound < 1 or partitions < 1 or (upper_bound is not None and upper_bound < lower_bound):
+        raise ValueError("need lower_bound >= 1, partitions >= 1 and upper_bound >= lower_bound")
+    index_meta = FeatureIndex.load(index_dir)
+    shard = index_meta.shard
+    report = JobReport("partition_random_effect", {
+        "input": data, "entity_field": entity_field, "index": index_dir, "output": output, "offsets": offsets,
+        "lower_bound": lower_bound, "upper_bound": upper_bound, "partitions": partitions, "seed": seed,
+        "task": task, "policy": policy})
+    loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, entity_fields=(entity_field,),
+                                            task=task, require_uid=offsets is not None, policy=policy))
+    rows = loaded.good_rows().withColumnRenamed(entity_field, "entity_id")
+    missing_offsets = scored = None
+    if offsets is not None:
+        scored = rows.join(read_scores(spark, offsets), on="uid", how="left")
+        missing_offsets = Observation(f"offsets-{id(scored)}")
+        rows = scored.observe(missing_offsets, F.sum(F.when(F.col("_score").isNull(), 1).otherwise(0)).alias("n"))
+        if policy == "drop":
+            rows = rows.filter(F.col("_score").isNotNull())
+        rows = rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score")
+
+    indexed, indexing = index_rows(rows, load_index_frame(spark, index_dir), index_meta.size, shard.intercept,
+                                   ROW_COLUMNS)
+    by_entity = Window.partitionBy("entity_id")
+    indexed = indexed.withColumn("_n", F.count(F.lit(1)).over(by_entity))
+    active = indexed.filter(F.col("_n") >= lower_bound)
+    passive = indexed.filter(F.col("_n") < lower_bound).drop("_n")
+    if upper_bound is not None:
+        ranked = Window.partitionBy("entity_id").orderBy(F.xxhash64("uid", F.lit(seed)), "uid")
+        active = (active.withColumn("_rank", F.row_number().over(ranked))
+                  .filter(F.col("_rank") <= upper_bound)
+                  .withColumn("weight", F.when(F.col("_n") > upper_bound,
+                                               F.col("weight") * F.col("_n") / F.lit(upper_bound))
+                              .otherwise(F.col("weight")))
+                  .drop("_rank"))
+    entities = _entity_blocks(active)
+
+    with publish_atomically(output) as tmp:
+        entities = entities.cache()
+        sizes = entities.select("entity_id", "n_rows").orderBy(F.desc("n_rows"), "entity_id")
+        assignment = spark.createDataFrame(
+            sizes.rdd.zipWithIndex().map(lambda p: (p[0][0], snake_partition(p[1], partitions))),
+            "entity_id string, partition int")
+        (entities.join(assignment, "entity_id").repartition("partition").sortWithinPartitions("entity_id")
+         .write.partitionBy("partition").parquet(join(tmp, "active")))
+        passive.write.parquet(join(tmp, "passive"))
+        counts = loaded.check()
+        n_missing = int((missing_offsets.get.get("n") if missing_offsets else 0) or 0)
+        if n_missing and policy == "fail":
+            example = scored.filter(F.col("_score").isNull()).select("uid").first()
+            raise DataError(f"{n_missing} row(s) have no score in the offsets (e.g. uid "
+                            f"{example['uid'] if example else '?'}); policy 'fail'", path=offsets, field="uid")
+        per_partition = (spark.read.parquet(join(tmp, "active")).groupBy("partition")
+                         .agg(F.count(F.lit(1)).alias("entities"), F.sum("n_rows").alias("rows"))
+                         .orderBy("partition").collect())
+        partition_list = [{"partition": r["partition"], "path": f"active/partition={r['partition']}",
+                           "entities": r["entities"], "rows": int(r["rows"])} for r in per_partition]
+        storage_for(tmp).write_bytes(join(tmp, "_partitions.json"), json.dumps(partition_list, indent=2).encode())
+        write_shard_meta(tmp, shard, index_meta.size)
+        passive_rows = spark.read.parquet(join(tmp, "passive"))
+        totals = entities.agg(F.count(F.lit(1)).alias("active"), F.sum("n_rows").alias("rows"),
+                              F.sum(F.col("sampled").cast("int")).alias("sampled"),
+                              F.sum("n_rows_before").alias("rows_before")).first()
+        dropped = {k.removeprefix("bad_"): v for k, v in counts.items() if k.startswith("bad_") and v}
+        if n_missing:
+            dropped["missing_offset"] = n_missing
+        row_sizes = [p["rows"] for p in partition_list]
+        report.counters.update({
+            "rows_in": counts["rows_in"], "dropped": dropped,
+            "repeated_features_merged": counts["repeated_features_merged"],
+            "feature_values_not_indexed": int(indexing.get.get("feature_values_not_indexed") or 0),
+            "entities_active": int(totals["active"] or 0),
+            "entities_passive": passive_rows.select("entity_id").distinct().count(),
+            "entities_down_sampled": int(totals["sampled"] or 0),
+            "rows_active": int(totals["rows"] or 0),
+            "rows_removed_by_down_sampling": int((totals["rows_before"] or 0) - (totals["rows"] or 0)),
+            "rows_passive": passive_rows.count(),
+            "partitions": len(partition_list),
+            "partition_rows": {"min": min(row_sizes, default=0), "max": max(row_sizes, default=0),
+                               "mean": sum(row_sizes) / max(1, len(row_sizes))}})
+        report.write_into(tmp)
+        entities.unpersist()
+    return report.to_dict()
+
+
+def _entity_blocks(active: DataFrame) -> DataFrame:
+    """One row per entity: rows sorted by uid, the feature projection and local CSR columns."""
+    row = F.struct("uid", "label", "weight", "offset", "indices", "values")
+    grouped = active.groupBy("entity_id").agg(F.array_sort(F.collect_list(row)).alias("rows"),
+                                              F.first("_n").alias("n_rows_before"))
+    features = F.array_sort(F.array_distinct(F.flatten(F.transform("rows", lambda r: r["indices"]))))
+    blocks = grouped.withColumn("features", features)
+    cols = F.flatten(F.transform("rows", lambda r: F.transform(
+        r["indices"], lambda i: (F.array_position(F.col("features"), i) - 1).cast("int"))))
+    return blocks.select(
+        "entity_id", F.size("rows").alias("n_rows"), "n_rows_before",
+        (F.col("n_rows_before") > F.size("rows")).alias("sampled"), "features",
+        F.transform("rows", lambda r: r["uid"]).alias("uids"),
+        F.transform("rows", lambda r: r["label"]).alias("labels"),
+        F.transform("rows", lambda r: r["weight"]).alias("weights"),
+        F.transform("rows", lambda r: r["offset"]).alias("offsets"),
+        F.transform("rows", lambda r: F.size(r["indices"])).alias("row_nnz"),
+        cols.alias("cols"),
+        F.flatten(F.transform("rows", lambda r: r["values"])).alias("vals"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="partition_random_effect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--entity-field", required=True, help="e.g. userId (top-level field or metadataMap key)")
+    parser.add_argument("--index", required=True, help="output directory of index_features for the shard")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--offsets", help="scores of the other coordinates (uid, score)")
+    parser.add_argument("--lower-bound", type=int, default=1, help="active-data lower bound (rows per entity)")
+    parser.add_argument("--upper-bound", type=int, help="active-data upper bound (down-sample above it)")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", choices=["logistic", "linear", "poisson"])
+    parser.add_argument("--response", help="label column (default: label or response)")
+    parser.add_argument("--bad-records", choices=["fail", "drop"], default="fail")
+    add_spark_arguments(parser)
+    return parser
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+    return partition_random_effect(spark, args.input, args.entity_field, args.index, args.output, args.offsets,
+                                   args.lower_bound, args.upper_bound, args.partitions, args.seed,
+                                   ColumnNames(response=args.response), args.task, args.bad_records)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(build_parser(), run))

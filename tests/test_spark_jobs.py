@@ -1,0 +1,236 @@
+"""The Spark data jobs on small hand-checkable data: indexing, preparation, partitioning, bad records."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import fastavro
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from glmix.avro_io import read_avro_records
+from glmix.config import FeatureShard
+from glmix.errors import DataError
+from glmix.feature_index import FeatureIndex
+from glmix.job import read_report
+from glmix.schemas import training_example_schema
+from jobs.index_features import index_features
+from jobs.partition_random_effect import partition_random_effect, snake_partition
+from jobs.prepare_fixed_effect import prepare_fixed_effect
+
+SCHEMA = training_example_schema(("userFeatures",), ("userId",))
+
+
+def f(name: str, term: str = "", value: float = 1.0) -> dict:
+    return {"name": name, "term": term, "value": value}
+
+
+def example(uid: str, label: float, features: list[dict], user: str | None = "u1", user_features=(),
+            weight=None, offset=None) -> dict:
+    return {"uid": uid, "label": label, "features": features, "userFeatures": list(user_features),
+            "userId": user, "metadataMap": None, "weight": weight, "offset": offset}
+
+
+SMALL = [
+    example("1", 1.0, [f("a", "", 2.0), f("b", "x", 1.0)], "u1", [f("age", "25")]),
+    example("2", 0.0, [f("a", "", -1.0), f("a", "", 0.5)], "u1", [f("age", "35")]),   # repeated (a, '')
+    example("3", 1.0, [f("c", "", 3.0)], "u2", [f("age", "25")], weight=2.0, offset=0.5),
+    example("4", 0.0, [], "u3"),
+]
+
+
+def write(path: Path, records: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        fastavro.writer(out, SCHEMA, records)
+    return str(path.parent)
+
+
+def test_index_map_and_statistics_by_hand(spark, tmp_path: Path) -> None:
+    data = write(tmp_path / "data" / "part-0.avro", SMALL)
+    report = index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",)))
+    index = FeatureIndex.load(str(tmp_path / "idx"))
+    assert index.keys() == [("(INTERCEPT)", ""), ("a", ""), ("b", "x"), ("c", "")]
+    assert report["rows_used"] == 4 and report["repeated_features_merged"] == 1 and report["num_features"] == 4
+    summary = {(r["name"], r["term"]): r for r in read_avro_records(str(tmp_path / "idx" / "summary"))}
+    # a: per-row values 2, -0.5 (=-1+0.5), 0, 0 -> mean 0.375, var E[x^2]-mean^2 = (4+0.25)/4 - 0.140625
+    a = summary[("a", "")]
+    assert (a["count"], a["nnz"], a["min"], a["max"]) == (4, 2, -0.5, 2.0)
+    assert a["mean"] == pytest.approx(0.375) and a["variance"] == pytest.approx(4.25 / 4 - 0.375 ** 2)
+    c = summary[("c", "")]
+    assert (c["min"], c["max"], c["nnz"]) == (0.0, 3.0, 1) and c["mean"] == pytest.approx(0.75)
+
+
+def test_min_count_whitelist_and_no_intercept(spark, tmp_path: Path) -> None:
+    data = write(tmp_path / "data" / "part-0.avro", SMALL)
+    (tmp_path / "white.txt").write_text("a\nb\tx\nage\t25\n")
+    shard = FeatureShard(name="s", bags=("features", "userFeatures"), intercept=False, min_count=2,
+                         whitelist=str(tmp_path / "white.txt"))
+    index_features(spark, data, str(tmp_path / "idx"), shard)
+    assert FeatureIndex.load(str(tmp_path / "idx")).keys() == [("a", ""), ("age", "25")]
+
+
+def test_prepared_rows_are_indexed_sparse_rows(spark, tmp_path: Path) -> None:
+    data = write(tmp_path / "data" / "part-0.avro", SMALL)
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",)))
+    report = prepare_fixed_effect(spark, data, str(tmp_path / "idx"), str(tmp_path / "fe"), files=3)
+    rows = {r["uid"]: r for r in pq.read_table(str(tmp_path / "fe")).to_pylist()}
+    assert rows["1"]["indices"] == [0, 1, 2] and rows["1"]["values"] == [1.0, 2.0, 1.0]
+    assert rows["2"]["indices"] == [0, 1] and rows["2"]["values"] == [1.0, -0.5]
+    assert rows["3"]["weight"] == 2.0 and rows["3"]["offset"] == 0.5 and rows["3"]["indices"] == [0, 3]
+    assert rows["4"]["indices"] == [0]
+    assert report["rows_out"] == 4 and report["files"] <= 3
+    assert len(list((tmp_path / "fe").glob("part-*.parquet"))) == 3
+
+
+def test_files_are_balanced(spark, tmp_path: Path) -> None:
+    many = [example(str(i), float(i % 2), [f("a", "", 1.0)]) for i in range(1000)]
+    data = write(tmp_path / "data" / "part-0.avro", many)
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",)))
+    report = prepare_fixed_effect(spark, data, str(tmp_path / "idx"), str(tmp_path / "fe"), files=4)
+    assert report["files"] == 4 and report["rows_per_file"]["max"] - report["rows_per_file"]["min"] <= 1
+
+
+def skewed_records(n_users: int = 6) -> list[dict]:
+    """User k has 2**k rows; features per user differ so projections differ."""
+    records = []
+    for user in range(n_users):
+        for j in range(2 ** user):
+            records.append(example(f"{user}-{j}", float(j % 2), [f("g", "", 1.0)], f"u{user}",
+                                   [f("age", str(user)), f("x", str(j % 3), 0.5 + j)]))
+    return records
+
+
+def partitioned(spark, tmp_path: Path, name: str, **kwargs) -> tuple[dict, dict]:
+    data = str(tmp_path / "data")
+    if not Path(data).exists():
+        write(tmp_path / "data" / "part-0.avro", skewed_records())
+        index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="u", bags=("userFeatures",)))
+    report = partition_random_effect(spark, data, "userId", str(tmp_path / "idx"), str(tmp_path / name), **kwargs)
+    entities = {r["entity_id"]: r for r in pq.read_table(str(tmp_path / name / "active")).to_pylist()}
+    return report, entities
+
+
+def test_bounds_down_sampling_and_projection(spark, tmp_path: Path) -> None:
+    report, entities = partitioned(spark, tmp_path, "re", lower_bound=4, upper_bound=10, partitions=2, seed=1)
+    assert sorted(entities) == ["u2", "u3", "u4", "u5"]  # u0 (1 row), u1 (2 rows) are passive
+    assert report["entities_active"] == 4 and report["entities_passive"] == 2 and report["rows_passive"] == 3
+    assert [entities[u]["n_rows"] for u in ("u2", "u3", "u4", "u5")] == [4, 8, 10, 10]
+    assert entities["u5"]["sampled"] and entities["u5"]["weights"] == [pytest.approx(32 / 10)] * 10
+    assert entities["u3"]["weights"] == [1.0] * 8
+    assert report["entities_down_sampled"] == 2 and report["rows_removed_by_down_sampling"] == (16 - 10) + (32 - 10)
+    index = FeatureIndex.load(str(tmp_path / "idx")).keys()
+    for entity in entities.values():  # projection: local columns map back to exactly the row's features
+        features = entity["features"]
+        assert features == sorted(set(features))
+        cols, vals, start = entity["cols"], entity["vals"], 0
+        for uid, nnz in zip(entity["uids"], entity["row_nnz"], strict=True):
+            user, j = (int(p) for p in uid.split("-"))
+            expected = {("(INTERCEPT)", ""): 1.0, ("age", str(user)): 1.0, ("x", str(j % 3)): 0.5 + j}
+            got = {index[features[c]]: v for c, v in zip(cols[start:start + nnz], vals[start:start + nnz],
+                                                         strict=True)}
+            assert got == expected
+            start += nnz
+    passive = pq.read_table(str(tmp_path / "re" / "passive")).to_pylist()
+    assert sorted(r["entity_id"] for r in passive) == ["u0", "u1", "u1"]
+
+
+def test_down_sampling_is_reproducible_and_seeded(spark, tmp_path: Path) -> None:
+    _, first = partitioned(spark, tmp_path, "a", upper_bound=10, seed=1)
+    _, again = partitioned(spark, tmp_path, "b", upper_bound=10, seed=1)
+    _, other = partitioned(spark, tmp_path, "c", upper_bound=10, seed=2)
+    assert first["u5"]["uids"] == again["u5"]["uids"]
+    assert first["u5"]["uids"] != other["u5"]["uids"]
+
+
+def test_partitions_are_balanced_and_listed(spark, tmp_path: Path) -> None:
+    report, entities = partitioned(spark, tmp_path, "p", partitions=2)
+    import json
+
+    listing = json.loads((tmp_path / "p" / "_partitions.json").read_text())
+    assert sum(p["entities"] for p in listing) == 6 and sum(p["rows"] for p in listing) == 63
+    # sizes 32,16,8,4,2,1 dealt snake-wise over 2 partitions: {32,4,2} and {16,8,1}
+    assert sorted(p["rows"] for p in listing) == [25, 38]
+    assert [snake_partition(r, 3) for r in range(7)] == [0, 1, 2, 2, 1, 0, 0]
+
+
+def test_offsets_are_joined_by_uid(spark, tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    records = skewed_records(3)
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    pq.write_table(pa.table({"uid": [r["uid"] for r in records], "score": [0.25] * len(records)}),
+                   scores / "part-0.parquet")
+    write(tmp_path / "data" / "part-0.avro", records)
+    index_features(spark, str(tmp_path / "data"), str(tmp_path / "idx"), FeatureShard(name="u", bags=("userFeatures",)))
+    partition_random_effect(spark, str(tmp_path / "data"), "userId", str(tmp_path / "idx"), str(tmp_path / "re"),
+                            offsets=str(scores))
+    entities = pq.read_table(str(tmp_path / "re" / "active")).to_pylist()
+    assert all(o == 0.25 for e in entities for o in e["offsets"])
+    pq.write_table(pa.table({"uid": ["0-0"], "score": [1.0]}), scores / "part-0.parquet")
+    with pytest.raises(DataError, match=r"have no score in the offsets"):
+        partition_random_effect(spark, str(tmp_path / "data"), "userId", str(tmp_path / "idx"),
+                                str(tmp_path / "re2"), offsets=str(scores))
+    assert not (tmp_path / "re2").exists()
+    report = partition_random_effect(spark, str(tmp_path / "data"), "userId", str(tmp_path / "idx"),
+                                     str(tmp_path / "re3"), offsets=str(scores), policy="drop")
+    assert report["dropped"] == {"missing_offset": len(records) - 1}
+
+
+BAD_CASES = {
+    "invalid_label": (lambda r: r.update(label=2.0), "label"),
+    "non_finite_feature": (lambda r: r.update(features=[f("a", "", math.nan)]), "features"),
+    "missing_entity_id": (lambda r: r.update(userId=None), "userId"),
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_CASES))
+def test_bad_records_fail_naming_file_record_field(spark, tmp_path: Path, reason: str) -> None:
+    records = [dict(r) for r in SMALL]
+    mutate, field = BAD_CASES[reason]
+    mutate(records[2])
+    data = write(tmp_path / "data" / "part-7.avro", records)
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",)),
+                   policy="drop")
+    with pytest.raises(DataError, match=rf"part-7.avro: record 2: field '{field}': {reason.replace('_', ' ')}"):
+        partition_random_effect(spark, data, "userId", str(tmp_path / "idx"), str(tmp_path / "out"),
+                                task="logistic")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_CASES))
+def test_bad_records_dropped_and_counted(spark, tmp_path: Path, reason: str) -> None:
+    records = [dict(r) for r in SMALL]
+    BAD_CASES[reason][0](records[2])
+    data = write(tmp_path / "data" / "part-0.avro", records)
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",)), policy="drop")
+    report = partition_random_effect(spark, data, "userId", str(tmp_path / "idx"), str(tmp_path / "out"),
+                                     task="logistic", policy="drop")
+    assert report["dropped"] == {reason: 1}
+    assert report["rows_active"] + report["rows_passive"] == 3
+    assert read_report(str(tmp_path / "out"))["dropped"] == {reason: 1}
+
+
+def test_schema_mismatch_names_file_and_field(spark, tmp_path: Path) -> None:
+    write(tmp_path / "data" / "part-0.avro", SMALL)
+    other = {"type": "record", "name": "Other", "fields": [{"name": "label", "type": "double"}]}
+    with open(tmp_path / "data" / "part-1.avro", "wb") as out:
+        fastavro.writer(out, other, [{"label": 1.0}])
+    with pytest.raises(DataError, match=r"part-1.avro: field 'features': schema mismatch"):
+        index_features(spark, str(tmp_path / "data"), str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",)))
+    assert not (tmp_path / "idx").exists()
+
+
+def test_labels_valid_per_task(spark, tmp_path: Path) -> None:
+    records = [example(str(i), float(v), [f("a")]) for i, v in enumerate([0, 3, 7])]
+    data = write(tmp_path / "data" / "part-0.avro", records)
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",)))
+    ok = prepare_fixed_effect(spark, data, str(tmp_path / "idx"), str(tmp_path / "pois"), 1, task="poisson")
+    assert ok["rows_out"] == 3
+    dropped = prepare_fixed_effect(spark, data, str(tmp_path / "idx"), str(tmp_path / "log"), 1, task="logistic",
+                                   policy="drop")
+    assert dropped["rows_out"] == 1 and dropped["dropped"] == {"invalid_label": 2}
+    assert np.isclose(pq.read_table(str(tmp_path / "log")).column("label").to_pylist(), [0.0]).all()
