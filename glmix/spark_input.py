@@ -14,8 +14,8 @@ extra pass over the data.
 from __future__ import annotations
 
 import io
-from urllib.parse import urlparse
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 import fastavro
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
