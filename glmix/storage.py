@@ -286,6 +286,9 @@ class _HdfsWriter:
     def tell(self) -> int:
         return self._spool.tell()
 
+    def seekable(self) -> bool:
+        return False
+
     def __enter__(self) -> _HdfsWriter:
         return self
 
@@ -298,6 +301,11 @@ class _HdfsWriter:
                          data=self._spool, overwrite=True)
         finally:
             self._spool.close()
+
+
+def qualified(uri: str) -> str:
+    """A URI with an explicit scheme: engines such as Spark resolve bare paths against fs.defaultFS."""
+    return uri if "://" in uri else Path(uri).resolve().as_uri()
 
 
 def storage_for(uri: str) -> Storage:

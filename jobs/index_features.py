@@ -24,7 +24,7 @@ from glmix.feature_index import write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, run_main
 from glmix.schemas import INTERCEPT_NAME, raw_schema
 from glmix.spark_input import InputSpec, load_examples
-from glmix.storage import join, publish_atomically, storage_for
+from glmix.storage import join, publish_atomically, qualified, storage_for
 
 
 def read_whitelist(spark: SparkSession, uri: str) -> DataFrame:
@@ -37,6 +37,7 @@ def read_whitelist(spark: SparkSession, uri: str) -> DataFrame:
 
 def index_features(spark: SparkSession, data: str, output: str, shard: FeatureShard,
                    columns: ColumnNames = ColumnNames(), policy: str = "fail") -> dict[str, Any]:
+    data, output = (qualified(data), qualified(output))
     report = JobReport("index_features", {"input": data, "output": output, "shard": shard.model_dump(),
                                           "policy": policy})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, policy=policy))

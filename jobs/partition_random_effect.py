@@ -39,7 +39,7 @@ from glmix.feature_index import FeatureIndex, write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, run_main
 from glmix.spark_indexing import index_rows, load_index_frame
 from glmix.spark_input import InputSpec, load_examples
-from glmix.storage import join, publish_atomically, storage_for
+from glmix.storage import join, publish_atomically, qualified, storage_for
 
 ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
 
@@ -69,6 +69,8 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         raise ValueError("need lower_bound >= 1, partitions >= 1 and upper_bound >= lower_bound")
     index_meta = FeatureIndex.load(index_dir)
     shard = index_meta.shard
+    data, index_dir, output = (qualified(data), qualified(index_dir), qualified(output))
+    offsets = qualified(offsets) if offsets else None
     report = JobReport("partition_random_effect", {
         "input": data, "entity_field": entity_field, "index": index_dir, "output": output, "offsets": offsets,
         "lower_bound": lower_bound, "upper_bound": upper_bound, "partitions": partitions, "seed": seed,

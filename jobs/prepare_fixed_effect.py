@@ -26,7 +26,7 @@ from glmix.feature_index import FeatureIndex, write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, run_main
 from glmix.spark_indexing import index_rows, load_index_frame
 from glmix.spark_input import InputSpec, load_examples
-from glmix.storage import publish_atomically
+from glmix.storage import publish_atomically, qualified
 
 ROW_COLUMNS = ["uid", "label", "weight", "offset"]
 
@@ -38,6 +38,7 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
         raise ValueError("files must be >= 1")
     index_meta = FeatureIndex.load(index_dir)
     shard = index_meta.shard
+    data, index_dir, output = (qualified(data), qualified(index_dir), qualified(output))
     report = JobReport("prepare_fixed_effect", {"input": data, "index": index_dir, "output": output,
                                                 "files": files, "task": task, "policy": policy})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, task=task, policy=policy))
