@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,11 +25,11 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), console=console, transient=False)
 
 
-def run_generate(spec: SyntheticSpec, output: str) -> GenerationSummary:
+def run_generate(spec: SyntheticSpec, output: str, processes: int = 1) -> GenerationSummary:
     started = time.monotonic()
     with _progress() as progress:
         task = progress.add_task("generating rows", total=spec.rows)
-        summary = generate(spec, output, progress=lambda n: progress.advance(task, n))
+        summary = generate(spec, output, progress=lambda n: progress.advance(task, n), processes=processes)
     print_generation_summary(summary, time.monotonic() - started)
     return summary
 
@@ -50,7 +51,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.preset == "generic":
         overrides.update(users=args.users, items=args.items, task=args.task,
                          context_dimension=args.context_dimension, context_nnz=args.context_nnz)
-    run_generate(load_spec(args.preset, **overrides), args.output)
+    run_generate(load_spec(args.preset, **overrides), args.output, args.processes)
 
 
 def cmd_import_libsvm(args: argparse.Namespace) -> None:
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", required=True, help="local directory or hdfs:// URI")
     gen.add_argument("--rows", type=int)
     gen.add_argument("--seed", type=int)
+    gen.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="parts written in parallel")
     gen.add_argument("--users", type=int, default=10_000, help="generic preset only")
     gen.add_argument("--items", type=int, default=1_000, help="generic preset only")
     gen.add_argument("--task", choices=["logistic", "linear", "poisson"], default="logistic", help="generic only")

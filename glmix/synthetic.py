@@ -13,7 +13,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing import get_context
 from typing import Literal
 
 import numpy as np
@@ -303,33 +306,66 @@ def _entity_size_stats(counts: np.ndarray) -> dict[str, float]:
             "max": int(seen[0]), "top_1pct_row_share": float(seen[:top].sum() / seen.sum())}
 
 
-def generate(spec: SyntheticSpec, output: str, progress: Callable[[int], None] | None = None) -> GenerationSummary:
+_WORKER_WORLD: World | None = None
+
+
+def _init_worker(spec: SyntheticSpec) -> None:
+    """Each worker process draws the (deterministic) world once."""
+    global _WORKER_WORLD
+    _WORKER_WORLD = World(spec)
+
+
+def _write_part(schema: dict, tmp: str, part: int) -> dict:
+    """Generate and write one part (train and validation files); return its counters."""
+    world = _WORKER_WORLD
+    assert world is not None
+    spec = world.spec
+    first = part * spec.rows_per_file
+    rows = min(spec.rows_per_file, spec.rows - first)
+    arrays = world.part(part, rows)
+    for split, is_validation in (("train", False), ("validation", True)):
+        write_avro_file(join(tmp, split, f"part-{part:05d}.avro"), schema,
+                        world.records(part, first, arrays, is_validation))
+    return {"rows": rows, "validation": int(arrays["validation"].sum()), "label_sum": float(arrays["label"].sum()),
+            "entity_counts": [np.bincount(chosen, minlength=e.count)
+                              for e, chosen in zip(spec.entities, arrays["entities"], strict=True)]}
+
+
+def generate(spec: SyntheticSpec, output: str, progress: Callable[[int], None] | None = None,
+             processes: int = 1) -> GenerationSummary:
     """Write train/ and validation/ Avro parts, truth/ models and metadata.json under ``output``.
 
-    The whole output is published atomically: a failure leaves no partial dataset behind.
+    Parts are independent (each has its own seed), so ``processes`` > 1 writes them in parallel
+    with identical output. The whole output is published atomically: a failure leaves no partial
+    dataset behind.
     """
-    world = World(spec)
     schema = training_example_schema(tuple(spec.bags[1:]), tuple(e.id_field for e in spec.entities))
     entity_counts = [np.zeros(e.count, dtype=np.int64) for e in spec.entities]
     train_rows = validation_rows = 0
     label_sum = 0.0
-    parts = math.ceil(spec.rows / spec.rows_per_file)
+    parts = range(math.ceil(spec.rows / spec.rows_per_file))
     with publish_atomically(output) as tmp:
-        for part in range(parts):
-            first = part * spec.rows_per_file
-            rows = min(spec.rows_per_file, spec.rows - first)
-            arrays = world.part(part, rows)
-            for split, is_validation in (("train", False), ("validation", True)):
-                write_avro_file(join(tmp, split, f"part-{part:05d}.avro"), schema,
-                                world.records(part, first, arrays, is_validation))
-            n_validation = int(arrays["validation"].sum())
-            train_rows += rows - n_validation
-            validation_rows += n_validation
-            label_sum += float(arrays["label"].sum())
-            for counts, chosen in zip(entity_counts, arrays["entities"], strict=True):
-                counts += np.bincount(chosen, minlength=len(counts))
-            if progress:
-                progress(rows)
+        if processes > 1:
+            pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"), initializer=_init_worker,
+                                       initargs=(spec,))
+            results = pool.map(partial(_write_part, schema, tmp), parts)
+        else:
+            pool = None
+            _init_worker(spec)
+            results = map(partial(_write_part, schema, tmp), parts)
+        try:
+            for result in results:
+                train_rows += result["rows"] - result["validation"]
+                validation_rows += result["validation"]
+                label_sum += result["label_sum"]
+                for counts, part_counts in zip(entity_counts, result["entity_counts"], strict=True):
+                    counts += part_counts
+                if progress:
+                    progress(result["rows"])
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        world = _WORKER_WORLD if pool is None else World(spec)
         for name, models in world.true_models().items():
             sub = "fixed-effect" if name == "fixed-effect" else join("random-effect", name)
             write_models(join(tmp, "truth", sub), models)

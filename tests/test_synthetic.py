@@ -28,7 +28,7 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
     from glmix.synthetic import generate
 
     generate(small_spec(), str(tmp_path / "a"))
-    generate(small_spec(), str(tmp_path / "b"))
+    generate(small_spec(), str(tmp_path / "b"), processes=2)
     generate(small_spec(seed=4), str(tmp_path / "c"))
     for split in ("train", "validation", "truth"):
         assert records_of(tmp_path / "a" / split) == records_of(tmp_path / "b" / split)

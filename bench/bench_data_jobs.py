@@ -1,0 +1,79 @@
+"""Rows/s of the three data jobs vs the engine's floor, measured in the same run on local[2].
+
+The floor for each job is a plain Spark job that reads the same Avro, groups by the same key
+and writes about as much: explode + group by (name, term) for indexing, a round-robin
+repartition into the same number of files for preparation, group by entity for partitioning.
+
+    make bench BENCH=data_jobs                       # 1M and 10M rows
+    GLMIX_BENCH_ROWS=1000000 make bench BENCH=data_jobs
+    GLMIX_BENCH_MASTER=yarn make bench BENCH=data_jobs   # on the dev cluster (data on HDFS)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pyspark.sql import functions as F
+
+from bench.datasets import CACHE, synthetic
+from bench.report import print_table
+from glmix.config import FeatureShard
+from glmix.spark import session
+from glmix.storage import join, qualified, storage_for
+from jobs.index_features import index_features
+from jobs.partition_random_effect import partition_random_effect
+from jobs.prepare_fixed_effect import prepare_fixed_effect
+
+BAGS = ("features", "userFeatures", "itemFeatures")
+FILES = 4
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def run() -> None:
+    master = os.environ.get("GLMIX_BENCH_MASTER", "local[2]")
+    sizes = [int(s) for s in os.environ.get("GLMIX_BENCH_ROWS", "1000000,10000000").split(",")]
+    root = "hdfs:///bench" if master == "yarn" else None
+    spark = session(master, "glmix-bench-data-jobs", executor_memory="2g", executors=2,
+                    extra={"spark.driver.memory": "4g"})
+    for rows in sizes:
+        bench_size(spark, master, rows, root)
+    spark.stop()
+
+
+def bench_size(spark, master: str, rows: int, root: str | None) -> None:
+    data = qualified(join(synthetic(rows, root=root), "train"))
+    out = qualified(join(root or str(CACHE), f"out-{rows}"))
+    storage_for(out).delete(out)
+    raw = spark.read.format("avro").load(data)
+    exploded = raw.select(F.explode(F.concat(*[F.col(b) for b in BAGS])).alias("f"))
+    results = []
+
+    floor = timed(lambda: exploded.groupBy("f.name", "f.term").count()
+                  .write.mode("overwrite").parquet(join(out, "floor-index")))
+    job = timed(lambda: index_features(spark, data, join(out, "index"),
+                                       FeatureShard(name="global", bags=BAGS)))
+    results.append(("index_features", job, floor))
+
+    floor = timed(lambda: raw.select("uid", "label", "features", "userFeatures", "itemFeatures")
+                  .repartition(FILES).write.mode("overwrite").parquet(join(out, "floor-prepare")))
+    job = timed(lambda: prepare_fixed_effect(spark, data, join(out, "index"), join(out, "fe"), FILES,
+                                             task="logistic"))
+    results.append(("prepare_fixed_effect", job, floor))
+
+    index_features(spark, data, join(out, "index-item"), FeatureShard(name="peruser", bags=("itemFeatures",)))
+    floor = timed(lambda: raw.groupBy("userId").agg(F.collect_list(F.struct(
+        "uid", "label", "itemFeatures")).alias("rows")).write.mode("overwrite").parquet(join(out, "floor-re")))
+    job = timed(lambda: partition_random_effect(spark, data, "userId", join(out, "index-item"), join(out, "re"),
+                                                lower_bound=1, upper_bound=1000, partitions=8,
+                                                task="logistic"))
+    results.append(("partition_random_effect", job, floor))
+    print_table(f"data jobs on {master}, {rows:,} input rows (~30 non-zeros each)",
+                ["job", "seconds", "rows/s", "floor seconds", "floor rows/s", "job / floor"],
+                [[name, j, rows / j, f, rows / f, j / f] for name, j, f in results])
+    storage_for(out).delete(out)

@@ -1,0 +1,35 @@
+"""Benchmark datasets, generated once and cached under .bench/ (or on HDFS) by their parameters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from glmix.libsvm import import_libsvm
+from glmix.storage import is_published, join
+from glmix.synthetic import generate, generic_spec
+
+CACHE = Path(os.environ.get("GLMIX_BENCH_DIR", Path(__file__).resolve().parents[1] / ".bench"))
+SHARED_DATA = Path(os.environ.get("GLMIX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def synthetic(rows: int, users: int | None = None, items: int = 10_000, context_dimension: int = 100_000,
+              context_nnz: int = 20, task: str = "logistic", root: str | None = None) -> str:
+    """A generic synthetic dataset (~context_nnz + 10 non-zeros a row); returns its directory."""
+    users = users or max(1, rows // 10)
+    name = f"synthetic-{task}-{rows}-{users}-{items}-{context_dimension}-{context_nnz}"
+    path = join(root or str(CACHE), name)
+    if not is_published(path):
+        spec = generic_spec(rows=rows, users=users, items=items, task=task, context_dimension=context_dimension,
+                            context_nnz=context_nnz)
+        print(f"generating {rows:,} rows into {path} (cached for later runs) ...", flush=True)
+        generate(spec, path, processes=os.cpu_count() or 1)
+    return path
+
+
+def libsvm(name: str) -> str:
+    """A LIBSVM file from shared/data converted to TrainingExample Avro (cached)."""
+    path = str(CACHE / name)
+    if not is_published(path):
+        import_libsvm(str(SHARED_DATA / name), path)
+    return path
