@@ -1,0 +1,469 @@
+"""Fixed-effect trainer: one GLM on all data, by one or several TensorFlow workers (GDMix's design).
+
+    python -m glmix.fixed_effect --train PREPARED --output MODEL_DIR --task logistic --l2 1.0 \
+        [--validation PREPARED_VALIDATION] [--l1 0.1] [--variance simple]
+
+Each worker loads its share of the prepared rows once (CSR, see glmix.sparse_rows) and, every
+iteration, computes its local loss and gradient with TensorFlow; TensorFlow's collective all-reduce
+(MultiWorkerMirroredStrategy, from TF_CONFIG) sums them; every worker then runs the same
+deterministic L-BFGS / OWL-QN step (glmix.optim), so all workers hold the same coefficients and no
+parameter server is needed. Without TF_CONFIG it is a single process.
+
+Objective:  sum_i w_i loss(y_i, x_i.b + offset_i) + l2/2 |b|^2 + l1 |b|_1   (intercept unregularized
+unless --regularize-intercept), plus, for incremental training, incremental_weight/2 *
+sum_j (b_j - mu_j)^2 / sigma_j^2 over the prior model's coefficients.
+
+Output (published atomically by the chief): model/ (Model Avro, by feature name and term),
+scores/train/ and scores/validation/ (Parquet uid, score = x.b), tensorboard/, _report.json.
+Optimizer state is checkpointed every k iterations to a sibling directory; a restarted attempt
+resumes from it exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+from glmix.config import Settings, Task
+from glmix.errors import GlmixError
+from glmix.feature_index import SHARD_META, FeatureIndex
+from glmix.losses import Loss
+from glmix.metrics import DEFAULT_METRIC, METRICS
+from glmix.model_io import LinearModel, read_models, write_models
+from glmix.optim import OptimizeResult, OptimizerState, minimize
+from glmix.sparse_rows import SparseRows, load_rows
+from glmix.storage import SUCCESS_MARKER, join, publish_atomically, storage_for, write_file_atomically
+
+VarianceKind = Literal["none", "simple", "full"]
+FULL_VARIANCE_MAX_FEATURES = 5000
+
+
+class FixedEffectConfig(Settings):
+    task: Task
+    l2: float = Field(0.0, ge=0)
+    l1: float = Field(0.0, ge=0)
+    regularize_intercept: bool = False
+    max_iterations: int = Field(1000, ge=1)
+    ftol: float = Field(1e-10, ge=0)
+    gtol: float = Field(1e-9, ge=0)
+    memory: int = Field(10, ge=1)
+    variance: VarianceKind = "none"
+    checkpoint_every: int = Field(10, ge=1)
+    warm_start: str | None = None
+    prior: str | None = None
+    incremental_weight: float = Field(1.0, gt=0)
+    model_id: str = "global"
+    compute: Literal["tensorflow", "scipy"] = "tensorflow"
+    validation_every: int = Field(1, ge=0, description="0: no per-iteration validation metric")
+
+
+@dataclass
+class WorkerContext:
+    """Who this process is in the job; from TF_CONFIG when present."""
+
+    index: int
+    count: int
+    run_id: str
+
+    @property
+    def is_chief(self) -> bool:
+        return self.index == 0
+
+    @classmethod
+    def from_environment(cls) -> WorkerContext:
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+        cluster = tf_config.get("cluster", {})
+        task = tf_config.get("task", {})
+        members = cluster.get("chief", []) + cluster.get("worker", [])
+        if not members:
+            return cls(0, 1, os.environ.get("GLMIX_RUN_ID", f"{os.getpid()}-{time.time_ns()}"))
+        index = task.get("index", 0) + (len(cluster.get("chief", [])) if task.get("type") == "worker" else 0)
+        return cls(index, len(members), os.environ.get("GLMIX_RUN_ID", "run"))
+
+
+class Collective:
+    """Sums numpy arrays across workers (identity for a single process)."""
+
+    def __init__(self, context: WorkerContext) -> None:
+        self.context = context
+        self._strategy = None
+        if context.count > 1:
+            import tensorflow as tf
+
+            self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
+
+    def sum(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if self._strategy is None:
+            return arrays
+        import tensorflow as tf
+
+        def reduce(*values):
+            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, list(values))
+
+        result = self._strategy.run(reduce, args=tuple(tf.constant(a, dtype=tf.float64) for a in arrays))
+        return [np.asarray(self._strategy.experimental_local_results(r)[0]) for r in result]
+
+    def barrier(self) -> None:
+        self.sum([np.zeros(1)])
+
+
+class TfObjective:
+    """Local weighted loss and gradient over this worker's rows, in TensorFlow (float64).
+
+    X is a tf.sparse.SparseTensor, and X^T is kept as a second one in column order, because
+    sparse_dense_matmul with adjoint_a is slower than a product with the transposed copy.
+    """
+
+    def __init__(self, rows: SparseRows, num_features: int, task: Task) -> None:
+        import tensorflow as tf
+
+        self.num_features = num_features
+        self._rows, self._task = rows, task
+        n = rows.rows
+        coo = np.stack([rows.row_ids().astype(np.int64), rows.indices.astype(np.int64)], axis=1)
+        x = tf.sparse.SparseTensor(coo, rows.values, (n, num_features))
+        by_column = np.lexsort((coo[:, 0], coo[:, 1]))
+        xt = tf.sparse.SparseTensor(coo[by_column][:, ::-1].copy(), rows.values[by_column], (num_features, n))
+        xt_squared = tf.sparse.SparseTensor(xt.indices, xt.values * xt.values, xt.dense_shape)
+        y, w, o = tf.constant(rows.label), tf.constant(rows.weight), tf.constant(rows.offset)
+
+        def margin(b):
+            return tf.sparse.sparse_dense_matmul(x, b[:, None])[:, 0] + o
+
+        def loss_and_derivatives(m):
+            if task == "logistic":
+                p = tf.math.sigmoid(m)
+                return tf.math.softplus(m) - y * m, p - y, p * (1 - p)
+            if task == "linear":
+                return 0.5 * tf.square(m - y), m - y, tf.ones_like(m)
+            e = tf.exp(m)
+            return e - y * m, e - y, e
+
+        @tf.function(reduce_retracing=True)
+        def value_and_gradient(b):
+            loss, d, _ = loss_and_derivatives(margin(b))
+            grad = tf.sparse.sparse_dense_matmul(xt, (w * d)[:, None])[:, 0]
+            return tf.reduce_sum(w * loss), grad
+
+        @tf.function(reduce_retracing=True)
+        def hessian_diagonal(b):
+            _, _, h = loss_and_derivatives(margin(b))
+            return tf.sparse.sparse_dense_matmul(xt_squared, (w * h)[:, None])[:, 0]
+
+        @tf.function(reduce_retracing=True)
+        def scores(b):
+            return margin(b) - o
+
+        self._value_and_gradient = value_and_gradient
+        self._hessian_diagonal = hessian_diagonal
+        self._scores = scores
+
+    def value_and_gradient(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        f, g = self._value_and_gradient(b)
+        return np.array([float(f)]), g.numpy()
+
+    def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
+        return self._hessian_diagonal(b).numpy()
+
+    def hessian(self, b: np.ndarray) -> np.ndarray:
+        return _dense_hessian(self._rows, self.num_features, self._task, b)
+
+    def scores(self, b: np.ndarray) -> np.ndarray:
+        return self._scores(b).numpy()
+
+
+class ScipyObjective:
+    """The same local computation with scipy.sparse CSR products (the `compute: scipy` option).
+
+    On one CPU, scipy's CSR kernels beat TensorFlow's sparse ones several-fold (see bench
+    fixed_effect); the all-reduce between workers still goes through TensorFlow.
+    """
+
+    def __init__(self, rows: SparseRows, num_features: int, task: Task) -> None:
+        self.num_features = num_features
+        self._rows, self._loss, self._task = rows, Loss(task), task
+        self._x = rows.to_scipy(num_features)
+        self._xt = self._x.T.tocsr()
+
+    def value_and_gradient(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r = self._rows
+        m = self._x @ b + r.offset
+        return (np.array([float(np.dot(r.weight, self._loss.value(r.label, m)))]),
+                self._xt @ (r.weight * self._loss.derivative(r.label, m)))
+
+    def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
+        r = self._rows
+        h = r.weight * self._loss.second_derivative(r.label, self._x @ b + r.offset)
+        return self._xt.multiply(self._xt) @ h
+
+    def hessian(self, b: np.ndarray) -> np.ndarray:
+        return _dense_hessian(self._rows, self.num_features, self._task, b)
+
+    def scores(self, b: np.ndarray) -> np.ndarray:
+        return self._x @ b
+
+
+def _dense_hessian(rows: SparseRows, num_features: int, task: Task, b: np.ndarray) -> np.ndarray:
+    """Dense X^T diag(w h) X of one worker's rows (FULL variances, small dimensions only)."""
+    x = rows.to_scipy(num_features)
+    h = rows.weight * Loss(task).second_derivative(rows.label, x @ b + rows.offset)
+    return (x.T @ x.multiply(h[:, None])).toarray()
+
+
+OBJECTIVES = {"tensorflow": TfObjective, "scipy": ScipyObjective}
+
+
+def read_model(uri: str) -> LinearModel:
+    """The model of a fixed-effect output directory (or of a directory of Model Avro files)."""
+    model_dir = join(uri, "model")
+    return next(read_models(model_dir if storage_for(model_dir).exists(model_dir) else uri))
+
+
+def _prior_arrays(index: FeatureIndex, uri: str) -> tuple[np.ndarray, np.ndarray]:
+    """Prior means and precisions (1/variance) by index; precision 0 where the prior has no coefficient."""
+    model = read_model(uri)
+    if model.variances is None:
+        raise GlmixError(f"{uri}: incremental training needs a prior model with variances")
+    mean, precision = np.zeros(index.size), np.zeros(index.size)
+    for j, key in enumerate(index.keys()):
+        if key in model.means:
+            mean[j] = model.means[key]
+            precision[j] = 1.0 / max(model.variances[key], 1e-12)
+    return mean, precision
+
+
+def _initial_point(index: FeatureIndex, uri: str | None) -> np.ndarray:
+    x0 = np.zeros(index.size)
+    if uri:
+        means = read_model(uri).means
+        for j, key in enumerate(index.keys()):
+            x0[j] = means.get(key, 0.0)
+    return x0
+
+
+class Trainer:
+    def __init__(self, config: FixedEffectConfig, index: str, train: str, output: str,
+                 validation: str | None = None, context: WorkerContext | None = None) -> None:
+        self.config = config
+        self.train_uri, self.output, self.validation_uri = train, output, validation
+        self.context = context or WorkerContext.from_environment()
+        self.index = FeatureIndex.load(index)
+        self.collective = Collective(self.context)
+        self.checkpoint_dir = _sibling_dir(output, "._checkpoints-")
+        self.tmp = _sibling_dir(output, f"._tmp-{self.context.run_id}-")
+
+    def penalty_masks(self) -> tuple[np.ndarray, np.ndarray]:
+        mask = np.ones(self.index.size)
+        if self.index.shard.intercept and not self.config.regularize_intercept:
+            mask[0] = 0.0
+        return self.config.l2 * mask, self.config.l1 * mask
+
+    def run(self) -> dict:
+        started = time.monotonic()
+        c = self.config
+        load_started = time.monotonic()
+        rows = load_rows(self.train_uri, self.context.index, self.context.count)
+        objective = OBJECTIVES[c.compute](rows, self.index.size, c.task)
+        load_seconds = time.monotonic() - load_started
+        l2, l1 = self.penalty_masks()
+        prior_mean, prior_precision = (_prior_arrays(self.index, c.prior) if c.prior
+                                       else (np.zeros(self.index.size), np.zeros(self.index.size)))
+        prior_precision = prior_precision * c.incremental_weight
+        validation = load_rows(self.validation_uri) if (self.validation_uri and self.context.is_chief) else None
+        validation_objective = OBJECTIVES[c.compute](validation, self.index.size, c.task) if validation else None
+        writer = self._summary_writer()
+
+        def fun(b: np.ndarray) -> tuple[float, np.ndarray]:
+            local_f, local_g = objective.value_and_gradient(b)
+            f, g = self.collective.sum([local_f, local_g])
+            delta = b - prior_mean
+            f = float(f[0]) + 0.5 * float(np.sum(l2 * b * b)) + 0.5 * float(np.sum(prior_precision * delta * delta))
+            return f, g + l2 * b + prior_precision * delta
+
+        state = self._load_checkpoint()
+        metric_name = DEFAULT_METRIC[c.task]
+
+        def on_iteration(current: OptimizerState) -> None:
+            if self.context.is_chief:
+                self._log(writer, current.iteration, current.f + float(np.sum(l1 * np.abs(current.x))),
+                          float(np.max(np.abs(current.g))), validation, validation_objective, current.x, metric_name)
+                if current.iteration % c.checkpoint_every == 0:
+                    write_file_atomically(join(self.checkpoint_dir, "state.npz"), current.to_bytes())
+
+        train_started = time.monotonic()
+        result = minimize(fun, _initial_point(self.index, c.warm_start), l1=l1, memory=c.memory,
+                          max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol, state=state, callback=on_iteration)
+        train_seconds = time.monotonic() - train_started
+        variances = self._variances(objective, result.x, l2 + prior_precision)
+        report = self._publish(rows, objective, validation, result, variances, writer, {
+            "load_seconds": load_seconds, "train_seconds": train_seconds,
+            "wall_seconds": time.monotonic() - started, "resumed_from_iteration": state.iteration if state else None})
+        return report
+
+    # ------------------------------------------------------------------ pieces
+    def _summary_writer(self):
+        if not self.context.is_chief:
+            return None
+        import tensorflow as tf
+
+        path = join(self.checkpoint_dir, "tensorboard")
+        if "://" not in path:
+            os.makedirs(path, exist_ok=True)
+        return tf.summary.create_file_writer(path)
+
+    def _log(self, writer, step: int, objective: float, gnorm: float, validation: SparseRows | None,
+             validation_objective, x: np.ndarray, metric_name: str) -> None:
+        if writer is None:
+            return
+        import tensorflow as tf
+
+        with writer.as_default(step=step):
+            tf.summary.scalar("loss", objective)
+            tf.summary.scalar("gradient_norm", gnorm)
+            every = self.config.validation_every
+            if validation is not None and validation_objective is not None and every and step % every == 0:
+                margin = validation_objective.scores(x) + validation.offset
+                tf.summary.scalar(f"validation/{metric_name}",
+                                  METRICS[metric_name](validation.label, margin, validation.weight))
+
+    def _load_checkpoint(self) -> OptimizerState | None:
+        path = join(self.checkpoint_dir, "state.npz")
+        storage = storage_for(path)
+        if not storage.exists(path):
+            return None
+        return OptimizerState.from_bytes(storage.read_bytes(path))
+
+    def _variances(self, objective, x: np.ndarray, ridge: np.ndarray) -> np.ndarray | None:
+        kind = self.config.variance
+        if kind == "none":
+            return None
+        if kind == "simple":
+            (diagonal,) = self.collective.sum([objective.hessian_diagonal(x)])
+            return 1.0 / np.maximum(diagonal + ridge, 1e-12)
+        if self.index.size > FULL_VARIANCE_MAX_FEATURES:
+            raise GlmixError(f"FULL variances need a dense {self.index.size}^2 Hessian; use 'simple' above "
+                             f"{FULL_VARIANCE_MAX_FEATURES} features")
+        (hessian,) = self.collective.sum([objective.hessian(x)])
+        hessian[np.diag_indices_from(hessian)] += ridge
+        return np.diag(np.linalg.pinv(hessian)).copy()
+
+    def _publish(self, rows: SparseRows, objective, validation: SparseRows | None,
+                 result: OptimizeResult, variances: np.ndarray | None, writer, timings: dict) -> dict:
+        """Every worker writes its scores into the shared temporary directory; the chief publishes."""
+        worker = self.context.index
+        _write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), rows.uid,
+                      objective.scores(result.x))
+        if self.validation_uri:
+            part = load_rows(self.validation_uri, worker, self.context.count)
+            scorer = OBJECTIVES[self.config.compute](part, self.index.size, self.config.task)
+            _write_scores(join(self.tmp, "scores", "validation", f"part-{worker:05d}.parquet"), part.uid,
+                          scorer.scores(result.x))
+        self.collective.barrier()
+        report = {
+            "model_id": self.config.model_id, "task": self.config.task, "workers": self.context.count,
+            "iterations": result.iterations, "evaluations": result.evaluations, "final_objective": result.objective,
+            "gradient_norm": result.gradient_norm, "stop_reason": result.reason, "converged": result.converged,
+            "rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz, "data_bytes_this_worker": rows.nbytes,
+            "num_features": self.index.size, "config": self.config.model_dump(), **timings,
+            "history": [{"iteration": i, "objective": f, "gradient_norm": g} for i, f, g in result.history]}
+        if not self.context.is_chief:
+            return report
+        if writer is not None:
+            writer.flush()
+        keys = self.index.keys()
+        model = LinearModel(self.config.model_id, self.config.task, dict(zip(keys, result.x.tolist(), strict=True)),
+                            None if variances is None else dict(zip(keys, variances.tolist(), strict=True)))
+        storage = storage_for(self.tmp)
+        write_models(join(self.tmp, "model"), [model])
+        storage.write_bytes(join(self.tmp, SHARD_META), storage.read_bytes(join(self.train_uri, SHARD_META)))
+        _copy_tree(join(self.checkpoint_dir, "tensorboard"), join(self.tmp, "tensorboard"))
+        storage.write_bytes(join(self.tmp, "_report.json"), json.dumps(report, indent=2, default=float).encode())
+        _publish_directory(self.tmp, self.output)
+        storage.delete(self.checkpoint_dir)
+        return report
+
+
+def _sibling_dir(uri: str, prefix: str) -> str:
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    return f"{parent}/{prefix}{name}" if parent else f"{prefix}{name}"
+
+
+def _write_scores(uri: str, uid: np.ndarray, score: np.ndarray) -> None:
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table({"uid": pa.array(uid, type=pa.string()), "score": score}), buffer)
+    storage_for(uri).write_bytes(uri, buffer.getvalue().to_pybytes())
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    storage = storage_for(src)
+    if not storage.exists(src):
+        return
+    for entry in storage.list(src):
+        target = join(dst, entry.name)
+        if entry.is_dir:
+            _copy_tree(entry.uri, target)
+        else:
+            storage.write_bytes(target, storage.read_bytes(entry.uri))
+
+
+def _publish_directory(tmp: str, output: str) -> None:
+    """Replace ``output`` with the fully written ``tmp`` (see storage.publish_atomically)."""
+    with publish_atomically(output) as staging:
+        storage = storage_for(output)
+        storage.delete(staging)
+        storage.rename(tmp, staging)
+    assert storage_for(output).exists(join(output, SUCCESS_MARKER))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glmix.fixed_effect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--index", required=True, help="the shard's index (jobs/index_features output)")
+    parser.add_argument("--train", required=True, help="prepared fixed-effect data (jobs/prepare_fixed_effect)")
+    parser.add_argument("--validation", help="prepared validation data (same index)")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--config", help="JSON/YAML file with FixedEffectConfig keys (flags override)")
+    for name, field in FixedEffectConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            parser.add_argument(flag, action="store_true", default=None)
+        else:
+            parser.add_argument(flag, default=None)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> FixedEffectConfig:
+    import yaml
+
+    values = {}
+    if args.config:
+        values.update(yaml.safe_load(storage_for(args.config).read_bytes(args.config)) or {})
+    values.update({k: v for k, v in vars(args).items() if k in FixedEffectConfig.model_fields and v is not None})
+    return FixedEffectConfig.parse(values, where="fixed_effect")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = Trainer(config_from_args(args), args.index, args.train, args.output, args.validation).run()
+    except GlmixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    summary = {k: report[k] for k in ("iterations", "final_objective", "gradient_norm", "stop_reason",
+                                      "train_seconds", "workers")}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

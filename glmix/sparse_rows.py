@@ -1,0 +1,99 @@
+"""Indexed sparse rows in memory (CSR), loaded from prepared Parquet for one worker's share.
+
+Workers split *rows*, not files: worker w of W takes global rows [w*R/W, (w+1)*R/W) in file order,
+using each file's row count from its Parquet footer, so any number of files serves any number of
+workers. A Parquet list column already is CSR (offsets + flat values), so loading is a handful of
+vectorized pyarrow calls.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from glmix.storage import storage_for
+
+COLUMNS = ["uid", "label", "weight", "offset", "indices", "values"]
+
+
+@dataclass
+class SparseRows:
+    uid: np.ndarray        # object (str)
+    label: np.ndarray      # float64
+    weight: np.ndarray     # float64
+    offset: np.ndarray     # float64
+    indptr: np.ndarray     # int64, len rows + 1
+    indices: np.ndarray    # int32 column of each non-zero
+    values: np.ndarray     # float64
+
+    @property
+    def rows(self) -> int:
+        return len(self.label)
+
+    @property
+    def nnz(self) -> int:
+        return len(self.values)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the numeric arrays (the 'in-memory size of the data')."""
+        return sum(a.nbytes for a in (self.label, self.weight, self.offset, self.indptr, self.indices, self.values))
+
+    def row_ids(self) -> np.ndarray:
+        return np.repeat(np.arange(self.rows, dtype=np.int32), np.diff(self.indptr))
+
+    def to_scipy(self, num_features: int):
+        import scipy.sparse as sp
+
+        return sp.csr_matrix((self.values, self.indices, self.indptr), shape=(self.rows, num_features))
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> SparseRows:
+        indices = table.column("indices").combine_chunks()
+        values = table.column("values").combine_chunks()
+        if len(table) == 0:
+            indptr = np.zeros(1, dtype=np.int64)
+            flat_indices, flat_values = np.zeros(0, np.int32), np.zeros(0)
+        else:
+            indptr = indices.offsets.to_numpy().astype(np.int64)
+            indptr = indptr - indptr[0]
+            flat_indices = indices.flatten().to_numpy().astype(np.int32)
+            flat_values = values.flatten().to_numpy().astype(np.float64)
+        return cls(uid=table.column("uid").to_numpy(zero_copy_only=False),
+                   label=table.column("label").to_numpy().astype(np.float64),
+                   weight=table.column("weight").to_numpy().astype(np.float64),
+                   offset=table.column("offset").to_numpy().astype(np.float64),
+                   indptr=indptr, indices=flat_indices, values=flat_values)
+
+
+def _part_files(uri: str) -> list[str]:
+    return sorted(storage_for(uri).data_files(uri, suffix=".parquet"))
+
+
+def worker_slice(total: int, worker: int, workers: int) -> tuple[int, int]:
+    return total * worker // workers, total * (worker + 1) // workers
+
+
+def load_rows(uri: str, worker: int = 0, workers: int = 1) -> SparseRows:
+    """This worker's share of the prepared rows under ``uri``."""
+    storage = storage_for(uri)
+    files = [(path, storage.read_bytes(path)) for path in _part_files(uri)]
+    counts = [pq.ParquetFile(io.BytesIO(data)).metadata.num_rows for _, data in files]
+    start, end = worker_slice(sum(counts), worker, workers)
+    pieces, position = [], 0
+    for (_, data), count in zip(files, counts, strict=True):
+        lo, hi = max(start, position), min(end, position + count)
+        if lo < hi:
+            table = pq.read_table(io.BytesIO(data), columns=COLUMNS)
+            pieces.append(table.slice(lo - position, hi - lo))
+        position += count
+    if not pieces:
+        schema = pa.schema([("uid", pa.string()), ("label", pa.float64()), ("weight", pa.float64()),
+                            ("offset", pa.float64()), ("indices", pa.list_(pa.int32())),
+                            ("values", pa.list_(pa.float64()))])
+        return SparseRows.from_table(schema.empty_table())
+    return SparseRows.from_table(pa.concat_tables(pieces))

@@ -1,0 +1,147 @@
+"""The fixed-effect trainer reaches scipy's optimum, resumes exactly, and writes a usable model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from fe_reference import reference_objective
+
+from glmix.config import FeatureShard
+from glmix.fixed_effect import FixedEffectConfig, Trainer, read_model
+from glmix.libsvm import import_libsvm
+from glmix.sparse_rows import load_rows
+from glmix.synthetic import generate, generic_spec
+from jobs.index_features import index_features
+from jobs.prepare_fixed_effect import prepare_fixed_effect
+
+
+@pytest.fixture(scope="module")
+def a9a_prepared(spark, a9a_path: Path, tmp_path_factory) -> tuple[str, str]:
+    root = tmp_path_factory.mktemp("a9a")
+    import_libsvm(str(a9a_path), str(root / "avro"))
+    index_features(spark, str(root / "avro"), str(root / "index"), FeatureShard(name="g", bags=("features",)))
+    prepare_fixed_effect(spark, str(root / "avro"), str(root / "index"), str(root / "prepared"), files=2)
+    return str(root / "index"), str(root / "prepared")
+
+
+@pytest.fixture(scope="module", params=["logistic", "linear", "poisson"])
+def synthetic_prepared(request, spark, tmp_path_factory) -> tuple[str, str, str, str]:
+    task = request.param
+    root = tmp_path_factory.mktemp(f"syn-{task}")
+    spec = generic_spec(rows=4000, users=50, items=20, task=task, context_dimension=60, context_nnz=6, seed=11)
+    generate(spec.model_copy(update={"rows_per_file": 2000}), str(root / "data"))
+    shard = FeatureShard(name="g", bags=("features", "userFeatures", "itemFeatures"))
+    index_features(spark, str(root / "data" / "train"), str(root / "index"), shard)
+    for split in ("train", "validation"):
+        prepare_fixed_effect(spark, str(root / "data" / split), str(root / "index"), str(root / split), files=3)
+    return task, str(root / "index"), str(root / "train"), str(root / "validation")
+
+
+def reference_for(prepared: str, num_features: int, task: str, l2: float, l1: float) -> float:
+    rows = load_rows(prepared)
+    mask = np.ones(num_features)
+    mask[0] = 0.0  # intercept unregularized
+    return reference_objective(rows.to_scipy(num_features), rows.label, rows.weight, rows.offset, task,
+                               l2 * mask, l1 * mask)
+
+
+@pytest.mark.parametrize("compute", ["tensorflow", "scipy"])
+def test_a9a_logistic_matches_scipy(a9a_prepared, tmp_path: Path, compute: str) -> None:
+    index, prepared = a9a_prepared
+    config = FixedEffectConfig(task="logistic", l2=1.0, compute=compute, validation_every=0)
+    report = Trainer(config, index, prepared, str(tmp_path / "model")).run()
+    expected = reference_for(prepared, report["num_features"], "logistic", 1.0, 0.0)
+    assert report["converged"], report["stop_reason"]
+    assert abs(report["final_objective"] - expected) / expected < 1e-6
+
+
+@pytest.mark.parametrize("l2,l1", [(1.0, 0.0), (0.0, 2.0), (0.5, 1.0)], ids=["l2", "l1", "elastic-net"])
+def test_synthetic_tasks_match_scipy(synthetic_prepared, tmp_path: Path, l2: float, l1: float) -> None:
+    task, index, train, _ = synthetic_prepared
+    config = FixedEffectConfig(task=task, l2=l2, l1=l1, validation_every=0)
+    report = Trainer(config, index, train, str(tmp_path / "model")).run()
+    expected = reference_for(train, report["num_features"], task, l2, l1)
+    assert report["converged"], report["stop_reason"]
+    assert abs(report["final_objective"] - expected) / abs(expected) < 1e-6
+    if l1 > 0:
+        model = read_model(str(tmp_path / "model"))
+        assert sum(1 for v in model.means.values() if v == 0.0) > 0  # L1 gives exact zeros
+
+
+def test_outputs_scores_variances_and_report(synthetic_prepared, tmp_path: Path) -> None:
+    task, index, train, validation = synthetic_prepared
+    out = tmp_path / "model"
+    config = FixedEffectConfig(task=task, l2=1.0, variance="full")
+    report = Trainer(config, index, train, str(out), validation=validation).run()
+    assert (out / "_SUCCESS").exists() and json.loads((out / "_report.json").read_text())["converged"]
+    model = read_model(str(out))
+    assert model.model_id == "global" and model.task == task and ("(INTERCEPT)", "") in model.means
+    rows = load_rows(train)
+    coefficients = np.array(list(model.means.values()))
+    expected = rows.to_scipy(len(coefficients)) @ coefficients
+    table = pq.read_table(str(out / "scores" / "train"))
+    scores = dict(zip(table.column("uid").to_pylist(), table.column("score").to_pylist(), strict=True))
+    assert np.allclose([scores[u] for u in rows.uid], expected)
+    assert len(pq.read_table(str(out / "scores" / "validation"))) == len(load_rows(validation).label)
+    full = np.array(list(model.variances.values()))
+    simple_report = Trainer(config.model_copy(update={"variance": "simple"}), index, train,
+                            str(tmp_path / "simple")).run()
+    simple = np.array(list(read_model(str(tmp_path / "simple")).variances.values()))
+    assert np.all(full > 0) and np.all(simple > 0) and np.all(simple <= full * (1 + 1e-9))  # 1/H_jj <= (H^-1)_jj
+    assert simple_report["iterations"] == report["iterations"]
+    assert list((out / "tensorboard").iterdir()), "TensorBoard event files expected"
+
+
+def test_warm_start_from_optimum_needs_few_iterations(synthetic_prepared, tmp_path: Path) -> None:
+    task, index, train, _ = synthetic_prepared
+    config = FixedEffectConfig(task=task, l2=1.0, validation_every=0)
+    first = Trainer(config, index, train, str(tmp_path / "first")).run()
+    warm = Trainer(config.model_copy(update={"warm_start": str(tmp_path / "first")}), index, train,
+                   str(tmp_path / "warm")).run()
+    assert warm["iterations"] <= min(5, first["iterations"] // 5)
+    assert abs(warm["final_objective"] - first["final_objective"]) < 1e-6 * abs(first["final_objective"])
+
+
+def test_incremental_prior_pulls_towards_previous_model(synthetic_prepared, tmp_path: Path) -> None:
+    task, index, train, _ = synthetic_prepared
+    base = FixedEffectConfig(task=task, l2=1.0, variance="simple", validation_every=0)
+    Trainer(base, index, train, str(tmp_path / "prior")).run()
+    prior = read_model(str(tmp_path / "prior"))
+    strong = base.model_copy(update={"l2": 0.0, "prior": str(tmp_path / "prior"), "incremental_weight": 1e6})
+    Trainer(strong, index, train, str(tmp_path / "incremental")).run()
+    incremental = read_model(str(tmp_path / "incremental"))
+    deltas = [abs(incremental.means[k] - prior.means[k]) for k in prior.means]
+    assert max(deltas) < 1e-3
+
+
+def test_killed_run_resumes_to_the_same_model(synthetic_prepared, tmp_path: Path) -> None:
+    task, index, train, _ = synthetic_prepared
+    # tolerances at zero: the run goes on for many iterations, so the kill lands mid-training
+    args = ["--index", index, "--train", train, "--task", task, "--l2", "0.01", "--checkpoint-every", "2",
+            "--validation-every", "0", "--ftol", "0", "--gtol", "0", "--max-iterations", "300"]
+    subprocess.run([sys.executable, "-m", "glmix.fixed_effect", *args, "--output", str(tmp_path / "straight")],
+                   check=True, capture_output=True)
+    out = tmp_path / "resumed"
+    proc = subprocess.Popen([sys.executable, "-m", "glmix.fixed_effect", *args, "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "._checkpoints-resumed" / "state.npz"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert checkpoint.exists() and not out.exists(), "the run should be killed mid-training, after a checkpoint"
+    result = subprocess.run([sys.executable, "-m", "glmix.fixed_effect", *args, "--output", str(out)], check=True,
+                            capture_output=True, text=True)
+    report = json.loads((out / "_report.json").read_text())
+    assert report["resumed_from_iteration"] >= 2, result.stdout
+    straight = read_model(str(tmp_path / "straight")).means
+    resumed = read_model(str(out)).means
+    assert max(abs(straight[k] - resumed[k]) for k in straight) < 1e-6
