@@ -96,22 +96,29 @@ class Collective:
 
     def __init__(self, context: WorkerContext) -> None:
         self.context = context
-        self._strategy = None
+        self._reduce = None
         if context.count > 1:
             import tensorflow as tf
 
-            self._strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+
+            @tf.function(reduce_retracing=True)
+            def reduce(value):
+                per_replica = strategy.run(tf.identity, args=(value,))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+            self._reduce = reduce
 
     def sum(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        if self._strategy is None:
+        if self._reduce is None:
             return arrays
         import tensorflow as tf
 
-        def reduce(*values):
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, list(values))
-
-        result = self._strategy.run(reduce, args=tuple(tf.constant(a, dtype=tf.float64) for a in arrays))
-        return [np.asarray(self._strategy.experimental_local_results(r)[0]) for r in result]
+        # one collective for all arrays: concatenate, reduce, split
+        flat = np.concatenate([np.ravel(a) for a in arrays]).astype(np.float64)
+        total = self._reduce(tf.constant(flat)).numpy()
+        bounds = np.cumsum([0] + [np.size(a) for a in arrays])
+        return [total[lo:hi].reshape(np.shape(a)) for a, lo, hi in zip(arrays, bounds[:-1], bounds[1:], strict=True)]
 
     def barrier(self) -> None:
         self.sum([np.zeros(1)])

@@ -1,0 +1,1 @@
+"""A TonY-like launcher: distributed TensorFlow jobs as YARN applications (Skein) or local processes."""

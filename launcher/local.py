@@ -1,0 +1,143 @@
+"""The local backend: the same spec and task runtime as local subprocesses, no YARN.
+
+The failure policy is the YARN backend's: a chief failure fails the job; another tracked task's
+failure restarts the whole attempt (every task, so training resumes from its checkpoint) up to
+``max_attempts``; the job succeeds when every tracked task has exited 0, and untracked tasks
+(ps, evaluator, tensorboard) are then stopped. Nothing is left running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher.events import EventLog
+from launcher.spec import JobSpec
+
+POLL_S = 0.2
+
+
+@dataclass
+class TaskOutcome:
+    task: str
+    exit_code: int | None
+    stderr_tail: str
+    where: str
+
+
+@dataclass
+class JobResult:
+    app_id: str
+    final_status: str                    # SUCCEEDED, FAILED or KILLED
+    attempts: int
+    reason: str = ""
+    failed: TaskOutcome | None = None
+    tasks: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.final_status == "SUCCEEDED" else 1
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class LocalBackend:
+    def __init__(self, root: str | Path = ".launcher") -> None:
+        self.root = Path(root)
+
+    def submit(self, spec: JobSpec, on_status=None) -> JobResult:
+        app_id = f"local_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
+        run_dir = self.root / app_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+        events = EventLog(str(run_dir / "events.jsonl"))
+        events.emit("application_started", app_id=app_id, name=spec.name, backend="local")
+        started = time.monotonic()
+        result = JobResult(app_id, "FAILED", 0)
+        try:
+            for attempt in range(1, spec.max_attempts + 1):
+                result.attempts = attempt
+                status, failed = self._attempt(spec, run_dir, app_id, attempt, events, started, on_status)
+                if status == "SUCCEEDED":
+                    result.final_status, result.failed = "SUCCEEDED", None
+                    break
+                result.failed = failed
+                result.reason = status
+                if status in ("chief_failed", "job_timeout") or attempt == spec.max_attempts:
+                    break
+                events.emit("attempt_restarted", app_id=app_id, attempt=attempt, reason=status)
+        except KeyboardInterrupt:
+            result.final_status, result.reason = "KILLED", "interrupted"
+        events.emit("application_finished", app_id=app_id, final_status=result.final_status,
+                    attempts=result.attempts, reason=result.reason, seconds=round(time.monotonic() - started, 3))
+        return result
+
+    def _attempt(self, spec: JobSpec, run_dir: Path, app_id: str, attempt: int, events: EventLog,
+                 started: float, on_status) -> tuple[str, TaskOutcome | None]:
+        procs: dict[str, tuple[subprocess.Popen, Path, float]] = {}
+        kv_dir = run_dir / "kv"
+        spec_json = json.dumps(spec.to_dict())
+        for task_type, index in spec.instances():
+            name = f"{task_type}:{index}"
+            log_dir = run_dir / "logs" / f"attempt-{attempt}" / f"{task_type}-{index}"
+            log_dir.mkdir(parents=True)
+            command = [sys.executable, "-m", "launcher.task", "--spec", spec_json, "--type", task_type,
+                       "--index", str(index), "--attempt", str(attempt), "--kv-dir", str(kv_dir),
+                       "--run-id", app_id]
+            env = {**os.environ, **spec.tasks[task_type].env}  # as a container's environment
+            proc = subprocess.Popen(command, stdout=open(log_dir / "stdout", "wb"), env=env,
+                                    stderr=open(log_dir / "stderr", "wb"), start_new_session=True)
+            procs[name] = (proc, log_dir, time.monotonic())
+            events.emit("task_started", app_id=app_id, task=name, attempt=attempt, pid=proc.pid)
+        try:
+            while True:
+                time.sleep(POLL_S)
+                codes = {name: proc.poll() for name, (proc, _, _) in procs.items()}
+                if on_status:
+                    on_status(attempt, codes)
+                for name, code in codes.items():
+                    if code not in (None, 0) and spec.is_tracked(name.split(":")[0]):
+                        proc, log_dir, t0 = procs[name]
+                        events.emit("task_finished", app_id=app_id, task=name, attempt=attempt, exit_code=code,
+                                    seconds=round(time.monotonic() - t0, 3))
+                        outcome = TaskOutcome(name, code, _tail(log_dir / "stderr"), str(log_dir))
+                        return ("chief_failed" if name.startswith("chief:") else "task_failed"), outcome
+                tracked = [c for n, c in codes.items() if spec.is_tracked(n.split(":")[0])]
+                if tracked and all(c == 0 for c in tracked):
+                    for name, code in codes.items():
+                        if code == 0:
+                            events.emit("task_finished", app_id=app_id, task=name, attempt=attempt, exit_code=0,
+                                        seconds=round(time.monotonic() - procs[name][2], 3))
+                    return "SUCCEEDED", None
+                if time.monotonic() - started > spec.timeouts.job:
+                    return "job_timeout", TaskOutcome("job", None, f"job timeout of {spec.timeouts.job:.0f}s", "")
+        finally:
+            for proc, _, _ in procs.values():
+                _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a task and everything it started (its own process group)."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

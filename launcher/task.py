@@ -1,0 +1,93 @@
+"""The task runtime, run in every container (or local process) before the user's command.
+
+1. Reserve a port: bind a socket with SO_REUSEPORT and keep it bound (not listening) until the
+   command exits, so nothing else can take the port; TensorFlow binds it too because we set
+   TF_GRPC_REUSE_PORT. No window for a port race.
+2. Register host:port in the key-value store under attempt-N/address/TYPE/INDEX.
+3. Wait at the barrier until every task of the TensorFlow cluster has registered (registration
+   timeout: exit code 75 with the missing tasks named).
+4. Run the command with TF_CONFIG (cluster by type and index; an evaluator gets its own TF_CONFIG
+   and stays out of everyone else's cluster) and GLMIX_TASK_TYPE / GLMIX_TASK_INDEX /
+   GLMIX_NUM_<TYPE> / GLMIX_RUN_ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from launcher.kv import DirectoryStore, KeyValueStore, SkeinStore, wait_for
+from launcher.spec import JobSpec
+
+REGISTRATION_TIMEOUT_EXIT = 75
+OUTSIDE_CLUSTER = {"evaluator", "tensorboard"}
+
+
+def reserve_port(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, 0))
+    return sock
+
+
+def tf_config(spec: JobSpec, addresses: dict[str, str], task_type: str, index: int) -> dict:
+    cluster: dict[str, list[str]] = {}
+    for t, i in spec.instances():
+        if t in OUTSIDE_CLUSTER:
+            continue
+        cluster.setdefault(t, []).append(addresses[f"{t}/{i}"])
+    if task_type in OUTSIDE_CLUSTER:
+        return {"cluster": {task_type: [addresses[f"{task_type}/{index}"]]}, "task": {"type": task_type,
+                                                                                        "index": index}}
+    return {"cluster": cluster, "task": {"type": task_type, "index": index}}
+
+
+def run_task(spec: JobSpec, task_type: str, index: int, attempt: int, store: KeyValueStore, run_id: str,
+             host: str) -> int:
+    sock = reserve_port(host)
+    try:
+        port = sock.getsockname()[1]
+        prefix = f"attempt-{attempt}/address/"
+        store.put(f"{prefix}{task_type}/{index}", f"{host}:{port}")
+        needed = {f"{t}/{i}" for t, i in spec.instances() if t not in OUTSIDE_CLUSTER}
+        needed.add(f"{task_type}/{index}")
+        try:
+            addresses = wait_for(store, prefix, needed, spec.timeouts.registration)
+        except TimeoutError as exc:
+            print(f"registration timeout after {spec.timeouts.registration:.0f}s: never registered: {exc}",
+                  file=sys.stderr, flush=True)
+            return REGISTRATION_TIMEOUT_EXIT
+        env = dict(os.environ)
+        env.update(spec.tasks[task_type].env)
+        env.update({"TF_CONFIG": json.dumps(tf_config(spec, addresses, task_type, index)),
+                    "TF_GRPC_REUSE_PORT": "true", "GLMIX_TASK_TYPE": task_type, "GLMIX_TASK_INDEX": str(index),
+                    "GLMIX_RUN_ID": f"{run_id}-attempt-{attempt}", "GLMIX_ATTEMPT": str(attempt)})
+        for t, task in spec.tasks.items():
+            env[f"GLMIX_NUM_{t.upper()}"] = str(task.instances)
+        print(f"[{task_type}:{index}] attempt {attempt} starting at {host}:{port}", flush=True)
+        return subprocess.call(["bash", "-c", spec.tasks[task_type].command], env=env)
+    finally:
+        sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="launcher.task")
+    parser.add_argument("--spec", required=True, help="the validated spec as JSON")
+    parser.add_argument("--type", required=True)
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--attempt", type=int, default=1)
+    parser.add_argument("--kv-dir", help="local backend: the directory key-value store (else Skein's)")
+    parser.add_argument("--run-id", default=os.environ.get("SKEIN_APPLICATION_ID", "local"))
+    args = parser.parse_args(argv)
+    spec = JobSpec.from_dict(json.loads(args.spec))
+    store: KeyValueStore = DirectoryStore(args.kv_dir) if args.kv_dir else SkeinStore()
+    host = os.environ.get("GLMIX_TASK_HOST", "127.0.0.1")
+    return run_task(spec, args.type, args.index, args.attempt, store, args.run_id, host)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

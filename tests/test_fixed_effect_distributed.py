@@ -1,0 +1,40 @@
+"""1, 2 and 3 TensorFlow workers (launcher local backend, collective all-reduce) give the same model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from glmix.config import FeatureShard
+from glmix.fixed_effect import read_model
+from glmix.synthetic import generate, generic_spec
+from jobs.index_features import index_features
+from jobs.prepare_fixed_effect import prepare_fixed_effect
+from launcher.local import LocalBackend
+from launcher.spec import JobSpec
+
+
+def test_one_two_three_workers_agree(spark, tmp_path: Path) -> None:
+    spec = generic_spec(rows=6000, users=40, items=20, context_dimension=80, context_nnz=8, seed=21)
+    generate(spec.model_copy(update={"rows_per_file": 6000, "validation_fraction": 0.0}), str(tmp_path / "data"))
+    index_features(spark, str(tmp_path / "data" / "train"), str(tmp_path / "index"),
+                   FeatureShard(name="g", bags=("features",)))  # Gaussian features: well conditioned
+    # two files for three workers: workers split rows, not files
+    prepare_fixed_effect(spark, str(tmp_path / "data" / "train"), str(tmp_path / "index"), str(tmp_path / "fe"), 2)
+    models = {}
+    for workers in (1, 2, 3):
+        out = tmp_path / f"model-{workers}"
+        command = (f"{sys.executable} -m glmix.fixed_effect --index {tmp_path / 'index'} --train {tmp_path / 'fe'} "
+                   f"--output {out} --task logistic --l2 0.5 --l1 0.05 --validation-every 0 --ftol 0 --gtol 1e-9")
+        job = JobSpec.from_dict({"name": f"fe-{workers}", "tasks": {"worker": {"instances": workers,
+                                                                               "command": command}}})
+        result = LocalBackend(tmp_path / "runs").submit(job)
+        assert result.final_status == "SUCCEEDED", result.failed
+        models[workers] = read_model(str(out)).means
+    keys = list(models[1])
+    reference = np.array([models[1][k] for k in keys])
+    for workers in (2, 3):
+        other = np.array([models[workers][k] for k in keys])
+        assert np.max(np.abs(other - reference)) < 1e-6, workers
