@@ -39,7 +39,7 @@ class JobResult:
     attempts: int
     reason: str = ""
     failed: TaskOutcome | None = None
-    tasks: dict[str, int | None] = field(default_factory=dict)
+    attempt_ids: list[str] = field(default_factory=list)  # YARN: one application per attempt
 
     @property
     def exit_code(self) -> int:

@@ -88,11 +88,6 @@ class Kerberos(Settings):
     keytab: str
 
 
-class TensorBoardSpec(Settings):
-    log_dir: str
-    task: bool = Field(False, description="run a TensorBoard task whose address is the tracking URL")
-
-
 class JobSpec(Settings):
     name: str = Field(pattern=NAME_PATTERN)
     queue: str = Field("default", pattern=NAME_PATTERN)
@@ -103,7 +98,7 @@ class JobSpec(Settings):
     python: PythonEnv | None = None
     code: str | None = Field(None, description="directory or archive shipped to every container as ./code")
     kerberos: Kerberos | None = None
-    tensorboard: TensorBoardSpec | None = None
+    tensorboard_log_dir: str | None = Field(None, description="recorded in the job history for TensorBoard")
     tasks: dict[str, TaskSpec] = Field(min_length=1)
 
     @field_validator("tasks")

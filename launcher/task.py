@@ -19,12 +19,15 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections import deque
 
 from launcher.kv import DirectoryStore, KeyValueStore, SkeinStore, wait_for
 from launcher.spec import JobSpec
 
 REGISTRATION_TIMEOUT_EXIT = 75
 OUTSIDE_CLUSTER = {"evaluator", "tensorboard"}
+STDERR_TAIL: deque[str] = deque(maxlen=25)
 
 
 def reserve_port(host: str) -> socket.socket:
@@ -58,8 +61,9 @@ def run_task(spec: JobSpec, task_type: str, index: int, attempt: int, store: Key
         try:
             addresses = wait_for(store, prefix, needed, spec.timeouts.registration)
         except TimeoutError as exc:
-            print(f"registration timeout after {spec.timeouts.registration:.0f}s: never registered: {exc}",
-                  file=sys.stderr, flush=True)
+            message = f"registration timeout after {spec.timeouts.registration:.0f}s: never registered: {exc}"
+            print(message, file=sys.stderr, flush=True)
+            STDERR_TAIL.append(message)
             return REGISTRATION_TIMEOUT_EXIT
         env = dict(os.environ)
         env.update(spec.tasks[task_type].env)
@@ -69,9 +73,31 @@ def run_task(spec: JobSpec, task_type: str, index: int, attempt: int, store: Key
         for t, task in spec.tasks.items():
             env[f"GLMIX_NUM_{t.upper()}"] = str(task.instances)
         print(f"[{task_type}:{index}] attempt {attempt} starting at {host}:{port}", flush=True)
-        return subprocess.call(["bash", "-c", spec.tasks[task_type].command], env=env)
+        return run_command(spec.tasks[task_type].command, env)
     finally:
         sock.close()
+
+
+def run_command(command: str, env: dict[str, str]) -> int:
+    """Run the user's command, passing its stderr through while keeping the last lines for the report."""
+    proc = subprocess.Popen(["bash", "-c", command], env=env, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        sys.stderr.buffer.write(line)
+        sys.stderr.flush()
+        STDERR_TAIL.append(line.decode(errors="replace").rstrip("\n"))
+    return proc.wait()
+
+
+def write_result(results_dir: str, task_type: str, index: int, attempt: int, exit_code: int,
+                 seconds: float) -> None:
+    """The task's outcome where the client reads it even after the application is gone."""
+    from glmix.storage import join, write_file_atomically
+
+    record = {"task": f"{task_type}:{index}", "attempt": attempt, "exit_code": exit_code,
+              "seconds": round(seconds, 3), "host": socket.gethostname(),
+              "container": os.environ.get("CONTAINER_ID", ""), "stderr_tail": "\n".join(STDERR_TAIL)}
+    write_file_atomically(join(results_dir, f"{task_type}-{index}.json"), json.dumps(record).encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,11 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempt", type=int, default=1)
     parser.add_argument("--kv-dir", help="local backend: the directory key-value store (else Skein's)")
     parser.add_argument("--run-id", default=os.environ.get("SKEIN_APPLICATION_ID", "local"))
+    parser.add_argument("--results-dir", help="where to write the task's outcome (on YARN: under the app id)")
     args = parser.parse_args(argv)
     spec = JobSpec.from_dict(json.loads(args.spec))
     store: KeyValueStore = DirectoryStore(args.kv_dir) if args.kv_dir else SkeinStore()
     host = os.environ.get("GLMIX_TASK_HOST", "127.0.0.1")
-    return run_task(spec, args.type, args.index, args.attempt, store, args.run_id, host)
+    started = time.monotonic()
+    code = run_task(spec, args.type, args.index, args.attempt, store, args.run_id, host)
+    if args.results_dir:
+        write_result(args.results_dir, args.type, args.index, args.attempt, code, time.monotonic() - started)
+    return code
 
 
 if __name__ == "__main__":

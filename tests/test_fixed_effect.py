@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from fe_reference import reference_objective
 
 from glmix.config import FeatureShard
 from glmix.fixed_effect import FixedEffectConfig, Trainer, read_model
@@ -20,6 +19,7 @@ from glmix.sparse_rows import load_rows
 from glmix.synthetic import generate, generic_spec
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
+from tests.fe_reference import reference_objective
 
 
 @pytest.fixture(scope="module")

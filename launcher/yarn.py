@@ -1,0 +1,237 @@
+"""The YARN backend: one Skein application per attempt, one Skein service per task type.
+
+Each container runs the task runtime (launcher.task), which registers in Skein's key-value store
+and waits at the barrier before starting the user's command with TF_CONFIG. The client watches
+the containers: when every tracked task has succeeded it shuts the application down as SUCCEEDED
+(untracked tasks such as ps are stopped with it); a failed chief fails the job; another failed
+tracked task fails the attempt, and a new attempt (a new application) starts while attempts
+remain, so training resumes from its checkpoints. Allocation and job timeouts kill the
+application; so does Ctrl-C. Preempted containers (YARN exit status -102) are reported as
+preemptions, not task failures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from glmix.storage import storage_for
+from launcher.events import EventLog
+from launcher.local import JobResult, TaskOutcome
+from launcher.spec import JobSpec
+
+AM_MEMORY_MB = 512
+POLL_S = 1.0
+PREEMPTED_EXIT = -102
+
+
+def history_dir() -> str:
+    user = os.environ.get("HADOOP_USER_NAME") or os.environ.get("USER", "root")
+    return f"hdfs:///user/{user}/.glmix/history"
+
+
+def _cached_upload(local: Path, kind: str) -> str:
+    """Upload a local file to HDFS once per content hash (environments, code archives)."""
+    digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
+    user = os.environ.get("HADOOP_USER_NAME") or os.environ.get("USER", "root")
+    remote = f"hdfs:///user/{user}/.glmix/{kind}/{digest}-{local.name}"
+    storage = storage_for(remote)
+    if not storage.exists(remote):
+        storage.write_bytes(remote + ".partial", local.read_bytes())
+        storage.rename(remote + ".partial", remote)
+    return remote
+
+
+def _code_archive(code: str) -> str:
+    """A directory is zipped (deterministically) and uploaded; an existing archive is used as is."""
+    path = Path(code)
+    if "://" in code or not path.is_dir():
+        return code if "://" in code else _cached_upload(path, "code")
+    import zipfile
+
+    target = Path(tempfile.mkdtemp()) / f"{path.name}.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            info = zipfile.ZipInfo(str(file.relative_to(path)), date_time=(2020, 1, 1, 0, 0, 0))
+            archive.writestr(info, file.read_bytes())
+    return _cached_upload(target, "code")
+
+
+class YarnBackend:
+    def __init__(self) -> None:
+        import skein  # noqa: F401  (fail early with a clear ImportError)
+
+    def skein_spec(self, spec: JobSpec, attempt: int, spec_file: Path):
+        import skein
+
+        files = {"spec.json": skein.File(str(spec_file))}
+        python = sys.executable
+        env = {"GLMIX_TASK_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        if spec.python and spec.python.path:
+            python = f"{spec.python.path}/bin/python"
+        elif spec.python and spec.python.archive:
+            source = spec.python.archive if "://" in spec.python.archive else _cached_upload(
+                Path(spec.python.archive), "envs")
+            files["pyenv"] = skein.File(source, type="archive")
+            python = "./pyenv/bin/python"
+        if spec.code:
+            files["code"] = skein.File(_code_archive(spec.code), type="archive")
+            env["PYTHONPATH"] = "./code"
+        services = {}
+        for task_type, task in spec.tasks.items():
+            task_files = dict(files)
+            task_files.update({name: skein.File(source) for name, source in task.files.items()})
+            script = (f"index=${{SKEIN_CONTAINER_ID##*_}}\n"
+                      f"exec {python} -m launcher.task --spec \"$(cat spec.json)\" --type {task_type} "
+                      f"--index $index --attempt {attempt} "
+                      f"--results-dir {history_dir()}/$SKEIN_APPLICATION_ID/tasks")
+            services[task_type] = skein.Service(
+                instances=task.instances, max_restarts=0, allow_failures=True,  # the client decides
+                resources=skein.Resources(memory=task.memory, vcores=task.vcores, gpus=task.gpus),
+                files=task_files, env={**env, **task.env}, script=script)
+        return skein.ApplicationSpec(
+            name=spec.name, queue=spec.queue, node_label=spec.node_label or "", tags=set(spec.tags) | {"glmix"},
+            max_attempts=1, master=skein.Master(resources=skein.Resources(memory=AM_MEMORY_MB, vcores=1)),
+            services=services)
+
+    def _client(self, spec: JobSpec):
+        import skein
+
+        if spec.kerberos:
+            return skein.Client(principal=spec.kerberos.principal, keytab=spec.kerberos.keytab)
+        return skein.Client()
+
+    def submit(self, spec: JobSpec, on_status=None) -> JobResult:
+        result = JobResult("", "FAILED", 0)
+        with tempfile.TemporaryDirectory() as tmp, self._client(spec) as client:
+            spec_file = Path(tmp) / "spec.json"
+            spec_file.write_text(json.dumps(spec.to_dict()))
+            events = None
+            started = time.monotonic()
+            for attempt in range(1, spec.max_attempts + 1):
+                app_id = client.submit(self.skein_spec(spec, attempt, spec_file))
+                if events is None:
+                    result.app_id = app_id
+                    events = EventLog(f"{history_dir()}/{app_id}.jsonl")
+                    events.emit("application_started", app_id=app_id, name=spec.name, backend="yarn")
+                events.emit("attempt_started", app_id=app_id, attempt=attempt)
+                result.attempts = attempt
+                status, failed = self._watch(client, app_id, spec, started, events, on_status)
+                result.attempt_ids.append(app_id)
+                if status == "SUCCEEDED":
+                    result.final_status, result.failed, result.reason = "SUCCEEDED", None, ""
+                    break
+                result.failed, result.reason = failed, status
+                result.final_status = "KILLED" if status == "killed" else "FAILED"
+                if status in ("chief_failed", "job_timeout", "killed", "allocation_timeout") \
+                        or attempt == spec.max_attempts:
+                    break
+                events.emit("attempt_restarted", app_id=app_id, attempt=attempt, reason=status)
+            events.emit("application_finished", app_id=result.app_id, final_status=result.final_status,
+                        attempts=result.attempts, reason=result.reason,
+                        seconds=round(time.monotonic() - started, 3))
+        return result
+
+    def _watch(self, client, app_id: str, spec: JobSpec, started: float, events: EventLog,
+               on_status) -> tuple[str, TaskOutcome | None]:
+        """Follow one attempt to its end; returns (status, failed task)."""
+        import skein
+
+        app = None
+        submitted = time.monotonic()
+        seen: dict[str, str] = {}
+        try:
+            while True:
+                report = client.application_report(app_id)
+                state = str(report.state)
+                if state in ("FINISHED", "FAILED", "KILLED"):
+                    break
+                if state == "RUNNING":
+                    if app is None:
+                        try:
+                            app = client.connect(app_id, wait=False)
+                        except skein.exceptions.ConnectionError:
+                            app = None
+                    if app is not None:
+                        outcome = self._check_containers(app, spec, seen, events, app_id, on_status, submitted)
+                        if outcome is not None:
+                            return outcome
+                if time.monotonic() - started > spec.timeouts.job:
+                    client.kill_application(app_id)
+                    return "job_timeout", TaskOutcome("job", None, f"job timeout of {spec.timeouts.job:.0f}s", "")
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            client.kill_application(app_id)
+            return "killed", TaskOutcome("client", None, "interrupted: application killed", "")
+        return self._outcome(app_id, spec, str(report.final_status), report.diagnostics or "")
+
+    def _outcome(self, app_id: str, spec: JobSpec, final_status: str, diagnostics: str):
+        """Decide from the tasks' own result records, which outlive the application."""
+        results = read_task_results(app_id)
+        failed = [r for r in results.values() if r["exit_code"] != 0 and spec.is_tracked(r["task"].split(":")[0])]
+        if failed:
+            first = next((r for r in failed if r["task"].startswith("chief:")), failed[0])
+            outcome = TaskOutcome(first["task"], first["exit_code"], first["stderr_tail"],
+                                  f"{first['container']} on {first['host']}")
+            return ("chief_failed" if first["task"].startswith("chief:") else "task_failed"), outcome
+        expected = {f"{t}:{i}" for t, i in spec.instances() if spec.is_tracked(t)}
+        if final_status == "SUCCEEDED" and expected <= set(results):
+            return "SUCCEEDED", None
+        missing = sorted(expected - set(results))
+        return "task_lost", TaskOutcome(missing[0] if missing else "unknown", None,
+                                        f"no result from {', '.join(missing)}; {diagnostics}", app_id)
+
+    def _check_containers(self, app, spec: JobSpec, seen: dict[str, str], events: EventLog, app_id: str,
+                          on_status, submitted: float):
+        import skein
+
+        try:
+            containers = app.get_containers(states=list(skein.model.ContainerState))
+        except skein.exceptions.ConnectionError:
+            return None
+        states = {c.id: str(c.state) for c in containers}
+        for c in containers:
+            if seen.get(c.id) != str(c.state):
+                seen[c.id] = str(c.state)
+                events.emit("task_state", app_id=app_id, task=c.id, state=str(c.state),
+                            container=c.yarn_container_id, node=c.yarn_node_http_address, exit_message=c.exit_message)
+        if on_status:
+            on_status(app_id, states)
+        for c in containers:
+            if str(c.state) in ("FAILED", "KILLED") and spec.is_tracked(c.service_name):
+                # stop the others at once: they would hang in collectives waiting for the dead task
+                app.shutdown("FAILED", diagnostics=f"task {c.id} failed: {c.exit_message}")
+                if str(PREEMPTED_EXIT) in (c.exit_message or ""):
+                    return "preempted", TaskOutcome(c.id.replace("_", ":"), PREEMPTED_EXIT, "preempted by YARN",
+                                                    f"{c.yarn_container_id} on {c.yarn_node_http_address}")
+                return self._outcome(app_id, spec, "FAILED", c.exit_message or "")
+        tracked = [c for c in containers if spec.is_tracked(c.service_name)]
+        expected = sum(t.instances for name, t in spec.tasks.items() if spec.is_tracked(name))
+        if len(tracked) == expected and all(str(c.state) == "SUCCEEDED" for c in tracked):
+            app.shutdown("SUCCEEDED")
+            return self._outcome(app_id, spec, "SUCCEEDED", "")
+        waiting = [c for c in containers if str(c.state) in ("WAITING", "REQUESTED")]
+        if waiting and time.monotonic() - submitted > spec.timeouts.allocation:
+            app.shutdown("FAILED", diagnostics="allocation timeout")
+            return "allocation_timeout", TaskOutcome(
+                waiting[0].id.replace("_", ":"), None,
+                f"container not allocated within {spec.timeouts.allocation:.0f}s", "")
+        return None
+
+
+def read_task_results(app_id: str, wait_s: float = 10) -> dict[str, dict]:
+    """The result records tasks wrote (exit code, stderr tail, host), keyed by 'type:index'."""
+    directory = f"{history_dir()}/{app_id}/tasks"
+    storage = storage_for(directory)
+    deadline = time.monotonic() + wait_s
+    while not storage.exists(directory) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not storage.exists(directory):
+        return {}
+    records = [json.loads(storage.read_bytes(e.uri)) for e in storage.list(directory) if e.name.endswith(".json")]
+    return {r["task"]: r for r in records}

@@ -1,0 +1,84 @@
+"""The launcher on the real YARN dev cluster: success, restart after a killed worker, failures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cluster.devcluster import Cluster
+from launcher.events import read_events
+from launcher.spec import JobSpec
+from launcher.yarn import YarnBackend, history_dir
+from tests.conftest import our_running_apps
+
+JOB = Path(__file__).parent / "launcher_jobs" / "keras_mwms.py"
+
+
+@pytest.fixture
+def yarn(dev_cluster: Cluster):
+    yield YarnBackend()
+    assert not our_running_apps(dev_cluster.conf_dir), "the test left an application running"
+
+
+def keras_spec(tmp_path: Path, max_attempts: int = 1, **env) -> JobSpec:
+    # TensorFlow has no hdfs:// file system; the single-node cluster's containers share local disk.
+    command = f"{sys.executable} {JOB} {tmp_path / 'backup'}"
+    return JobSpec.from_dict({"name": "glmix-it-keras", "max_attempts": max_attempts,
+                              "timeouts": {"registration": 90},
+                              "tasks": {"worker": {"instances": 2, "memory": 1024, "command": command, "env": env}}})
+
+
+def yarn_logs(app_id: str) -> str:
+    return subprocess.run(["yarn", "logs", "-applicationId", app_id], capture_output=True, text=True).stdout
+
+
+def test_two_workers_mwms_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
+    result = yarn.submit(keras_spec(tmp_path))
+    assert result.final_status == "SUCCEEDED" and result.attempts == 1, result.failed
+    logs = ""
+    for _ in range(30):
+        logs = yarn_logs(result.app_id)
+        if "worker:0 trained epochs=6" in logs and "worker:1 trained epochs=6" in logs:
+            break
+    assert "worker:0 trained epochs=6" in logs and "worker:1 trained epochs=6" in logs
+    finished = subprocess.run(["yarn", "application", "-list", "-appStates", "FINISHED"], capture_output=True,
+                              text=True).stdout
+    assert any(result.app_id in line and "SUCCEEDED" in line for line in finished.splitlines())
+    events = [e["event"] for e in read_events(f"{history_dir()}/{result.app_id}.jsonl")]
+    assert events[0] == "application_started" and events[-1] == "application_finished"
+
+
+def test_killed_worker_restarts_attempt_and_resumes_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
+    result = yarn.submit(keras_spec(tmp_path, max_attempts=2, GLMIX_KILL_ME_AT_EPOCH="2"))
+    assert result.final_status == "SUCCEEDED" and result.attempts == 2, result.failed
+    first, second = result.attempt_ids
+    assert "killing itself after epoch 2" in yarn_logs(first)
+    assert "trained epochs=3" in yarn_logs(second)  # resumed from the BackupAndRestore checkpoint
+
+
+def test_failing_task_via_cli_exit_code_and_stderr(dev_cluster: Cluster, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps({"name": "glmix-it-fail", "tasks": {
+        "chief": {"memory": 512, "command": "echo chief fine"},
+        "worker": {"instances": 1, "memory": 512, "command": "echo 'boom: corrupt shard' >&2; exit 1"}}}))
+    result = subprocess.run([sys.executable, "-m", "launcher", "submit", str(spec)], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 1
+    assert "FAILED" in result.stderr and "failed task worker:0 (exit code 1" in result.stderr
+    assert "boom: corrupt shard" in result.stderr
+    assert not our_running_apps(dev_cluster.conf_dir)
+
+
+def test_registration_timeout_fails_cleanly(yarn: YarnBackend) -> None:
+    # the second worker asks for more memory than the node has left: it is never allocated
+    spec = JobSpec.from_dict({"name": "glmix-it-noreg", "timeouts": {"registration": 15, "allocation": 600},
+                              "tasks": {"chief": {"memory": 512, "command": "echo never"},
+                                        "worker": {"instances": 1, "memory": 9800, "command": "echo never"}}})
+    result = yarn.submit(spec)
+    assert result.final_status == "FAILED" and result.failed.task == "chief:0"
+    assert result.failed.exit_code == 75 or "registration timeout" in result.failed.stderr_tail
+    assert "never registered: worker/0" in result.failed.stderr_tail
