@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from glmix.metrics import DEFAULT_METRIC, METRICS
 from glmix.model_io import LinearModel, read_models, write_models
 from glmix.optim import OptimizeResult, OptimizerState, minimize
 from glmix.sparse_rows import SparseRows, load_rows
-from glmix.storage import SUCCESS_MARKER, join, publish_atomically, storage_for, write_file_atomically
+from glmix.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for, write_file_atomically
 
 VarianceKind = Literal["none", "simple", "full"]
 FULL_VARIANCE_MAX_FEATURES = 5000
@@ -127,8 +128,8 @@ class Collective:
 class TfObjective:
     """Local weighted loss and gradient over this worker's rows, in TensorFlow (float64).
 
-    X is a tf.sparse.SparseTensor, and X^T is kept as a second one in column order, because
-    sparse_dense_matmul with adjoint_a is slower than a product with the transposed copy.
+    X is one tf.sparse.SparseTensor; X^T products use adjoint_a (a transposed copy was measured no
+    faster on a9a and would double the memory).
     """
 
     def __init__(self, rows: SparseRows, num_features: int, task: Task) -> None:
@@ -139,9 +140,7 @@ class TfObjective:
         n = rows.rows
         coo = np.stack([rows.row_ids().astype(np.int64), rows.indices.astype(np.int64)], axis=1)
         x = tf.sparse.SparseTensor(coo, rows.values, (n, num_features))
-        by_column = np.lexsort((coo[:, 0], coo[:, 1]))
-        xt = tf.sparse.SparseTensor(coo[by_column][:, ::-1].copy(), rows.values[by_column], (num_features, n))
-        xt_squared = tf.sparse.SparseTensor(xt.indices, xt.values * xt.values, xt.dense_shape)
+        del coo
         y, w, o = tf.constant(rows.label), tf.constant(rows.weight), tf.constant(rows.offset)
 
         def margin(b):
@@ -159,13 +158,14 @@ class TfObjective:
         @tf.function(reduce_retracing=True)
         def value_and_gradient(b):
             loss, d, _ = loss_and_derivatives(margin(b))
-            grad = tf.sparse.sparse_dense_matmul(xt, (w * d)[:, None])[:, 0]
+            grad = tf.sparse.sparse_dense_matmul(x, (w * d)[:, None], adjoint_a=True)[:, 0]
             return tf.reduce_sum(w * loss), grad
 
         @tf.function(reduce_retracing=True)
         def hessian_diagonal(b):
             _, _, h = loss_and_derivatives(margin(b))
-            return tf.sparse.sparse_dense_matmul(xt_squared, (w * h)[:, None])[:, 0]
+            x_squared = tf.sparse.SparseTensor(x.indices, x.values * x.values, x.dense_shape)
+            return tf.sparse.sparse_dense_matmul(x_squared, (w * h)[:, None], adjoint_a=True)[:, 0]
 
         @tf.function(reduce_retracing=True)
         def scores(b):
@@ -200,7 +200,7 @@ class ScipyObjective:
         self.num_features = num_features
         self._rows, self._loss, self._task = rows, Loss(task), task
         self._x = rows.to_scipy(num_features)
-        self._xt = self._x.T.tocsr()
+        self._xt = self._x.T  # a CSC view: no copy
 
     def value_and_gradient(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         r = self._rows
@@ -211,7 +211,7 @@ class ScipyObjective:
     def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
         r = self._rows
         h = r.weight * self._loss.second_derivative(r.label, self._x @ b + r.offset)
-        return self._xt.multiply(self._xt) @ h
+        return self._x.multiply(self._x).T @ h
 
     def hessian(self, b: np.ndarray) -> np.ndarray:
         return _dense_hessian(self._rows, self.num_features, self._task, b)
@@ -319,14 +319,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces
     def _summary_writer(self):
+        """TensorFlow 2.21 writes no hdfs://, so events go to local disk and are copied into the output."""
         if not self.context.is_chief:
             return None
+        import tempfile
+
         import tensorflow as tf
 
-        path = join(self.checkpoint_dir, "tensorboard")
-        if "://" not in path:
-            os.makedirs(path, exist_ok=True)
-        return tf.summary.create_file_writer(path)
+        self.tensorboard_dir = tempfile.mkdtemp(prefix="glmix-tensorboard-")
+        return tf.summary.create_file_writer(self.tensorboard_dir)
 
     def _log(self, writer, step: int, objective: float, gnorm: float, validation: SparseRows | None,
              validation_objective, x: np.ndarray, metric_name: str) -> None:
@@ -381,7 +382,8 @@ class Trainer:
             "iterations": result.iterations, "evaluations": result.evaluations, "final_objective": result.objective,
             "gradient_norm": result.gradient_norm, "stop_reason": result.reason, "converged": result.converged,
             "rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz, "data_bytes_this_worker": rows.nbytes,
-            "num_features": self.index.size, "config": self.config.model_dump(), **timings,
+            "num_features": self.index.size, "peak_rss_mb_this_worker": _peak_rss_mb(),
+            "config": self.config.model_dump(), **timings,
             "history": [{"iteration": i, "objective": f, "gradient_norm": g} for i, f, g in result.history]}
         if not self.context.is_chief:
             return report
@@ -393,11 +395,18 @@ class Trainer:
         storage = storage_for(self.tmp)
         write_models(join(self.tmp, "model"), [model])
         storage.write_bytes(join(self.tmp, SHARD_META), storage.read_bytes(join(self.train_uri, SHARD_META)))
-        _copy_tree(join(self.checkpoint_dir, "tensorboard"), join(self.tmp, "tensorboard"))
+        copy_tree(self.tensorboard_dir, join(self.tmp, "tensorboard"))
+        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
         storage.write_bytes(join(self.tmp, "_report.json"), json.dumps(report, indent=2, default=float).encode())
         _publish_directory(self.tmp, self.output)
         storage.delete(self.checkpoint_dir)
         return report
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sibling_dir(uri: str, prefix: str) -> str:
@@ -409,18 +418,6 @@ def _write_scores(uri: str, uid: np.ndarray, score: np.ndarray) -> None:
     buffer = pa.BufferOutputStream()
     pq.write_table(pa.table({"uid": pa.array(uid, type=pa.string()), "score": score}), buffer)
     storage_for(uri).write_bytes(uri, buffer.getvalue().to_pybytes())
-
-
-def _copy_tree(src: str, dst: str) -> None:
-    storage = storage_for(src)
-    if not storage.exists(src):
-        return
-    for entry in storage.list(src):
-        target = join(dst, entry.name)
-        if entry.is_dir:
-            _copy_tree(entry.uri, target)
-        else:
-            storage.write_bytes(target, storage.read_bytes(entry.uri))
 
 
 def _publish_directory(tmp: str, output: str) -> None:

@@ -361,6 +361,17 @@ def write_file_atomically(dest: str, data: bytes) -> None:
     storage.rename(tmp, dest)
 
 
+def copy_tree(src: str, dst: str) -> None:
+    """Copy a file or directory tree between any two storages (e.g. local -> HDFS)."""
+    source, target = storage_for(src), storage_for(dst)
+    if not source.is_dir(src):
+        target.write_bytes(dst, source.read_bytes(src))
+        return
+    target.makedirs(dst)
+    for entry in source.list(src):
+        copy_tree(entry.uri, join(dst, entry.name))
+
+
 def is_published(uri: str) -> bool:
     """True when a directory output was completely published (its _SUCCESS marker exists)."""
     return storage_for(uri).exists(join(uri, SUCCESS_MARKER))

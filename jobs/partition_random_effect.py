@@ -90,7 +90,8 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     indexed, indexing = index_rows(rows, load_index_frame(spark, index_dir), index_meta.size, shard.intercept,
                                    ROW_COLUMNS)
     by_entity = Window.partitionBy("entity_id")
-    indexed = indexed.withColumn("_n", F.count(F.lit(1)).over(by_entity))
+    # cached: both the active and the passive outputs derive from it
+    indexed = indexed.withColumn("_n", F.count(F.lit(1)).over(by_entity)).persist()
     active = indexed.filter(F.col("_n") >= lower_bound)
     passive = indexed.filter(F.col("_n") < lower_bound).drop("_n")
     if upper_bound is not None:
@@ -148,6 +149,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
                                "mean": sum(row_sizes) / max(1, len(row_sizes))}})
         report.write_into(tmp)
         entities.unpersist()
+        indexed.unpersist()
     return report.to_dict()
 
 
