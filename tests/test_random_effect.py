@@ -1,0 +1,122 @@
+"""Random-effect training: per-entity optimum vs scipy, recovery of true effects, warm start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import scipy.sparse as sp
+
+from glmix.avro_io import read_avro_records
+from glmix.config import FeatureShard
+from glmix.model_io import read_models
+from glmix.schemas import INTERCEPT_NAME
+from glmix.synthetic import generate, generic_spec
+from jobs.index_features import index_features
+from jobs.partition_random_effect import partition_random_effect
+from jobs.train_random_effect import RandomEffectConfig, train_random_effect
+from tests.fe_reference import reference_objective
+
+
+def true_offsets(data: Path, entity_field: str) -> pa.Table:
+    """Each row's true score from every coordinate except the per-`entity_field` random effect."""
+    truth = data / "truth"
+    fixed = next(read_models(str(truth / "fixed-effect"))).means
+    others = {}
+    for sub in (truth / "random-effect").iterdir():
+        if sub.name != entity_field:
+            others[sub.name] = {m.model_id: m.means for m in read_models(str(sub))}
+    bags = {"userId": "itemFeatures", "itemId": "userFeatures"}
+    uids, scores = [], []
+    for r in read_avro_records(str(data / "train")):
+        keys = [(f["name"], f["term"], f["value"]) for b in ("features", "userFeatures", "itemFeatures") for f in r[b]]
+        score = fixed[(INTERCEPT_NAME, "")] + sum(fixed[(n, t)] * v for n, t, v in keys)
+        for field, models in others.items():
+            coefficients = models[r[field]]
+            score += coefficients[(INTERCEPT_NAME, "")] + sum(
+                coefficients[(f["name"], f["term"])] * f["value"] for f in r[bags[field]])
+        uids.append(r["uid"])
+        scores.append(score)
+    return pa.table({"uid": uids, "score": scores})
+
+
+@pytest.fixture(scope="module")
+def per_user(spark, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("re")
+    spec = generic_spec(rows=30_000, users=150, items=15, context_dimension=20, context_nnz=3, seed=4)
+    generate(spec.model_copy(update={"rows_per_file": 15_000, "validation_fraction": 0.0}), str(root / "data"))
+    (root / "offsets").mkdir()
+    pq.write_table(true_offsets(root / "data", "userId"), root / "offsets" / "part-0.parquet")
+    index_features(spark, str(root / "data" / "train"), str(root / "index"),
+                   FeatureShard(name="per-user", bags=("itemFeatures",)))
+    partition_random_effect(spark, str(root / "data" / "train"), "userId", str(root / "index"), str(root / "re"),
+                            offsets=str(root / "offsets"), lower_bound=3, partitions=3, task="logistic")
+    return {"root": root, "data": str(root / "re"), "index": str(root / "index")}
+
+
+def entity_arrays(partitioned: str) -> dict[str, dict]:
+    return {r["entity_id"]: r for r in pq.read_table(str(Path(partitioned) / "active")).to_pylist()}
+
+
+@pytest.mark.parametrize("l2,l1", [(1.0, 0.0), (0.5, 0.2)], ids=["l2", "elastic-net"])
+def test_every_entity_matches_scipy(spark, per_user, tmp_path: Path, l2: float, l1: float) -> None:
+    config = RandomEffectConfig(task="logistic", l2=l2, l1=l1)
+    report = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"), config)
+    assert report["entities_not_converged"] == 0
+    models = {m.model_id: m.means for m in read_models(str(tmp_path / "m" / "model"))}
+    from glmix.feature_index import FeatureIndex
+
+    keys = FeatureIndex.load(per_user["index"]).keys()
+    entities = entity_arrays(per_user["data"])
+    assert len(models) == len(entities) == report["entities_trained"]
+    worst = 0.0
+    for entity_id, e in entities.items():
+        n, d = e["n_rows"], len(e["features"])
+        x = np.zeros((n, d))
+        x[np.repeat(np.arange(n), e["row_nnz"]), e["cols"]] = e["vals"]
+        y, w, o = np.array(e["labels"]), np.array(e["weights"]), np.array(e["offsets"])
+        b = np.array([models[entity_id].get(keys[g], 0.0) for g in e["features"]])
+        loss_part = w @ (np.logaddexp(0, x @ b + o) - y * (x @ b + o))
+        ours = loss_part + 0.5 * l2 * b @ b + l1 * np.abs(b).sum()
+        expected = reference_objective(sp.csr_matrix(x), y, w, o, "logistic", np.full(d, l2), np.full(d, l1))
+        worst = max(worst, (ours - expected) / abs(expected))
+    assert worst < 1e-6
+
+
+def test_recovers_true_random_effects(spark, per_user, tmp_path: Path) -> None:
+    """The identifiable part of each user's effect is its score on the user's rows: compare those."""
+    train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"),
+                        RandomEffectConfig(task="logistic", l2=1.0))
+    scores = pq.read_table(str(tmp_path / "m" / "scores"))
+    learned = dict(zip(scores.column("uid").to_pylist(), scores.column("score").to_pylist(), strict=True))
+    truth = {m.model_id: m.means for m in read_models(str(per_user["root"] / "data" / "truth" / "random-effect" /
+                                                         "userId"))}
+    pairs = []
+    for r in read_avro_records(str(per_user["root"] / "data" / "train")):
+        if r["uid"] in learned:
+            means = truth[r["userId"]]
+            true_score = means[(INTERCEPT_NAME, "")] + sum(means[(f["name"], f["term"])] * f["value"]
+                                                           for f in r["itemFeatures"])
+            pairs.append((true_score, learned[r["uid"]]))
+    correlation = np.corrcoef(np.array(pairs).T)[0, 1]
+    print(f"correlation of learned vs true per-user random-effect scores: {correlation:.3f} over {len(pairs)} rows")
+    assert correlation > 0.8
+
+
+def test_warm_start_from_optimum_takes_at_most_one_iteration(spark, per_user, tmp_path: Path) -> None:
+    config = RandomEffectConfig(task="logistic", l2=1.0, variance="full")
+    train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "first"), config)
+    report = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "warm"),
+                                 config.model_copy(update={"warm_start": str(tmp_path / "first")}))
+    assert max(report["iteration_histogram"]) <= 1
+    simple = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "simple"),
+                                 config.model_copy(update={"variance": "simple"}))
+    assert simple["entities_trained"] == report["entities_trained"]
+    full = {m.model_id: m.variances for m in read_models(str(tmp_path / "first" / "model"))}
+    for model in read_models(str(tmp_path / "simple" / "model")):
+        assert all(0 < v <= full[model.model_id][k] * (1 + 1e-9) for k, v in model.variances.items())
+    scores = pq.read_table(str(tmp_path / "first" / "scores"))
+    assert len(scores) == sum(e["n_rows"] for e in entity_arrays(per_user["data"]).values())
