@@ -3,7 +3,7 @@
 GDMix solves one entity at a time with scipy L-BFGS in a Python loop; Photon ML runs one Breeze
 optimization per entity. Here entities of the same projected dimension d (and similar row count,
 rounded up to a power of two; padding rows have weight 0) form a block; each Newton iteration is a
-few einsum calls and one batched ``np.linalg.solve`` for the whole block, with a per-entity
+few batched matrix products and one batched ``np.linalg.solve`` for the whole block, with a per-entity
 backtracking line search and per-entity convergence. A GLM with L2 is smooth and strongly convex,
 so Newton reaches the optimum to machine precision in a handful of iterations.
 
@@ -114,6 +114,7 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
                   want_hessian: bool) -> list[EntitySolution]:
     loss = Loss(settings.task)
     x, y, w, o, ridge, mean, precision, b = _stack(block, d, n)
+    xt = np.ascontiguousarray(x.transpose(0, 2, 1))
     l2 = ridge - precision
 
     f, m = _evaluate_subset(x, y, w, o, l2, mean, precision, b, loss)
@@ -121,8 +122,8 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
     active = np.ones(len(block), dtype=bool)
     hessian = None
     for _ in range(settings.max_iterations + 1):
-        g = np.einsum("bnd,bn->bd", x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
-        hessian = np.einsum("bnd,bn,bne->bde", x, w * loss.second_derivative(y, m), x)
+        g = _xt_times(x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
+        hessian = np.matmul(xt * (w * loss.second_derivative(y, m))[:, None, :], x)  # batched BLAS
         hessian[:, np.arange(d), np.arange(d)] += ridge
         gnorm = np.max(np.abs(g), axis=1) if d else np.zeros(len(block))
         active &= gnorm > settings.gtol * np.maximum(1.0, np.max(np.abs(b), axis=1) if d else 1.0)
@@ -151,7 +152,7 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
                 break
             t = np.where(accepted, t, t * 0.5)
         active[idx[~accepted]] = False  # no decrease possible: at the optimum to machine precision
-    g = np.einsum("bnd,bn->bd", x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
+    g = _xt_times(x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
     converged = (np.max(np.abs(g), axis=1) if d else np.zeros(len(block))) <= np.maximum(
         1e-6, 1e-6 * np.abs(f))
     return [EntitySolution(p.entity_id, b[i], float(f[i]), int(iterations[i]), bool(converged[i]),
@@ -159,10 +160,15 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
             for i, p in enumerate(block)]
 
 
+def _xt_times(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """X_b^T r_b for every entity b of the block."""
+    return np.matmul(r[:, None, :], x)[:, 0, :]
+
+
 def _evaluate_subset(x, y, w, o, l2, mean, precision, b, loss: Loss) -> tuple[np.ndarray, np.ndarray]:
-    m = np.einsum("bnd,bd->bn", x, b) + o
+    m = np.matmul(x, b[:, :, None])[:, :, 0] + o
     delta = b - mean
-    f = (np.einsum("bn,bn->b", w, loss.value(y, m)) + 0.5 * np.sum(l2 * b ** 2, axis=1)
+    f = (np.sum(w * loss.value(y, m), axis=1) + 0.5 * np.sum(l2 * b ** 2, axis=1)
          + 0.5 * np.sum(precision * delta ** 2, axis=1))
     return f, m
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -56,10 +57,10 @@ NTV = pa.struct([("name", pa.string()), ("term", pa.string()), ("value", pa.floa
 RESULT_SCHEMA = pa.schema([
     ("entity_id", pa.string()), ("means", pa.list_(NTV)), ("variances", pa.list_(NTV)),
     ("iterations", pa.int32()), ("converged", pa.bool_()), ("objective", pa.float64()),
-    ("uids", pa.list_(pa.string())), ("scores", pa.list_(pa.float64()))])
+    ("uids", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())), ("peak_rss_mb", pa.float64())])
 RESULT_DDL = ("entity_id string, means array<struct<name:string,term:string,value:double>>, "
               "variances array<struct<name:string,term:string,value:double>>, iterations int, converged boolean, "
-              "objective double, uids array<string>, scores array<double>")
+              "objective double, uids array<string>, scores array<double>, peak_rss_mb double")
 
 
 def _problem(row: dict, config: RandomEffectConfig, intercept: bool,
@@ -120,6 +121,7 @@ def solve_batches(batches: Iterator[pa.RecordBatch], config: RandomEffectConfig,
             out["objective"].append(solution.objective)
             out["uids"].append(row["uids"])
             out["scores"].append((problem.x @ solution.coefficients).tolist())
+            out["peak_rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         yield pa.RecordBatch.from_pydict(out, schema=RESULT_SCHEMA)
 
 
@@ -147,7 +149,7 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
                                   RESULT_DDL).cache()
     summary = results.agg(F.count(F.lit(1)).alias("entities"),
                           F.sum((~F.col("converged")).cast("int")).alias("not_converged"),
-                          F.sum(F.size("uids")).alias("rows")).first()
+                          F.sum(F.size("uids")).alias("rows"), F.max("peak_rss_mb").alias("peak")).first()
     solve_seconds = time.monotonic() - started
     histogram = {int(r["iterations"]): int(r["count"]) for r in
                  results.groupBy("iterations").count().orderBy("iterations").collect()}
@@ -163,7 +165,8 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
             "model_id": model_id, "entities_trained": entities_count,
             "entities_not_converged": int(summary["not_converged"] or 0), "rows": int(summary["rows"] or 0),
             "iteration_histogram": histogram, "solve_seconds": round(solve_seconds, 3),
-            "entities_per_second": entities_count / max(solve_seconds, 1e-9)})
+            "entities_per_second": entities_count / max(solve_seconds, 1e-9),
+            "peak_worker_rss_mb": float(summary["peak"] or 0.0)})
         report.write_into(tmp)
     results.unpersist()
     return report.to_dict()
