@@ -268,6 +268,8 @@ class Trainer:
         self.collective = Collective(self.context)
         self.checkpoint_dir = _sibling_dir(output, "._checkpoints-")
         self.tmp = _sibling_dir(output, f"._tmp-{self.context.run_id}-")
+        self.tensorboard_dir: str | None = None          # the chief's local event files
+        self.validation_curve: list[tuple[int, float]] = []
 
     def penalty_masks(self) -> tuple[np.ndarray, np.ndarray]:
         mask = np.ones(self.index.size)
@@ -288,7 +290,6 @@ class Trainer:
         prior_precision = prior_precision * c.incremental_weight
         validation = load_rows(self.validation_uri) if (self.validation_uri and self.context.is_chief) else None
         validation_objective = OBJECTIVES[c.compute](validation, self.index.size, c.task) if validation else None
-        writer = self._summary_writer()
 
         def fun(b: np.ndarray) -> tuple[float, np.ndarray]:
             local_f, local_g = objective.value_and_gradient(b)
@@ -300,10 +301,14 @@ class Trainer:
         state = self._load_checkpoint()
         metric_name = DEFAULT_METRIC[c.task]
 
+        validation_curve: list[tuple[int, float]] = []
+
         def on_iteration(current: OptimizerState) -> None:
             if self.context.is_chief:
-                self._log(writer, current.iteration, current.f + float(np.sum(l1 * np.abs(current.x))),
-                          float(np.max(np.abs(current.g))), validation, validation_objective, current.x, metric_name)
+                if validation is not None and c.validation_every and current.iteration % c.validation_every == 0:
+                    margin = validation_objective.scores(current.x) + validation.offset
+                    validation_curve.append((current.iteration, METRICS[metric_name](
+                        validation.label, margin, validation.weight)))
                 if current.iteration % c.checkpoint_every == 0:
                     write_file_atomically(join(self.checkpoint_dir, "state.npz"), current.to_bytes())
 
@@ -312,37 +317,33 @@ class Trainer:
                           max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol, state=state, callback=on_iteration)
         train_seconds = time.monotonic() - train_started
         variances = self._variances(objective, result.x, l2 + prior_precision)
-        report = self._publish(rows, objective, validation, result, variances, writer, {
+        if self.context.is_chief:
+            self._write_tensorboard(result.history, validation_curve, metric_name)
+        report = self._publish(rows, objective, validation, result, variances, {
             "load_seconds": load_seconds, "train_seconds": train_seconds,
             "wall_seconds": time.monotonic() - started, "resumed_from_iteration": state.iteration if state else None})
         return report
 
     # ------------------------------------------------------------------ pieces
-    def _summary_writer(self):
-        """TensorFlow 2.21 writes no hdfs://, so events go to local disk and are copied into the output."""
-        if not self.context.is_chief:
-            return None
+    def _write_tensorboard(self, history: list[tuple[int, float, float]], validation_curve: list[tuple[int, float]],
+                           metric_name: str) -> None:
+        """Per-iteration loss, gradient norm and validation metric as TensorBoard events, written once
+        training is over (a tf.summary call costs about as much as an iteration's work). TensorFlow 2.21
+        writes no hdfs://, so the events go to local disk and are copied into the output."""
         import tempfile
 
         import tensorflow as tf
 
         self.tensorboard_dir = tempfile.mkdtemp(prefix="glmix-tensorboard-")
-        return tf.summary.create_file_writer(self.tensorboard_dir)
-
-    def _log(self, writer, step: int, objective: float, gnorm: float, validation: SparseRows | None,
-             validation_objective, x: np.ndarray, metric_name: str) -> None:
-        if writer is None:
-            return
-        import tensorflow as tf
-
-        with writer.as_default(step=step):
-            tf.summary.scalar("loss", objective)
-            tf.summary.scalar("gradient_norm", gnorm)
-            every = self.config.validation_every
-            if validation is not None and validation_objective is not None and every and step % every == 0:
-                margin = validation_objective.scores(x) + validation.offset
-                tf.summary.scalar(f"validation/{metric_name}",
-                                  METRICS[metric_name](validation.label, margin, validation.weight))
+        writer = tf.summary.create_file_writer(self.tensorboard_dir)
+        with writer.as_default():
+            for step, value, gnorm in history:
+                tf.summary.scalar("loss", value, step=step)
+                tf.summary.scalar("gradient_norm", gnorm, step=step)
+            for step, value in validation_curve:
+                tf.summary.scalar(f"validation/{metric_name}", value, step=step)
+        writer.close()
+        self.validation_curve = validation_curve
 
     def _load_checkpoint(self) -> OptimizerState | None:
         path = join(self.checkpoint_dir, "state.npz")
@@ -366,7 +367,7 @@ class Trainer:
         return np.diag(np.linalg.pinv(hessian)).copy()
 
     def _publish(self, rows: SparseRows, objective, validation: SparseRows | None,
-                 result: OptimizeResult, variances: np.ndarray | None, writer, timings: dict) -> dict:
+                 result: OptimizeResult, variances: np.ndarray | None, timings: dict) -> dict:
         """Every worker writes its scores into the shared temporary directory; the chief publishes."""
         worker = self.context.index
         _write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), rows.uid,
@@ -384,19 +385,19 @@ class Trainer:
             "rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz, "data_bytes_this_worker": rows.nbytes,
             "num_features": self.index.size, "peak_rss_mb_this_worker": _peak_rss_mb(),
             "config": self.config.model_dump(), **timings,
-            "history": [{"iteration": i, "objective": f, "gradient_norm": g} for i, f, g in result.history]}
+            "history": [{"iteration": i, "objective": f, "gradient_norm": g} for i, f, g in result.history],
+            "validation_curve": [{"iteration": i, "value": v} for i, v in self.validation_curve]}
         if not self.context.is_chief:
             return report
-        if writer is not None:
-            writer.flush()
         keys = self.index.keys()
         model = LinearModel(self.config.model_id, self.config.task, dict(zip(keys, result.x.tolist(), strict=True)),
                             None if variances is None else dict(zip(keys, variances.tolist(), strict=True)))
         storage = storage_for(self.tmp)
         write_models(join(self.tmp, "model"), [model])
         storage.write_bytes(join(self.tmp, SHARD_META), storage.read_bytes(join(self.train_uri, SHARD_META)))
-        copy_tree(self.tensorboard_dir, join(self.tmp, "tensorboard"))
-        shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
+        if self.tensorboard_dir:
+            copy_tree(self.tensorboard_dir, join(self.tmp, "tensorboard"))
+            shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
         storage.write_bytes(join(self.tmp, "_report.json"), json.dumps(report, indent=2, default=float).encode())
         _publish_directory(self.tmp, self.output)
         storage.delete(self.checkpoint_dir)

@@ -95,6 +95,48 @@ def _direction(pg: np.ndarray, s: list[np.ndarray], y: list[np.ndarray]) -> np.n
     return -q
 
 
+def _wolfe_step(fun: FunGrad, state: OptimizerState, d: np.ndarray):
+    """A step satisfying the strong Wolfe conditions (scipy's line search; each point evaluated once)."""
+    from scipy.optimize import line_search
+
+    seen: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def evaluate(z: np.ndarray) -> tuple[float, np.ndarray]:
+        key = z.tobytes()
+        if key not in seen:
+            seen[key] = fun(z)
+            state.evaluations += 1
+        return seen[key]
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns when it gives up; we then backtrack instead
+        alpha, *_ = line_search(lambda z: evaluate(z)[0], lambda z: evaluate(z)[1], state.x, d, state.g, state.f,
+                                c1=ARMIJO_C1, c2=0.9, maxiter=30)
+    if alpha is None:
+        return None
+    x_new = state.x + alpha * d
+    f_new, g_new = evaluate(x_new)
+    return x_new, float(f_new), np.asarray(g_new, dtype=float)
+
+
+def _backtracking_step(fun: FunGrad, state: OptimizerState, d: np.ndarray, pg: np.ndarray, l1: np.ndarray,
+                       orthant: np.ndarray | None, objective: float):
+    """Halve the step until the Armijo condition holds (trial points projected onto the orthant for OWL-QN)."""
+    step = 1.0
+    for _ in range(MAX_BACKTRACKS):
+        x_new = state.x + step * d
+        if orthant is not None:
+            x_new[np.sign(x_new) != orthant] = 0.0
+        f_new, g_new = fun(x_new)
+        state.evaluations += 1
+        if float(f_new) + float(np.sum(l1 * np.abs(x_new))) <= objective + ARMIJO_C1 * pg.dot(x_new - state.x):
+            return x_new, float(f_new), np.asarray(g_new, dtype=float)
+        step *= 0.5
+    return None
+
+
 def minimize(fun: FunGrad, x0: np.ndarray, l1: np.ndarray | float = 0.0, memory: int = 10, max_iter: int = 500,
              ftol: float = 1e-12, gtol: float = 1e-9, state: OptimizerState | None = None,
              callback: Callable[[OptimizerState], None] | None = None) -> OptimizeResult:
@@ -129,20 +171,16 @@ def minimize(fun: FunGrad, x0: np.ndarray, l1: np.ndarray | float = 0.0, memory:
             state.s.clear()
             state.y.clear()
             d = -pg
-        step = 1.0 if state.s else min(1.0, 1.0 / max(gnorm, 1e-12))
-        for _ in range(MAX_BACKTRACKS):
-            x_new = state.x + step * d
-            if use_l1:
-                x_new[np.sign(x_new) != orthant] = 0.0
-            f_new, g_new = fun(x_new)
-            state.evaluations += 1
-            objective_new = float(f_new) + float(np.sum(l1 * np.abs(x_new)))
-            if objective_new <= objective + ARMIJO_C1 * pg.dot(x_new - state.x):
-                break
-            step *= 0.5
-        else:
+        if not state.s:
+            d = d * min(1.0, 1.0 / max(gnorm, 1e-12))  # first step: unit length at most
+        found = None if use_l1 else _wolfe_step(fun, state, d)
+        if found is None:
+            found = _backtracking_step(fun, state, d, pg, l1, orthant if use_l1 else None, objective)
+        if found is None:
             reason = "line_search"
             break
+        x_new, f_new, g_new = found
+        objective_new = float(f_new) + float(np.sum(l1 * np.abs(x_new)))
         s_vec, y_vec = x_new - state.x, np.asarray(g_new, dtype=float) - state.g
         if s_vec.dot(y_vec) > 1e-12 * max(1.0, y_vec.dot(y_vec)):
             state.s.append(s_vec)

@@ -65,12 +65,16 @@ def index_features(spark: SparkSession, data: str, output: str, shard: FeatureSh
     n = F.lit(float(max(rows, 1)))
     mean = F.col("sum") / n
     has_zeros = F.col("nnz") < F.lit(rows)
+    # coalesce(..., literal) makes every column non-nullable, as the FeatureSummary schema wants
     summary = kept.select(
-        "name", "term", F.lit(rows).cast("long").alias("count"), mean.alias("mean"),
-        F.greatest(F.col("sumsq") / n - mean * mean, F.lit(0.0)).alias("variance"),
-        F.when(has_zeros, F.least("min_present", F.lit(0.0))).otherwise(F.col("min_present")).alias("min"),
-        F.when(has_zeros, F.greatest("max_present", F.lit(0.0))).otherwise(F.col("max_present")).alias("max"),
-        F.col("nnz").cast("long"))
+        F.coalesce("name", F.lit("")).alias("name"), F.coalesce("term", F.lit("")).alias("term"),
+        F.lit(rows).cast("long").alias("count"), F.coalesce(mean, F.lit(0.0)).alias("mean"),
+        F.coalesce(F.greatest(F.col("sumsq") / n - mean * mean, F.lit(0.0)), F.lit(0.0)).alias("variance"),
+        F.coalesce(F.when(has_zeros, F.least("min_present", F.lit(0.0))).otherwise(F.col("min_present")),
+                   F.lit(0.0)).alias("min"),
+        F.coalesce(F.when(has_zeros, F.greatest("max_present", F.lit(0.0))).otherwise(F.col("max_present")),
+                   F.lit(0.0)).alias("max"),
+        F.coalesce(F.col("nnz").cast("long"), F.lit(0).cast("long")).alias("nnz"))
     with publish_atomically(output) as tmp:
         index.coalesce(max(1, spark.sparkContext.defaultParallelism)).write.parquet(join(tmp, "index"))
         summary.write.format("avro").option("avroSchema", json.dumps(raw_schema("FeatureSummary"))) \
