@@ -83,7 +83,7 @@ def solve_entities(problems: list[EntityProblem], settings: SolverSettings,
     solutions: dict[str, EntitySolution] = {}
     blocks: dict[tuple[int, int], list[EntityProblem]] = {}
     for problem in problems:
-        if np.any(problem.l1 > 0) or problem.x.shape[1] > NEWTON_MAX_DIMENSION:
+        if problem.l1.any() or problem.x.shape[1] > NEWTON_MAX_DIMENSION:
             solutions[problem.entity_id] = _solve_one_quasi_newton(problem, settings, want_hessian)
         else:
             blocks.setdefault(_bucket(problem), []).append(problem)
@@ -134,24 +134,24 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
         # a tiny ridge keeps an unregularized, not-yet-identified direction solvable
         step = np.linalg.solve(hessian[idx] + 1e-12 * np.eye(d), g[idx][..., None])[..., 0]
         slope = np.einsum("bd,bd->b", g[idx], step)
-        t = np.ones(len(idx))
-        accepted = np.zeros(len(idx), dtype=bool)
-        for _ in range(40):
-            trial = b[idx] - t[:, None] * step
+        # a Newton decrement at rounding level: nothing left to gain
+        done = slope <= settings.ftol * np.maximum(1.0, np.abs(f[idx]))
+        active[idx[done]] = False
+        idx, step, slope = idx[~done], step[~done], slope[~done]
+        t = 1.0
+        while len(idx) and t > 1e-10:  # backtrack only the entities whose step was not accepted yet
+            trial = b[idx] - t * step
             f_trial, m_trial = _evaluate_subset(x[idx], y[idx], w[idx], o[idx], l2[idx], mean[idx],
                                                 precision[idx], trial, loss)
-            ok = ~accepted & (f_trial <= f[idx] - ARMIJO_C1 * t * slope)
+            ok = f_trial <= f[idx] - ARMIJO_C1 * t * slope
             rows = idx[ok]
             decrease = f[rows] - f_trial[ok]
             b[rows], f[rows], m[rows] = trial[ok], f_trial[ok], m_trial[ok]
             iterations[rows] += 1
-            small = decrease <= settings.ftol * np.maximum(1.0, np.abs(f[rows]))
-            active[rows[small]] = False
-            accepted |= ok
-            if accepted.all():
-                break
-            t = np.where(accepted, t, t * 0.5)
-        active[idx[~accepted]] = False  # no decrease possible: at the optimum to machine precision
+            active[rows[decrease <= settings.ftol * np.maximum(1.0, np.abs(f[rows]))]] = False
+            idx, step, slope = idx[~ok], step[~ok], slope[~ok]
+            t *= 0.5
+        active[idx] = False  # no decrease possible: at the optimum to machine precision
     g = _xt_times(x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
     converged = (np.max(np.abs(g), axis=1) if d else np.zeros(len(block))) <= np.maximum(
         1e-6, 1e-6 * np.abs(f))
