@@ -72,34 +72,41 @@ def entity_objective(problem: EntityProblem, task: Task, b: np.ndarray) -> tuple
     return f, g
 
 
-def _bucket(problem: EntityProblem) -> tuple[int, int]:
-    n = max(1, len(problem.y))
-    return problem.x.shape[1], 1 << (n - 1).bit_length()
+def _padded_rows(n: int) -> int:
+    """Round a row count up to one of a few sizes (at most ~25% padding), so similar entities share a block."""
+    step = max(4, 1 << max(0, n.bit_length() - 3))
+    return -(-max(n, 1) // step) * step
 
 
 def solve_entities(problems: list[EntityProblem], settings: SolverSettings,
                    want_hessian: bool = False) -> list[EntitySolution]:
     """Solve every entity; blocks of equal (dimension, padded rows) go through batched Newton."""
-    solutions: dict[str, EntitySolution] = {}
-    blocks: dict[tuple[int, int], list[EntityProblem]] = {}
-    for problem in problems:
-        if problem.l1.any() or problem.x.shape[1] > NEWTON_MAX_DIMENSION:
-            solutions[problem.entity_id] = _solve_one_quasi_newton(problem, settings, want_hessian)
+    solutions: list[EntitySolution | None] = [None] * len(problems)
+    blocks: dict[tuple[int, int], list[int]] = {}
+    for position, problem in enumerate(problems):
+        d = problem.x.shape[1]
+        if problem.l1.any() or d > NEWTON_MAX_DIMENSION:
+            solutions[position] = _solve_one_quasi_newton(problem, settings, want_hessian)
         else:
-            blocks.setdefault(_bucket(problem), []).append(problem)
-    for (d, n), block in blocks.items():
-        for solution in _newton_block(block, d, n, settings, want_hessian):
-            solutions[solution.entity_id] = solution
-    return [solutions[p.entity_id] for p in problems]
+            blocks.setdefault((d, _padded_rows(len(problem.y))), []).append(position)
+    for (d, n), positions in blocks.items():
+        block = [problems[i] for i in positions]
+        for position, solution in zip(positions, _newton_block(block, d, n, settings, want_hessian), strict=True):
+            solutions[position] = solution
+    return solutions  # type: ignore[return-value]
 
 
 def _stack(block: list[EntityProblem], d: int, n: int) -> tuple[np.ndarray, ...]:
     size = len(block)
+    lengths = np.array([len(p.y) for p in block])
+    entity = np.repeat(np.arange(size), lengths)
+    row = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     x = np.zeros((size, n, d))
-    y, w, o = np.zeros((size, n)), np.zeros((size, n)), np.zeros((size, n))
-    for i, p in enumerate(block):
-        rows = len(p.y)
-        x[i, :rows], y[i, :rows], w[i, :rows], o[i, :rows] = p.x, p.y, p.w, p.o
+    x[entity, row] = np.concatenate([p.x for p in block])
+    y, w, o = np.zeros((size, n)), np.zeros((size, n)), np.zeros((size, n))  # padding rows: weight 0
+    y[entity, row] = np.concatenate([p.y for p in block])
+    w[entity, row] = np.concatenate([p.w for p in block])
+    o[entity, row] = np.concatenate([p.o for p in block])
     l2 = np.stack([p.l2 for p in block])
     b = np.stack([p.x0 for p in block]).astype(float)
     has_prior = any(p.prior_precision is not None for p in block)
