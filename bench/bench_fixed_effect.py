@@ -61,7 +61,7 @@ def objective(x, y, b: np.ndarray, intercept: float) -> float:
 
 def run_ours(index: str, rows: str, compute: str, n_rows: int) -> tuple[float, float, int]:
     """scikit-learn averages its loss over the rows, so its gtol on our summed objective is n * gtol."""
-    out = str(CACHE / f"fe-model-{compute}")
+    out = str(CACHE / f"fe-model-{compute}-{n_rows}")
     config = FixedEffectConfig(task="logistic", l2=L2, ftol=FTOL, gtol=TOL * n_rows, compute=compute,
                                validation_every=0, max_iterations=5000)
     report = Trainer(config, index, rows, out).run()

@@ -310,6 +310,7 @@ class Trainer:
                     validation_curve.append((current.iteration, METRICS[metric_name](
                         validation.label, margin, validation.weight)))
                 if current.iteration % c.checkpoint_every == 0:
+                    write_file_atomically(join(self.checkpoint_dir, "fingerprint.json"), self.fingerprint().encode())
                     write_file_atomically(join(self.checkpoint_dir, "state.npz"), current.to_bytes())
 
         train_started = time.monotonic()
@@ -345,10 +346,21 @@ class Trainer:
         writer.close()
         self.validation_curve = validation_curve
 
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed: the same problem, data and solver settings."""
+        settings = self.config.model_dump(exclude={"checkpoint_every", "validation_every"})
+        return json.dumps({"config": settings, "train": self.train_uri, "num_features": self.index.size},
+                          sort_keys=True)
+
     def _load_checkpoint(self) -> OptimizerState | None:
+        """The saved state of an earlier attempt of this same run; a leftover from another run is ignored."""
         path = join(self.checkpoint_dir, "state.npz")
         storage = storage_for(path)
         if not storage.exists(path):
+            return None
+        fingerprint = join(self.checkpoint_dir, "fingerprint.json")
+        if not storage.exists(fingerprint) or storage.read_bytes(fingerprint).decode() != self.fingerprint():
+            print(f"ignoring checkpoint {path}: it belongs to a different run", file=sys.stderr)
             return None
         return OptimizerState.from_bytes(storage.read_bytes(path))
 

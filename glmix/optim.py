@@ -42,10 +42,13 @@ class OptimizerState:
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        np.savez(buffer, x=self.x, f=self.f, g=self.g, s=np.array(self.s).reshape(len(self.s), -1),
-                 y=np.array(self.y).reshape(len(self.y), -1), iteration=self.iteration,
+        np.savez(buffer, x=self.x, f=self.f, g=self.g, s=self._matrix(self.s), y=self._matrix(self.y),
+                 iteration=self.iteration,
                  evaluations=self.evaluations, history=np.array(self.history, dtype=float).reshape(-1, 3))
         return buffer.getvalue()
+
+    def _matrix(self, vectors: list[np.ndarray]) -> np.ndarray:
+        return np.array(vectors) if vectors else np.zeros((0, len(self.x)))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> OptimizerState:

@@ -145,3 +145,15 @@ def test_killed_run_resumes_to_the_same_model(synthetic_prepared, tmp_path: Path
     straight = read_model(str(tmp_path / "straight")).means
     resumed = read_model(str(out)).means
     assert max(abs(straight[k] - resumed[k]) for k in straight) < 1e-6
+
+
+def test_checkpoint_of_another_run_is_not_resumed(synthetic_prepared, tmp_path: Path) -> None:
+    task, index, train, _ = synthetic_prepared
+    leftover = tmp_path / "._checkpoints-model"
+    leftover.mkdir()
+    from glmix.optim import OptimizerState
+
+    (leftover / "state.npz").write_bytes(OptimizerState(x=np.zeros(3), f=0.0, g=np.zeros(3)).to_bytes())
+    report = Trainer(FixedEffectConfig(task=task, l2=1.0, validation_every=0), index, train,
+                     str(tmp_path / "model")).run()
+    assert report["resumed_from_iteration"] is None and report["converged"]
