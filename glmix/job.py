@@ -39,6 +39,11 @@ def read_report(output: str) -> dict[str, Any]:
     return json.loads(storage_for(output).read_bytes(join(output, REPORT_NAME)))
 
 
+def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser whose help is the job module's docstring, kept as written."""
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--master", help="Spark master when run with plain python (spark-submit sets its own)")
 

@@ -81,6 +81,11 @@ class LoadedInput:
                         path=path, record=record, field=bad_field)
 
 
+def dropped_by_reason(counts: dict[str, int]) -> dict[str, int]:
+    """The non-zero bad-row counters of LoadedInput.counts(), keyed by reason."""
+    return {k.removeprefix("bad_"): v for k, v in counts.items() if k.startswith("bad_") and v}
+
+
 def _same_file(spark_path: str, uri: str) -> bool:
     return urlparse(spark_path).path == urlparse(uri).path or urlparse(spark_path).path == uri
 

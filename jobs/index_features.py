@@ -21,9 +21,9 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from glmix.config import FeatureShard
 from glmix.examples import ColumnNames
 from glmix.feature_index import write_shard_meta
-from glmix.job import JobReport, add_spark_arguments, run_main
+from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.schemas import INTERCEPT_NAME, raw_schema
-from glmix.spark_input import InputSpec, load_examples
+from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
 
@@ -83,7 +83,7 @@ def index_features(spark: SparkSession, data: str, output: str, shard: FeatureSh
         write_shard_meta(tmp, shard, num_features)
         report.counters.update({
             "rows_in": counts["rows_in"], "rows_used": rows,
-            "dropped": {k.removeprefix("bad_"): v for k, v in counts.items() if k.startswith("bad_") and v},
+            "dropped": dropped_by_reason(counts),
             "repeated_features_merged": counts["repeated_features_merged"],
             "distinct_features": distinct_features, "features_kept": num_features - first,
             "features_filtered": distinct_features - (num_features - first), "num_features": num_features})
@@ -93,8 +93,7 @@ def index_features(spark: SparkSession, data: str, output: str, shard: FeatureSh
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="index_features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser("index_features", __doc__)
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--shard-name", required=True)

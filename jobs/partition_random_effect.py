@@ -36,9 +36,9 @@ from pyspark.sql import functions as F
 from glmix.errors import DataError
 from glmix.examples import ColumnNames
 from glmix.feature_index import FeatureIndex, write_shard_meta
-from glmix.job import JobReport, add_spark_arguments, run_main
+from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.spark_indexing import index_rows, load_index_frame
-from glmix.spark_input import InputSpec, load_examples
+from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
 ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
@@ -130,7 +130,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         totals = entities.agg(F.count(F.lit(1)).alias("active"), F.sum("n_rows").alias("rows"),
                               F.sum(F.col("sampled").cast("int")).alias("sampled"),
                               F.sum("n_rows_before").alias("rows_before")).first()
-        dropped = {k.removeprefix("bad_"): v for k, v in counts.items() if k.startswith("bad_") and v}
+        dropped = dropped_by_reason(counts)
         if n_missing:
             dropped["missing_offset"] = n_missing
         row_sizes = [p["rows"] for p in partition_list]
@@ -175,8 +175,7 @@ def _entity_blocks(active: DataFrame) -> DataFrame:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="partition_random_effect", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser("partition_random_effect", __doc__)
     parser.add_argument("--input", required=True)
     parser.add_argument("--entity-field", required=True, help="e.g. userId (top-level field or metadataMap key)")
     parser.add_argument("--index", required=True, help="output directory of index_features for the shard")

@@ -23,9 +23,9 @@ from pyspark.sql import functions as F
 
 from glmix.examples import ColumnNames
 from glmix.feature_index import FeatureIndex, write_shard_meta
-from glmix.job import JobReport, add_spark_arguments, run_main
+from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.spark_indexing import index_rows, load_index_frame
-from glmix.spark_input import InputSpec, load_examples
+from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
 from glmix.storage import publish_atomically, qualified
 
 ROW_COLUMNS = ["uid", "label", "weight", "offset"]
@@ -52,7 +52,7 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
         write_shard_meta(tmp, shard, index_meta.size)
         report.counters.update({
             "rows_in": counts["rows_in"], "rows_out": sum(per_file),
-            "dropped": {k.removeprefix("bad_"): v for k, v in counts.items() if k.startswith("bad_") and v},
+            "dropped": dropped_by_reason(counts),
             "repeated_features_merged": counts["repeated_features_merged"],
             "feature_values_not_indexed": int(indexing.get.get("feature_values_not_indexed") or 0),
             "num_features": index_meta.size, "files": len(per_file),
@@ -62,8 +62,7 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prepare_fixed_effect", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser("prepare_fixed_effect", __doc__)
     parser.add_argument("--input", required=True)
     parser.add_argument("--index", required=True, help="output directory of index_features for the shard")
     parser.add_argument("--output", required=True)

@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from glmix.batched import EntityProblem, SolverSettings, solve_entities, variances
 from glmix.config import Settings, Task
 from glmix.feature_index import FeatureIndex
-from glmix.job import JobReport, add_spark_arguments, run_main
+from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.model_io import LOSS_FUNCTION, MODEL_CLASS
 from glmix.schemas import raw_schema
 from glmix.storage import join, publish_atomically, qualified
@@ -173,8 +173,7 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train_random_effect", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser("train_random_effect", __doc__)
     parser.add_argument("--data", required=True, help="output of jobs/partition_random_effect")
     parser.add_argument("--index", required=True, help="the random-effect shard's index")
     parser.add_argument("--output", required=True)
