@@ -5,7 +5,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from glmix.schemas import INTERCEPT_NAME
 from glmix.storage import join
 
 BROADCAST_MAX_FEATURES = 2_000_000
@@ -39,7 +38,3 @@ def index_rows(frame: DataFrame, index: DataFrame, num_features: int, intercept:
         indices = F.concat(F.array(F.lit(0)), indices)
         values = F.concat(F.array(F.lit(1.0)), values)
     return grouped.select(*keep, indices.alias("indices"), values.alias("values")), observation
-
-
-def intercept_key() -> tuple[str, str]:
-    return INTERCEPT_NAME, ""

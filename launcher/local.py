@@ -63,7 +63,8 @@ class LocalBackend:
         run_dir.mkdir(parents=True)
         (run_dir / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
         events = EventLog(str(run_dir / "events.jsonl"))
-        events.emit("application_started", app_id=app_id, name=spec.name, backend="local")
+        events.emit("application_started", app_id=app_id, name=spec.name, backend="local",
+                    tensorboard_log_dir=spec.tensorboard_log_dir)
         started = time.monotonic()
         result = JobResult(app_id, "FAILED", 0)
         try:

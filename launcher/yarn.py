@@ -118,7 +118,8 @@ class YarnBackend:
                 if events is None:
                     result.app_id = app_id
                     events = EventLog(f"{history_dir()}/{app_id}.jsonl")
-                    events.emit("application_started", app_id=app_id, name=spec.name, backend="yarn")
+                    events.emit("application_started", app_id=app_id, name=spec.name, backend="yarn",
+                                tensorboard_log_dir=spec.tensorboard_log_dir)
                 events.emit("attempt_started", app_id=app_id, attempt=attempt)
                 result.attempts = attempt
                 status, failed = self._watch(client, app_id, spec, started, events, on_status)

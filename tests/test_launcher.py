@@ -106,3 +106,14 @@ def test_task_that_never_registers_times_out(tmp_path: Path) -> None:
     assert result.final_status == "FAILED"
     assert result.failed.task == "chief:0" and result.failed.exit_code == 75
     assert "registration timeout after 5s: never registered: worker/0" in result.failed.stderr_tail
+
+
+def test_history_records_application_and_tasks(tmp_path: Path) -> None:
+    spec = JobSpec.from_dict(spec_dict(tensorboard_log_dir="/logs/tb", tasks={"worker": {"instances": 1,
+                                                                                        "command": "true"}}))
+    result = LocalBackend(tmp_path / "runs").submit(spec)
+    assert result.final_status == "SUCCEEDED"
+    events = [json.loads(line) for line in (tmp_path / "runs" / result.app_id / "events.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "application_started" and events[0]["tensorboard_log_dir"] == "/logs/tb"
+    assert [e["event"] for e in events[1:]] == ["task_started", "task_finished", "application_finished"]
+    assert events[2]["exit_code"] == 0 and events[-1]["final_status"] == "SUCCEEDED"
