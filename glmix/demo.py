@@ -58,7 +58,6 @@ def run_stages(output: str) -> list[tuple[str, str, float]]:
         prepare_fixed_effect(spark, join(data, split), join(output, "index"), join(output, "fe", split), files=2,
                              task="logistic")
         steps.append((f"prepare {split}", "2 files", time.monotonic() - started))
-    spark.stop()
     started = time.monotonic()
     report = Trainer(FixedEffectConfig(task="logistic", l2=1.0), qualified(join(output, "index")),
                      join(output, "fe", "train"), join(output, "model", "fixed-effect"),
