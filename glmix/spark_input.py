@@ -14,6 +14,7 @@ extra pass over the data.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -102,11 +103,9 @@ def _first_bad_record(reader: ExampleReader, path: str, spec: InputSpec, bad_fie
 
 
 def _example_is_bad(example, spec: InputSpec, bad_field: str) -> bool:
-    import math
-
     if bad_field in spec.bags:
         return any(not math.isfinite(v) for _, _, v in example.bags.get(bad_field, ()))
-    if bad_field in (spec.columns.weight,):
+    if bad_field == spec.columns.weight:
         return example.weight < 0
     if bad_field == spec.columns.uid:
         return example.uid is None

@@ -250,7 +250,7 @@ class World:
             return rng.poisson(np.exp(np.minimum(score, 20))).astype(float)
         return score + rng.normal(0, self.spec.noise_std, score.shape)
 
-    def records(self, part_index: int, first_row: int, arrays: dict[str, np.ndarray],
+    def records(self, first_row: int, arrays: dict[str, np.ndarray],
                 validation: bool) -> Iterator[dict]:
         """Avro records of one part's train (or validation) rows."""
         selected = np.flatnonzero(arrays["validation"] == validation)
@@ -325,7 +325,7 @@ def _write_part(schema: dict, tmp: str, part: int) -> dict:
     arrays = world.part(part, rows)
     for split, is_validation in (("train", False), ("validation", True)):
         write_avro_file(join(tmp, split, f"part-{part:05d}.avro"), schema,
-                        world.records(part, first, arrays, is_validation))
+                        world.records(first, arrays, is_validation))
     return {"rows": rows, "validation": int(arrays["validation"].sum()), "label_sum": float(arrays["label"].sum()),
             "entity_counts": [np.bincount(chosen, minlength=e.count)
                               for e, chosen in zip(spec.entities, arrays["entities"], strict=True)]}
