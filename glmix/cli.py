@@ -1,12 +1,14 @@
-"""The `glmix` command line: data generation, import and inspection (pipeline commands join later)."""
+"""The `glmix` command line: data generation and inspection, GAME training, flows, the demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -14,6 +16,7 @@ from rich.table import Table
 
 from glmix.errors import GlmixError
 from glmix.examples import ColumnNames, ExampleReader, ReadStats
+from glmix.game_config import GameConfig
 from glmix.libsvm import import_libsvm
 from glmix.synthetic import GenerationSummary, SyntheticSpec, generate, load_spec
 
@@ -80,28 +83,116 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     console.print(table)
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    """Generate the MovieLens-shaped dataset and run the stages that exist so far on it."""
-    from glmix.demo import fixed_effect_validation_auc, run_stages, true_margins
-
-    run_generate(load_spec("movielens", rows=args.rows, seed=args.seed), f"{args.output}/data")
-    steps = run_stages(args.output)
-    table = Table(title="demo stages (embedded: Spark local[2], one trainer process, local disk)")
-    for column in ("stage", "detail", "seconds"):
-        table.add_column(column)
-    for step, detail, seconds in steps:
-        table.add_row(step, detail, f"{seconds:.1f}")
+def print_summary(summary: dict, title: str) -> None:
+    """The validation metrics after every coordinate update; the chosen step marked."""
+    names = list(summary["steps"][0]["metrics"])
+    table = Table(title=title)
+    for column in ("run", "pass", "after updating", *names):
+        table.add_column(column, justify="left" if column == "after updating" else "right")
+    for i, step in enumerate(summary["steps"]):
+        values = ["-" if step["metrics"][n] is None else f"{step['metrics'][n]:.4f}" for n in names]
+        marker = " (best)" if i == summary["best"] else ""
+        table.add_row(str(step["run"]), str(step["pass"]), step["coordinate"] + marker, *values)
     console.print(table)
+
+
+def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], restart: bool) -> dict:
+    """Build the config's flow and run it here; returns the summary (raises if a stage failed)."""
+    from glmix.flow import build_project
+    from glmix.flow_runner import LocalRunner, print_timings
+    from glmix.storage import storage_for
+
+    build_project(config, project)
+    runner = LocalRunner(project, overrides, console)
+    started = time.monotonic()
+    results = runner.run(restart=restart)
+    print_timings(results, console)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise GlmixError(f"stage {failed[0].name} failed: {failed[0].error} (log: {failed[0].log}); "
+                         "run the same command again to resume from it")
+    console.print(f"flow {config.name}: {len(results)} stages in {time.monotonic() - started:.1f}s")
+    summary_path = f"{config.output}/summary.json"
+    return json.loads(storage_for(summary_path).read_bytes(summary_path))
+
+
+def _overrides(values: list[str] | None) -> dict[str, str]:
+    pairs = {}
+    for value in values or []:
+        key, sep, item = value.partition("=")
+        if not sep:
+            raise GlmixError(f"--set {value!r}: expected key=value")
+        pairs[key] = item
+    return pairs
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
+    project = Path(args.project or Path(".glmix") / "flows" / config.name)
+    summary = train_flow(config, project, _overrides(args.set), args.restart)
+    print_summary(summary, f"{config.name}: validation metrics after each coordinate update")
+    console.print(f"best model: {summary['best_model']}; report: {config.output}/report/index.html")
+
+
+def cmd_flow_build(args: argparse.Namespace) -> None:
+    from glmix.azkaban import zip_project
+    from glmix.flow import build_project
+
+    config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
+    project = build_project(config, Path(args.project))
+    console.print(f"wrote Azkaban project {project}")
+    if args.zip:
+        console.print(f"wrote {zip_project(project, Path(args.zip))}")
+
+
+def cmd_flow_validate(args: argparse.Namespace) -> None:
+    from glmix.azkaban import read_project
+
+    flow = read_project(Path(args.project))
+    console.print(f"{args.project}: flow {flow.name} is valid ({len(flow.nodes)} nodes)")
+
+
+def cmd_flow_run(args: argparse.Namespace) -> None:
+    from glmix.flow_runner import LocalRunner, print_timings
+
+    results = LocalRunner(Path(args.project), _overrides(args.set), console).run(restart=args.restart)
+    print_timings(results, console)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise GlmixError(f"stage {failed[0].name} failed: {failed[0].error} (log: {failed[0].log})")
+
+
+def cmd_flow_upload(args: argparse.Namespace) -> None:
+    from glmix.azkaban import zip_project
+    from glmix.azkaban_client import AzkabanClient
+
+    client = AzkabanClient(args.url)
+    client.login(args.user, os.environ.get("AZKABAN_PASSWORD", ""))
+    if args.create:
+        client.create_project(args.project_name, args.description or args.project_name)
+    archive = zip_project(Path(args.project), Path(args.project).with_suffix(".zip"))
+    console.print(f"uploaded {archive}: {client.upload(args.project_name, archive)}")
+    if args.execute:
+        flow = args.execute
+        execution = client.execute_flow(args.project_name, flow)
+        console.print(f"started execution {execution} of {flow}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Generate MovieLens-shaped data and train the GLMix model on it with the local flow runner."""
+    from glmix.demo import demo_config, true_margins
     from glmix.metrics import auc
 
-    labels, margins = true_margins(f"{args.output}/data")
-    metrics = Table(title="validation AUC")
-    metrics.add_column("model")
-    metrics.add_column("AUC", justify="right")
-    metrics.add_row("fixed effect (global GLM)", f"{fixed_effect_validation_auc(args.output):.4f}")
-    metrics.add_row("ground truth (global + per-user + per-movie)", f"{auc(labels, margins):.4f}")
-    console.print(metrics)
-    console.print("per-user and per-movie random effects join the demo with the GAME pipeline (issue 8)")
+    output = Path(args.output).resolve()
+    run_generate(load_spec("movielens", rows=args.rows, seed=args.seed), str(output / "data"))
+    config = demo_config(output, args.passes)
+    summary = train_flow(config, output / "flow", {}, restart=True)
+    print_summary(summary, "validation metrics after each coordinate update (embedded: Spark local[2], "
+                           "launcher local backend, local disk)")
+    labels, margins = true_margins(str(output / "data"))
+    best = summary["steps"][summary["best"]]["metrics"]["AUC"]
+    console.print(f"validation AUC: best GLMix model {best:.4f}; ground-truth model {auc(labels, margins):.4f}")
+    console.print(f"report: {config.output}/report/index.html")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +229,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", default=".demo")
     demo.add_argument("--rows", type=int, default=100_000)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--passes", type=int, default=2)
     demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="build a GAME config's flow and run it on this machine")
+    train.add_argument("config")
+    train.add_argument("--project", help="where the flow project goes (default .glmix/flows/NAME)")
+    train.add_argument("--set", action="append", metavar="PROPERTY=VALUE", help="override a flow property")
+    train.add_argument("--restart", action="store_true", help="run every stage again instead of resuming")
+    train.set_defaults(func=cmd_train)
+
+    flow = sub.add_parser("flow", help="Azkaban flows: build, validate, run locally, upload")
+    flow_sub = flow.add_subparsers(dest="flow_command", required=True)
+    build = flow_sub.add_parser("build", help="generate the Azkaban Flow 2.0 project of a GAME config")
+    build.add_argument("config")
+    build.add_argument("project", help="output directory")
+    build.add_argument("--zip", help="also write the upload archive here")
+    build.set_defaults(func=cmd_flow_build)
+    check = flow_sub.add_parser("validate", help="check a project against Azkaban's loader rules")
+    check.add_argument("project")
+    check.set_defaults(func=cmd_flow_validate)
+    run = flow_sub.add_parser("run", help="run a project's flow on this machine (resumes after a failure)")
+    run.add_argument("project")
+    run.add_argument("--set", action="append", metavar="PROPERTY=VALUE")
+    run.add_argument("--restart", action="store_true")
+    run.set_defaults(func=cmd_flow_run)
+    upload = flow_sub.add_parser("upload", help="upload to Azkaban (password from $AZKABAN_PASSWORD)")
+    upload.add_argument("project")
+    upload.add_argument("--url", required=True, help="e.g. http://azkaban:8081")
+    upload.add_argument("--user", required=True)
+    upload.add_argument("--project-name", required=True)
+    upload.add_argument("--description")
+    upload.add_argument("--create", action="store_true", help="create the project first")
+    upload.add_argument("--execute", metavar="FLOW", help="then start this flow")
+    upload.set_defaults(func=cmd_flow_upload)
     return parser
 
 

@@ -1,27 +1,38 @@
-"""The embedded demo: MovieLens-shaped data, then the stages that exist so far, all on this machine.
+"""The embedded demo: MovieLens-shaped data, the full GAME flow on this machine, metrics and a report.
 
-Generate -> index the global shard -> prepare train and validation -> train the fixed effect
-(one process) -> compare its validation AUC with the ground-truth model's. The random-effect
-coordinates and the coordinate-descent flow join in with the GAME pipeline.
+Generate -> build the flow of the MovieLens config (global + per-user + per-movie, two passes) ->
+run it with the local runner (Spark local[2], launcher local backend, local disk) -> print the
+validation metrics after every coordinate update next to the ground-truth model's AUC.
 """
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 
 import numpy as np
 
-from glmix.config import FeatureShard
 from glmix.examples import ExampleReader
-from glmix.fixed_effect import FixedEffectConfig, Trainer
-from glmix.metrics import auc
+from glmix.game_config import GameConfig
 from glmix.model_io import read_models
 from glmix.schemas import INTERCEPT_NAME
-from glmix.sparse_rows import load_rows
-from glmix.storage import join, qualified
+from glmix.storage import join
 
 BAGS = ("features", "userFeatures", "movieFeatures")
 RANDOM_EFFECT_BAGS = {"userId": "movieFeatures", "movieId": "userFeatures"}
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "movielens.yaml"
+
+
+def demo_config(output: Path, passes: int = 2) -> GameConfig:
+    """The example MovieLens config, pointed at local data and run embedded."""
+    config = GameConfig.from_yaml(EXAMPLE_CONFIG).to_dict()
+    config.update({
+        "name": "movielens-demo", "passes": passes,
+        "input": {"train": str(output / "data" / "train"), "validation": str(output / "data" / "validation")},
+        "output": str(output / "game"),
+        "resources": {"spark": {"master": "local[2]", "partitions": 2},
+                      "launcher": {"backend": "local", "workers": 1, "memory": 2048}},
+        "flow": {"retries": 0, "retry_backoff_ms": 0}})
+    return GameConfig.from_dict(config).resolved(Path.cwd())
 
 
 def true_margins(data: str) -> tuple[np.ndarray, np.ndarray]:
@@ -40,38 +51,3 @@ def true_margins(data: str) -> tuple[np.ndarray, np.ndarray]:
         labels.append(example.label)
         margins.append(margin)
     return np.array(labels), np.array(margins)
-
-
-def run_stages(output: str) -> list[tuple[str, str, float]]:
-    """Run the existing stages on the generated data; returns (step, detail, seconds) rows."""
-    from glmix.spark import session
-    from jobs.index_features import index_features
-    from jobs.prepare_fixed_effect import prepare_fixed_effect
-
-    data, steps = join(output, "data"), []
-    started = time.monotonic()
-    spark = session("local[2]", "glmix-demo")
-    index_features(spark, join(data, "train"), join(output, "index"), FeatureShard(name="global", bags=BAGS))
-    steps.append(("index features", "global shard", time.monotonic() - started))
-    for split in ("train", "validation"):
-        started = time.monotonic()
-        prepare_fixed_effect(spark, join(data, split), join(output, "index"), join(output, "fe", split), files=2,
-                             task="logistic")
-        steps.append((f"prepare {split}", "2 files", time.monotonic() - started))
-    started = time.monotonic()
-    report = Trainer(FixedEffectConfig(task="logistic", l2=1.0), qualified(join(output, "index")),
-                     join(output, "fe", "train"), join(output, "model", "fixed-effect"),
-                     validation=join(output, "fe", "validation")).run()
-    steps.append(("train fixed effect", f"{report['iterations']} iterations, {report['stop_reason']}",
-                  time.monotonic() - started))
-    return steps
-
-
-def fixed_effect_validation_auc(output: str) -> float:
-    rows = load_rows(join(output, "fe", "validation"))
-    model = next(read_models(join(output, "model", "fixed-effect", "model"))).means
-    from glmix.feature_index import FeatureIndex
-
-    coefficients = np.array([model.get(key, 0.0) for key in FeatureIndex.load(join(output, "index")).keys()])
-    margins = rows.to_scipy(len(coefficients)) @ coefficients + rows.offset
-    return auc(rows.label, margins)

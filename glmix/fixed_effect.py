@@ -41,6 +41,7 @@ from glmix.feature_index import SHARD_META, FeatureIndex
 from glmix.losses import Loss
 from glmix.metrics import DEFAULT_METRIC, METRICS
 from glmix.model_io import LinearModel, read_models, write_models
+from glmix.offsets import offsets_for
 from glmix.optim import OptimizeResult, OptimizerState, minimize
 from glmix.sparse_rows import SparseRows, load_rows
 from glmix.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for, write_file_atomically
@@ -260,9 +261,11 @@ def _initial_point(index: FeatureIndex, uri: str | None) -> np.ndarray:
 
 class Trainer:
     def __init__(self, config: FixedEffectConfig, index: str, train: str, output: str,
-                 validation: str | None = None, context: WorkerContext | None = None) -> None:
+                 validation: str | None = None, context: WorkerContext | None = None,
+                 offsets: str | None = None, offsets_exclude: str | None = None) -> None:
         self.config = config
         self.train_uri, self.output, self.validation_uri = train, output, validation
+        self.offsets, self.offsets_exclude = offsets, offsets_exclude
         self.context = context or WorkerContext.from_environment()
         self.index = FeatureIndex.load(index)
         self.collective = Collective(self.context)
@@ -282,6 +285,8 @@ class Trainer:
         c = self.config
         load_started = time.monotonic()
         rows = load_rows(self.train_uri, self.context.index, self.context.count)
+        if self.offsets:
+            rows.offset = rows.offset + offsets_for(rows.uid, self.offsets, self.offsets_exclude)
         objective = OBJECTIVES[c.compute](rows, self.index.size, c.task)
         load_seconds = time.monotonic() - load_started
         l2, l1 = self.penalty_masks()
@@ -349,8 +354,8 @@ class Trainer:
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the same problem, data and solver settings."""
         settings = self.config.model_dump(exclude={"checkpoint_every", "validation_every"})
-        return json.dumps({"config": settings, "train": self.train_uri, "num_features": self.index.size},
-                          sort_keys=True)
+        return json.dumps({"config": settings, "train": self.train_uri, "num_features": self.index.size,
+                           "offsets": self.offsets, "offsets_exclude": self.offsets_exclude}, sort_keys=True)
 
     def _load_checkpoint(self) -> OptimizerState | None:
         """The saved state of an earlier attempt of this same run; a leftover from another run is ignored."""
@@ -449,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train", required=True, help="prepared fixed-effect data (jobs/prepare_fixed_effect)")
     parser.add_argument("--validation", help="prepared validation data (same index)")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--offsets", help="scores of the other coordinates (ScoringResult Avro, or uid/score)")
+    parser.add_argument("--offsets-exclude", metavar="COORDINATE", help="this coordinate's name in the offsets")
     parser.add_argument("--config", help="JSON/YAML file with FixedEffectConfig keys (flags override)")
     for name, field in FixedEffectConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
@@ -472,7 +479,8 @@ def config_from_args(args: argparse.Namespace) -> FixedEffectConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = Trainer(config_from_args(args), args.index, args.train, args.output, args.validation).run()
+        report = Trainer(config_from_args(args), args.index, args.train, args.output, args.validation,
+                         offsets=args.offsets, offsets_exclude=args.offsets_exclude).run()
     except GlmixError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -45,3 +45,16 @@ METRICS: dict[str, Callable[..., float]] = {"AUC": auc, "AUPR": aupr, "LOGISTIC_
                                              "RMSE": rmse, "POISSON_LOSS": poisson_loss}
 DEFAULT_METRIC = {"logistic": "AUC", "linear": "RMSE", "poisson": "POISSON_LOSS"}
 HIGHER_IS_BETTER = {"AUC": True, "AUPR": True, "LOGISTIC_LOSS": False, "RMSE": False, "POISSON_LOSS": False}
+
+
+def precision_at_k(y: np.ndarray, margin: np.ndarray, k: int) -> float:
+    """Share of positives among the k highest-scored rows (all rows when fewer than k)."""
+    top = np.argsort(-margin, kind="stable")[:k]
+    return float(np.mean(y[top] > 0)) if len(top) else float("nan")
+
+
+def evaluate(evaluator: str, y: np.ndarray, margin: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """One ungrouped evaluator by name: AUC, AUPR, LOGISTIC_LOSS, RMSE, POISSON_LOSS or PRECISION@k."""
+    if evaluator.startswith("PRECISION@"):
+        return precision_at_k(y, margin, int(evaluator.removeprefix("PRECISION@")))
+    return METRICS[evaluator](y, margin, weight)

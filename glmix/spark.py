@@ -65,6 +65,7 @@ def spark_conf(master: str, app_name: str, executor_memory: str = "1g", executor
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.avro.compression.codec": "deflate",
         "spark.pyspark.python": sys.executable,

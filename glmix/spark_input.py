@@ -44,6 +44,7 @@ class InputSpec:
     task: Task | None = None
     require_uid: bool = False
     policy: BadRecordPolicy = "fail"
+    keep_bags: bool = False  # also keep each bag as its own normalized column (scoring needs them apart)
 
 
 @dataclass
@@ -175,10 +176,24 @@ def id_column(frame: DataFrame, name: str, metadata_map: str) -> Column:
     return F.lit(None).cast("string")
 
 
+def _normalized_bag_sql(bag: str) -> str:
+    return (f"transform(coalesce(`{bag}`, array()), f -> struct(f.name as name, "
+            f"coalesce(f.term, '') as term, cast(f.value as double) as value))")
+
+
+def normalized_bag(bag: str) -> Column:
+    """One bag as ``array<struct<name, term, value: double>>``, a missing bag or term made empty."""
+    return F.expr(_normalized_bag_sql(bag))
+
+
+def kept_bag_column(bag: str) -> str:
+    """The column a bag is kept in with ``keep_bags`` (apart from the merged ``features``)."""
+    return f"_bag_{bag}"
+
+
 def merged_features(bags: tuple[str, ...]) -> Column:
     """The shard's bags concatenated, with repeated (name, term) pairs summed (no shuffle needed)."""
-    arrays = ", ".join(f"transform(coalesce(`{b}`, array()), f -> struct(f.name as name, "
-                       f"coalesce(f.term, '') as term, cast(f.value as double) as value))" for b in bags)
+    arrays = ", ".join(_normalized_bag_sql(b) for b in bags)
     concatenated = f"concat({arrays})"
     keys = f"array_distinct(transform({concatenated}, f -> struct(f.name as name, f.term as term)))"
     merged = (f"transform({keys}, k -> struct(k.name as name, k.term as term, "
@@ -221,6 +236,7 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
         *[F.expr(f"exists(coalesce(`{b}`, array()), f -> isnan(f.value) or abs(f.value) = double('inf'))")
           .alias(f"_non_finite_{i}") for i, b in enumerate(spec.bags)],
         *[col.alias(name) for name, col in ids.items()],
+        *[normalized_bag(b).alias(kept_bag_column(b)) for b in (spec.bags if spec.keep_bags else ())],
         F.col("_metadata.file_path").alias("_file"),
     )
     checks = _checks(spec, response)

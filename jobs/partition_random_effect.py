@@ -44,14 +44,19 @@ from glmix.storage import join, publish_atomically, qualified, storage_for
 ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
 
 
-def read_scores(spark: SparkSession, uri: str) -> DataFrame:
-    """Scores of the other coordinates: uid and score, from Parquet or Avro files."""
+def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> DataFrame:
+    """Scores of the other coordinates by uid: ``uid, score`` Parquet/Avro, or ScoringResult Avro whose
+    ``coordinateScores`` are summed leaving out ``exclude`` (the coordinate being trained)."""
     files = storage_for(uri).data_files(uri)
     fmt = "avro" if any(f.endswith(".avro") for f in files) else "parquet"
     frame = spark.read.format(fmt).load(uri)
+    if "coordinateScores" in frame.columns:
+        others = F.map_filter("coordinateScores", lambda k, v: k != F.lit(exclude or ""))
+        frame = frame.withColumn("score", F.aggregate(F.map_values(others), F.lit(0.0), lambda acc, v: acc + v))
     missing = {"uid", "score"} - set(frame.columns)
     if missing:
-        raise DataError(f"offsets need columns uid and score; missing {', '.join(sorted(missing))}", path=uri)
+        raise DataError(f"offsets need columns uid and score (or coordinateScores); missing "
+                        f"{', '.join(sorted(missing))}", path=uri)
     return frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))
 
 
@@ -64,7 +69,8 @@ def snake_partition(rank: int, partitions: int) -> int:
 def partition_random_effect(spark: SparkSession, data: str, entity_field: str, index_dir: str, output: str,
                             offsets: str | None = None, lower_bound: int = 1, upper_bound: int | None = None,
                             partitions: int = 4, seed: int = 0, columns: ColumnNames = ColumnNames(),
-                            task: str | None = None, policy: str = "fail") -> dict[str, Any]:
+                            task: str | None = None, policy: str = "fail",
+                            offsets_exclude: str | None = None) -> dict[str, Any]:
     if lower_bound < 1 or partitions < 1 or (upper_bound is not None and upper_bound < lower_bound):
         raise ValueError("need lower_bound >= 1, partitions >= 1 and upper_bound >= lower_bound")
     index_meta = FeatureIndex.load(index_dir)
@@ -74,13 +80,13 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     report = JobReport("partition_random_effect", {
         "input": data, "entity_field": entity_field, "index": index_dir, "output": output, "offsets": offsets,
         "lower_bound": lower_bound, "upper_bound": upper_bound, "partitions": partitions, "seed": seed,
-        "task": task, "policy": policy})
+        "task": task, "policy": policy, "offsets_exclude": offsets_exclude})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, entity_fields=(entity_field,),
                                             task=task, require_uid=offsets is not None, policy=policy))
     rows = loaded.good_rows().withColumnRenamed(entity_field, "entity_id")
     missing_offsets = scored = None
     if offsets is not None:
-        scored = rows.join(read_scores(spark, offsets), on="uid", how="left")
+        scored = rows.join(read_scores(spark, offsets, offsets_exclude), on="uid", how="left")
         missing_offsets = Observation(f"offsets-{id(scored)}")
         rows = scored.observe(missing_offsets, F.sum(F.when(F.col("_score").isNull(), 1).otherwise(0)).alias("n"))
         if policy == "drop":
@@ -180,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--entity-field", required=True, help="e.g. userId (top-level field or metadataMap key)")
     parser.add_argument("--index", required=True, help="output directory of index_features for the shard")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--offsets", help="scores of the other coordinates (uid, score)")
+    parser.add_argument("--offsets", help="scores of the other coordinates (uid, score), or ScoringResult Avro")
+    parser.add_argument("--offsets-exclude", metavar="COORDINATE",
+                        help="with ScoringResult offsets: the coordinate being trained, left out of the sum")
     parser.add_argument("--lower-bound", type=int, default=1, help="active-data lower bound (rows per entity)")
     parser.add_argument("--upper-bound", type=int, help="active-data upper bound (down-sample above it)")
     parser.add_argument("--partitions", type=int, default=4)
@@ -195,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     return partition_random_effect(spark, args.input, args.entity_field, args.index, args.output, args.offsets,
                                    args.lower_bound, args.upper_bound, args.partitions, args.seed,
-                                   ColumnNames(response=args.response), args.task, args.bad_records)
+                                   ColumnNames(response=args.response), args.task, args.bad_records,
+                                   args.offsets_exclude)
 
 
 if __name__ == "__main__":

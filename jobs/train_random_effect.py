@@ -31,11 +31,11 @@ from pyspark.sql import functions as F
 
 from glmix.batched import EntityProblem, SolverSettings, solve_entities, variances
 from glmix.config import Settings, Task
-from glmix.feature_index import FeatureIndex
+from glmix.feature_index import SHARD_META, FeatureIndex
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.model_io import LOSS_FUNCTION, MODEL_CLASS
 from glmix.schemas import raw_schema
-from glmix.storage import join, publish_atomically, qualified
+from glmix.storage import join, publish_atomically, qualified, storage_for
 
 
 class RandomEffectConfig(Settings):
@@ -167,6 +167,7 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
             "iteration_histogram": histogram, "solve_seconds": round(solve_seconds, 3),
             "entities_per_second": entities_count / max(solve_seconds, 1e-9),
             "peak_worker_rss_mb": float(summary["peak"] or 0.0)})
+        storage_for(tmp).write_bytes(join(tmp, SHARD_META), storage_for(data).read_bytes(join(data, SHARD_META)))
         report.write_into(tmp)
     results.unpersist()
     return report.to_dict()

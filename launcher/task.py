@@ -66,6 +66,8 @@ def run_task(spec: JobSpec, task_type: str, index: int, attempt: int, store: Key
             STDERR_TAIL.append(message)
             return REGISTRATION_TIMEOUT_EXIT
         env = dict(os.environ)
+        # `python` in a task's command is the task's environment (the shipped or configured one)
+        env["PATH"] = os.pathsep.join(filter(None, [os.path.dirname(sys.executable), env.get("PATH")]))
         env.update(spec.tasks[task_type].env)
         env.update({"TF_CONFIG": json.dumps(tf_config(spec, addresses, task_type, index)),
                     "TF_GRPC_REUSE_PORT": "true", "GLMIX_TASK_TYPE": task_type, "GLMIX_TASK_INDEX": str(index),

@@ -1,0 +1,93 @@
+"""A GAME model on storage: which coordinate models it is made of, and its directory layout.
+
+The published layout (what ``best/`` holds, and what Photon ML users recognise)::
+
+    MODEL/
+      model-metadata.json                       task, coordinates (type, shard, entity field), pass, metrics
+      fixed-effect/<name>/coefficients/*.avro   Model Avro, one record (modelId = coordinate name)
+      fixed-effect/<name>/_shard.json           the feature shard (bags, intercept) it was trained on
+      random-effect/<name>/coefficients/*.avro  Model Avro, one record per entity (modelId = entity id)
+      random-effect/<name>/_shard.json
+
+During coordinate descent a model is the latest trainer output of each coordinate; a trainer's
+output directory has the same ``_shard.json`` with its coefficients under ``model/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from glmix.config import FeatureShard
+from glmix.errors import ConfigError
+from glmix.feature_index import SHARD_META
+from glmix.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for
+
+METADATA = "model-metadata.json"
+KIND_DIR = {"fixed": "fixed-effect", "random": "random-effect"}
+
+
+@dataclass(frozen=True)
+class CoordinateModel:
+    """One coordinate's model: where its coefficients are and which features and ids it reads."""
+
+    name: str
+    type: Literal["fixed", "random"]
+    directory: str
+    entity_field: str | None = None
+
+    @property
+    def coefficients(self) -> str:
+        """A trainer output keeps them under model/, a published GAME model under coefficients/."""
+        published = join(self.directory, "coefficients")
+        return published if storage_for(published).exists(published) else join(self.directory, "model")
+
+    def shard(self) -> FeatureShard:
+        meta = join(self.directory, SHARD_META)
+        storage = storage_for(meta)
+        if not storage.exists(meta):
+            raise ConfigError(f"{self.directory}: not a coordinate model (no {SHARD_META})")
+        return FeatureShard.model_validate(json.loads(storage.read_bytes(meta))["shard"])
+
+    @classmethod
+    def from_flag(cls, kind: Literal["fixed", "random"], value: str) -> CoordinateModel:
+        """``NAME=DIR`` (fixed) or ``NAME=ENTITY_FIELD=DIR`` (random), as the scoring job's flags."""
+        parts = value.split("=", 2 if kind == "random" else 1)
+        if len(parts) != (3 if kind == "random" else 2) or not all(parts):
+            form = "NAME=ENTITY_FIELD=DIR" if kind == "random" else "NAME=DIR"
+            raise ConfigError(f"--{KIND_DIR[kind]} {value!r}: expected {form}")
+        if kind == "random":
+            return cls(parts[0], kind, parts[2], parts[1])
+        return cls(parts[0], kind, parts[1])
+
+    def to_flag(self) -> str:
+        middle = f"{self.entity_field}=" if self.type == "random" else ""
+        return f"--{KIND_DIR[self.type]}={self.name}={middle}{self.directory}"
+
+
+def read_game_model(directory: str) -> tuple[list[CoordinateModel], dict[str, Any]]:
+    """The coordinates of a published GAME model directory, and its metadata."""
+    storage = storage_for(directory)
+    path = join(directory, METADATA)
+    if not storage.exists(path):
+        raise ConfigError(f"{directory}: not a GAME model (no {METADATA})")
+    metadata = json.loads(storage.read_bytes(path))
+    models = [CoordinateModel(name, c["type"], join(directory, KIND_DIR[c["type"]], name), c.get("entity_field"))
+              for name, c in metadata["coordinates"].items()]
+    return models, metadata
+
+
+def publish_game_model(output: str, models: list[CoordinateModel], metadata: dict[str, Any]) -> None:
+    """Copy coordinate models into the standard layout, atomically (the old model stays until it is done)."""
+    with publish_atomically(output) as tmp:
+        coordinates = {}
+        for model in models:
+            target = join(tmp, KIND_DIR[model.type], model.name)
+            copy_tree(model.coefficients, join(target, "coefficients"))
+            storage_for(target).delete(join(target, "coefficients", SUCCESS_MARKER))
+            copy_tree(join(model.directory, SHARD_META), join(target, SHARD_META))
+            coordinates[model.name] = {"type": model.type, "shard": model.shard().model_dump(mode="json"),
+                                       **({"entity_field": model.entity_field} if model.entity_field else {})}
+        storage_for(tmp).write_bytes(join(tmp, METADATA), json.dumps(
+            {**metadata, "coordinates": coordinates}, indent=2, default=str).encode())

@@ -1,0 +1,48 @@
+"""Offsets for coordinate descent: what the other coordinates already explain, joined by uid.
+
+A coordinate trains against ``offset_i + sum of the other coordinates' scores of row i``. The
+scores come from the scoring job (ScoringResult Avro, ``coordinateScores`` summed leaving out the
+coordinate being trained) or from any ``uid, score`` Parquet/Avro. A training row without a score
+is an error: training on a silently wrong offset would be worse than stopping.
+"""
+
+from __future__ import annotations
+
+import io
+
+import fastavro
+import numpy as np
+import pyarrow as pa
+
+from glmix.errors import DataError
+from glmix.feature_index import read_parquet
+from glmix.storage import storage_for
+
+
+def read_offsets(uri: str, exclude: str | None = None) -> pa.Table:
+    """``uid, score`` of every row in ``uri``."""
+    storage = storage_for(uri)
+    avro_files = storage.data_files(uri, suffix=".avro")
+    if not avro_files:
+        table = read_parquet(uri, ["uid", "score"])
+        return table.select(["uid", "score"]) if table.num_columns else pa.table({"uid": [], "score": []})
+    uids, scores = [], []
+    for path in avro_files:
+        for record in fastavro.reader(io.BytesIO(storage.read_bytes(path))):
+            uids.append(str(record["uid"]))
+            if "coordinateScores" in record:
+                scores.append(sum(v for k, v in record["coordinateScores"].items() if k != exclude))
+            else:
+                scores.append(float(record["score"]))
+    return pa.table({"uid": pa.array(uids, pa.string()), "score": pa.array(scores, pa.float64())})
+
+
+def offsets_for(uids: np.ndarray, uri: str, exclude: str | None = None) -> np.ndarray:
+    """The other coordinates' score of each uid, in the given order; every uid must have one."""
+    table = read_offsets(uri, exclude)
+    by_uid = dict(zip(table.column("uid").to_pylist(), table.column("score").to_numpy(), strict=True))
+    missing = [u for u in uids.tolist() if u not in by_uid]
+    if missing:
+        raise DataError(f"{len(missing)} row(s) have no score in the offsets (e.g. uid {', '.join(missing[:3])})",
+                        path=uri, field="uid")
+    return np.fromiter((by_uid[u] for u in uids.tolist()), dtype=np.float64, count=len(uids))

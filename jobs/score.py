@@ -1,0 +1,159 @@
+"""Scoring: apply a GAME model (fixed effect + every random effect) to Avro examples.
+
+    spark-submit jobs/score.py --data validation=DATA [--data train=DATA2] --output OUT \
+        (--model GAME_MODEL_DIR | --fixed-effect global=DIR --random-effect per-user=userId=DIR ...)
+
+Each coordinate's score of a row is x.b over the features of the coordinate's shard (matched by
+feature name and term, the intercept included); a random effect uses the model of the row's
+entity (joined by entity id), and an entity without a model scores 0 for that coordinate. ``predictionScore`` is the
+row's offset plus the sum of the coordinate scores.
+
+Output (published atomically): OUT/NAME/*.avro for every ``--data NAME=...`` (ScoringResult Avro:
+uid, label, weight, predictionScore, coordinateScores, metadataMap with the entity ids) and
+OUT/_report.json (rows scored, and per coordinate how many rows had a model). The entity ids of
+the random effects, and of ``--id-fields``, are copied into ``metadataMap``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from glmix.config import BadRecordPolicy
+from glmix.errors import ConfigError
+from glmix.examples import ColumnNames
+from glmix.game_model import CoordinateModel, read_game_model
+from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
+from glmix.schemas import INTERCEPT_NAME, raw_schema
+from glmix.spark_input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features
+from glmix.storage import join, publish_atomically, qualified
+
+KEY_SEPARATOR = "\u0001"
+
+
+def _key(name: Column, term: Column) -> Column:
+    return F.concat(name, F.lit(KEY_SEPARATOR), F.coalesce(term, F.lit("")))
+
+
+def _model_maps(spark: SparkSession, model: CoordinateModel) -> DataFrame:
+    """One row per model (entity): ``_id_<name>`` and ``_m_<name>``, a map from feature key to coefficient."""
+    frame = spark.read.format("avro").load(qualified(model.coefficients))
+    means = F.map_from_entries(F.transform("means", lambda m: F.struct(_key(m["name"], m["term"]), m["value"])))
+    return frame.select(F.col("modelId").alias(f"_id_{model.name}"), means.alias(f"_m_{model.name}"))
+
+
+def with_coordinate_score(spark: SparkSession, rows: DataFrame, model: CoordinateModel) -> DataFrame:
+    """Adds ``_s_<name>`` (the coordinate's score, 0 without a model) and ``_has_<name>`` to every row.
+
+    Each row meets its model's coefficient map through one join (broadcast for the fixed effect's
+    single model) and the dot product is a lookup per feature: no explode, no regrouping of rows.
+    """
+    shard = model.shard()
+    maps = _model_maps(spark, model)
+    coefficients = F.col(f"_m_{model.name}")
+    if model.type == "fixed":
+        joined = rows.crossJoin(F.broadcast(maps.drop(f"_id_{model.name}")))
+    else:
+        joined = rows.join(maps, rows[model.entity_field] == maps[f"_id_{model.name}"], "left") \
+            .drop(f"_id_{model.name}")
+    features = merged_features(tuple(kept_bag_column(b) for b in shard.bags))
+    dot = F.aggregate(features, F.lit(0.0), lambda acc, f: acc + f["value"] * F.coalesce(
+        F.element_at(coefficients, _key(f["name"], f["term"])), F.lit(0.0)))
+    if shard.intercept:
+        dot = dot + F.coalesce(F.element_at(coefficients, F.lit(INTERCEPT_NAME + KEY_SEPARATOR)), F.lit(0.0))
+    return (joined.withColumn(f"_s_{model.name}", F.when(coefficients.isNull(), F.lit(0.0)).otherwise(dot))
+            .withColumn(f"_has_{model.name}", coefficients.isNotNull().cast("int"))
+            .drop(f"_m_{model.name}"))
+
+
+def score_frame(spark: SparkSession, uri: str, models: list[CoordinateModel], model_id: str,
+                columns: ColumnNames, policy: BadRecordPolicy,
+                id_fields: tuple[str, ...] = ()) -> tuple[DataFrame, Any, list[str]]:
+    """The ScoringResult rows of one dataset, plus its loaded input (for counts)."""
+    bags = tuple(sorted({b for m in models for b in m.shard().bags}))
+    entity_fields = tuple(sorted({m.entity_field for m in models if m.entity_field} | set(id_fields)))
+    loaded = load_examples(spark, InputSpec(uri=uri, bags=bags, columns=columns, entity_fields=entity_fields,
+                                            require_uid=True, policy=policy, keep_bags=True))
+    rows = loaded.good_rows()
+    for model in models:
+        rows = with_coordinate_score(spark, rows, model)
+    names = [m.name for m in models]
+    coordinate_map = F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
+                                       F.array(*[F.col(f"_s_{n}") for n in names]))
+    metadata = (F.create_map(*[x for f in entity_fields for x in (F.lit(f), F.col(f))]) if entity_fields
+                else F.lit(None).cast("map<string,string>"))
+    result = rows.select(
+        F.col("uid"), F.col("label"), F.col("weight"), F.lit(model_id).alias("modelId"),
+        (F.col("offset") + sum((F.col(f"_s_{n}") for n in names), F.lit(0.0))).alias("predictionScore"),
+        coordinate_map.alias("coordinateScores"), metadata.alias("metadataMap"), *[f"_has_{n}" for n in names])
+    return result, loaded, names
+
+
+def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateModel], output: str,
+          model_id: str = "game", columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail",
+          files: int = 2, id_fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not models:
+        raise ConfigError("scoring needs at least one coordinate model (--model, --fixed-effect, --random-effect)")
+    output = qualified(output)
+    report = JobReport("score", {"data": data, "output": output, "model_id": model_id,
+                                 "coordinates": [m.to_flag() for m in models], "policy": policy,
+                                 "id_fields": list(id_fields)})
+    schema = json.dumps(raw_schema("ScoringResult"))
+    with publish_atomically(output) as tmp:
+        for name, uri in data.items():
+            result, loaded, names = score_frame(spark, qualified(uri), models, model_id, columns, policy,
+                                                 id_fields)
+            written = result.select("uid", "label", "weight", "modelId", "predictionScore", "coordinateScores",
+                                    "metadataMap", *[f"_has_{n}" for n in names]).persist()
+            (written.drop(*[f"_has_{n}" for n in names]).coalesce(files).write.format("avro")
+             .option("avroSchema", schema).save(join(tmp, name)))
+            totals = written.agg(F.count(F.lit(1)).alias("rows"),
+                                 *[F.sum(f"_has_{n}").alias(n) for n in names]).first()
+            counts = loaded.check()
+            report.counters[name] = {
+                "input": uri, "rows_in": counts["rows_in"], "rows_scored": int(totals["rows"]),
+                "dropped": dropped_by_reason(counts),
+                "rows_with_model": {n: int(totals[n] or 0) for n in names}}
+            written.unpersist()
+        report.write_into(tmp)
+    return report.to_dict()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = job_parser("score", __doc__)
+    parser.add_argument("--data", action="append", required=True, metavar="NAME=URI",
+                        help="a dataset to score; written to OUTPUT/NAME")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--model", help="a published GAME model directory (model-metadata.json)")
+    parser.add_argument("--fixed-effect", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--random-effect", action="append", default=[], metavar="NAME=ENTITY_FIELD=DIR")
+    parser.add_argument("--model-id", default="game")
+    parser.add_argument("--response", help="label column (default: label or response)")
+    parser.add_argument("--bad-records", choices=["fail", "drop"], default="fail")
+    parser.add_argument("--files", type=int, default=2, help="output files per dataset")
+    parser.add_argument("--id-fields", default="", help="more entity ids to copy into metadataMap (for grouped "
+                                                        "metrics), comma-separated")
+    add_spark_arguments(parser)
+    return parser
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+    models = read_game_model(args.model)[0] if args.model else []
+    models += [CoordinateModel.from_flag("fixed", v) for v in args.fixed_effect]
+    models += [CoordinateModel.from_flag("random", v) for v in args.random_effect]
+    data = {}
+    for value in args.data:
+        name, sep, uri = value.partition("=")
+        if not sep or not name or not uri:
+            raise ConfigError(f"--data {value!r}: expected NAME=URI")
+        data[name] = uri
+    return score(spark, data, models, args.output, args.model_id, ColumnNames(response=args.response),
+                 args.bad_records, args.files, tuple(f for f in args.id_fields.split(",") if f))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(build_parser(), run))
