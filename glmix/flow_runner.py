@@ -79,6 +79,7 @@ class LocalRunner:
         self.state_file = self.state_dir / "state.json"
         self.console = console or Console(stderr=True)
         self._spark = None
+        self._owns_spark = False
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> dict[str, Any]:
@@ -118,9 +119,9 @@ class LocalRunner:
                 if result.status == "failed":
                     break
         finally:
-            if self._spark is not None:
+            if self._owns_spark:
                 self._spark.stop()
-                self._spark = None
+            self._spark, self._owns_spark = None, False
         return results
 
     def _run_with_retries(self, node: Node, command: str, log: Path, tag: str) -> NodeResult:
@@ -181,12 +182,19 @@ class LocalRunner:
         return ""
 
     def _session(self, options: argparse.Namespace):
+        """One session for every Spark node; a session the caller already has is used and left running."""
         if self._spark is None:
+            from pyspark.sql import SparkSession
+
             from glmix.spark import session
 
-            self._spark = session(options.master or "local[2]", f"glmix-flow-{self.flow.name}",
-                                  executors=int(options.num_executors or 2),
-                                  executor_memory=options.executor_memory or "1g")
+            self._spark = SparkSession.getActiveSession()
+            if self._spark is None:
+                self._spark = session(options.master or "local[2]", f"glmix-flow-{self.flow.name}",
+                                      executors=int(options.num_executors or 2),
+                                      executor_memory=options.executor_memory or "1g")
+                self._spark.sparkContext.setLogLevel("ERROR")  # stage logs carry the reports; warnings are noise
+                self._owns_spark = True
         return self._spark
 
 

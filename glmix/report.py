@@ -88,7 +88,7 @@ def _metric_plot(summary: dict[str, Any]) -> str:
     return _png(figure)
 
 
-def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> tuple[str, str]:
+def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
     fpr, tpr, _ = roc_curve(y, margin)
     figure, ax = plt.subplots(figsize=(4, 4))
     ax.plot(fpr, tpr, label=f"AUC {auc(y, margin):.4f}")
@@ -103,7 +103,9 @@ def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> tuple[str, str]:
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
     ax.set(xlabel="mean predicted probability", ylabel="observed positive rate",
            title=f"calibration: HL {statistic:.1f}, p = {p_value:.3g}")
-    return roc, _png(figure)
+    text = (f"<p>Hosmer-Lemeshow statistic {statistic:.2f} over {len(bins)} deciles of predicted probability "
+            f"(chi-square, {len(bins) - 2} degrees of freedom): p = {p_value:.3g}</p>")
+    return [roc, _png(figure), text]
 
 
 def _coefficients(model_dir: str) -> str:
@@ -143,8 +145,7 @@ def write_report(config: GameConfig) -> str:
                 "<h2>Validation metrics per coordinate update</h2>", _metric_table(summary), _metric_plot(summary)]
     if config.task == "logistic":
         y, margin = _scores(join(best.scores, "validation"))
-        roc, calibration = _roc_and_calibration(y, margin)
-        sections += ["<h2>Best model on the validation data</h2>", roc, calibration]
+        sections += ["<h2>Best model on the validation data</h2>", *_roc_and_calibration(y, margin)]
     sections += ["<h2>Coefficients</h2>", _coefficients(plan.best),
                  "<h2>Training rows per entity</h2>", _entity_sizes(plan, best.run)]
     style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "

@@ -1,19 +1,96 @@
-"""The embedded demo's stages, on a small MovieLens-shaped dataset (what `make demo` runs)."""
+"""The embedded GAME flow end to end (what `make demo` runs), resuming after a failure, and the report."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import numpy as np
+import pytest
+import yaml
+
 from glmix.cli import main
-from glmix.demo import fixed_effect_validation_auc, true_margins
+from glmix.demo import true_margins
+from glmix.flow import build_project
+from glmix.flow_runner import LocalRunner
+from glmix.game_config import GameConfig
+from glmix.game_model import read_game_model
 from glmix.metrics import auc
+from glmix.report import hosmer_lemeshow
+from glmix.synthetic import generate, movielens_spec
 
 
-def test_demo_runs_the_stages_and_beats_chance(tmp_path: Path, capsys) -> None:
+def test_demo_trains_glmix_and_beats_the_global_model(tmp_path: Path, capsys, spark) -> None:
     assert main(["demo", "--output", str(tmp_path), "--rows", "8000"]) == 0
     printed = capsys.readouterr().out
-    assert "train fixed effect" in printed and "validation AUC" in printed
-    fixed = fixed_effect_validation_auc(str(tmp_path))
+    assert "validation metrics after each coordinate update" in printed and "ground-truth model" in printed
+    summary = json.loads((tmp_path / "game" / "summary.json").read_text())
+    steps = summary["steps"]
+    assert [(s["pass"], s["coordinate"]) for s in steps] == [(p, c) for p in (0, 1)
+                                                             for c in ("global", "per-user", "per-movie")]
+    auc_of = [s["metrics"]["AUC"] for s in steps]
     labels, margins = true_margins(str(tmp_path / "data"))
-    truth = auc(labels, margins)
-    assert 0.55 < fixed < truth  # the global GLM learns something; the true GLMix model knows more
+    assert 0.55 < auc_of[0] < auc_of[2] < auc(labels, margins)   # random effects add what the global GLM misses
+    assert summary["best"] == int(np.argmax(auc_of))
+    models, metadata = read_game_model(str(tmp_path / "game" / "best"))
+    assert [m.name for m in models] == ["global", "per-user", "per-movie"]
+    assert metadata["metrics"]["AUC"] == max(auc_of)
+    page = (tmp_path / "game" / "report" / "index.html").read_text()
+    assert page.count("<img src=\"data:image/png;base64,") == 5
+    assert re.search(r"Hosmer-Lemeshow statistic [0-9.]+ over 10 deciles .*: p = ", page)
+    assert "per-movie" in page and "<table>" in page
+
+
+def small_config(tmp_path: Path) -> GameConfig:
+    generate(movielens_spec(rows=4000, seed=2), str(tmp_path / "data"))
+    return GameConfig.from_dict({
+        "name": "resume-test", "task": "logistic",
+        "input": {"train": str(tmp_path / "data" / "train"), "validation": str(tmp_path / "data" / "validation")},
+        "output": str(tmp_path / "out"),
+        "feature_shards": [{"name": "global", "bags": ["features", "userFeatures"]},
+                           {"name": "movie", "bags": ["movieFeatures"]}],
+        "coordinates": {"global": {"type": "fixed", "shard": "global"},
+                        "per-user": {"type": "random", "shard": "movie", "entity_field": "userId"}},
+        "update_sequence": ["global", "per-user"], "evaluators": ["AUC", "AUC:userId"],
+        "resources": {"spark": {"partitions": 2}}, "flow": {"retries": 0}})
+
+
+def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> None:
+    config = small_config(tmp_path)
+    project = build_project(config, tmp_path / "project")
+    flow_file = project / "resume-test.flow"
+    good = flow_file.read_text()
+    flow = yaml.safe_load(good)
+    for node in flow["nodes"]:
+        if node["name"] == "p0-per-user-train":
+            node["config"]["command"] = "exit 3"
+    flow_file.write_text(yaml.safe_dump(flow, sort_keys=False, width=1000))
+    first = LocalRunner(project).run()
+    assert [r.status for r in first][-1] == "failed" and first[-1].name == "p0-per-user-train"
+    assert first[-1].error == "exit code 3"
+    assert all(r.status == "succeeded" for r in first[:-1])
+    assert not (tmp_path / "out" / "run-0" / "pass-0" / "per-user").exists()
+
+    flow_file.write_text(good)   # fixed: the same command line again resumes
+    second = LocalRunner(project).run()
+    statuses = {r.name: r.status for r in second}
+    assert all(statuses[r.name] == "skipped" for r in first[:-1])
+    assert statuses["p0-per-user-train"] == "succeeded" and statuses["report"] == "succeeded"
+    state = json.loads((project / ".glmix-run" / "state.json").read_text())
+    assert all(s["status"] == "succeeded" for s in state.values()) and len(state) == len(second)
+    log = (project / ".glmix-run" / "logs" / "p0-per-user-partition.log").read_text()
+    assert log.startswith("$ ") and '"job": "partition_random_effect"' in log
+
+
+def test_hosmer_lemeshow_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.95, 1000)
+    y = (rng.uniform(size=1000) < p).astype(float)
+    statistic, p_value, bins = hosmer_lemeshow(y, p)
+    order = np.argsort(p, kind="stable")
+    expected = sum((y[c].sum() - p[c].sum()) ** 2 / (p[c].sum() * (1 - p[c].mean()))
+                   for c in np.array_split(order, 10))
+    assert statistic == pytest.approx(expected) and len(bins) == 10
+    assert p_value > 0.01                                   # calibrated by construction
+    assert hosmer_lemeshow(y, np.clip(p * 0.5, 0, 1))[1] < 1e-6   # badly calibrated

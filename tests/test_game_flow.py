@@ -1,0 +1,139 @@
+"""GAME config validation, the generated Azkaban project and its loader rules (no Spark needed)."""
+
+from __future__ import annotations
+
+import filecmp
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from glmix.azkaban import read_project, validate_flow, zip_project
+from glmix.errors import ConfigError
+from glmix.flow import build_project
+from glmix.game_config import GameConfig
+from glmix.game_plan import GamePlan
+from launcher.spec import JobSpec
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "configs" / "movielens.yaml"
+
+
+def example(**changes) -> dict:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.update(changes)
+    return data
+
+
+def test_example_configs_load() -> None:
+    config = GameConfig.from_yaml(EXAMPLE)
+    assert config.fixed_effect == "global" and config.entity_fields == ["movieId", "userId"]
+    assert config.primary_metric == "AUC" and config.higher_is_better()
+    grid = GameConfig.from_yaml(REPO / "configs" / "movielens-grid.yaml")
+    assert [run["per-user"] for run in grid.grid()] == [(0.3, 0.0), (3.0, 0.0), (30.0, 0.0)]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"update_sequence": ["global", "per-nobody"]}, "update_sequence: no coordinate named 'per-nobody'"),
+    ({"update_sequence": ["global", "global"]}, "appears twice"),
+    ({"evaluators": ["AUC", "ACCURACY"]}, "unknown evaluator 'ACCURACY'"),
+    ({"evaluators": ["PRECISION@5"]}, "needs a group"),
+    ({"passes": 0}, "passes"),
+    ({"unexpected": 1}, "unexpected"),
+])
+def test_config_errors_name_the_key(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        GameConfig.from_dict(example(**changes))
+
+
+def test_coordinate_errors_name_the_coordinate() -> None:
+    data = example()
+    data["coordinates"]["per-user"]["shard"] = "nope"
+    with pytest.raises(ConfigError, match="coordinates.per-user.shard: no feature shard named 'nope'"):
+        GameConfig.from_dict(data)
+    data = example()
+    del data["coordinates"]["per-user"]["entity_field"]
+    with pytest.raises(ConfigError, match="coordinates.per-user.*entity_field"):
+        GameConfig.from_dict(data)
+
+
+def test_plan_unrolls_passes_and_chains_offsets() -> None:
+    plan = GamePlan(GameConfig.from_yaml(EXAMPLE))
+    steps = plan.steps()
+    assert [s.label for s in steps] == [f"pass-{p}/{c}" for p in (0, 1) for c in ("global", "per-user", "per-movie")]
+    assert steps[0].offsets is None and steps[0].warm_start is None
+    assert steps[1].offsets == steps[0].scores + "/train"
+    assert steps[3].warm_start == steps[0].output          # pass 1 starts from pass 0's model
+    assert [m.name for m in steps[1].models] == ["global", "per-user"]
+    assert steps[4].models[0].directory == steps[3].output  # the newest model of each coordinate
+    assert [s.is_last_of_run for s in steps] == [False] * 5 + [True]
+
+
+def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
+    config = GameConfig.from_yaml(EXAMPLE)
+    flow = read_project(build_project(config, tmp_path / "project"))
+    nodes = {n.name: n for n in flow.nodes}
+    assert len(nodes) == 3 + 2 + 2 * (3 + 4 + 4) + 2
+    assert nodes["p1-global-train"].depends_on == ["prepare-train", "prepare-validation", "p0-per-movie-score"]
+    assert nodes["p0-per-user-partition"].depends_on == ["index-movie", "p0-global-score"]
+    assert "--offsets hdfs:///glmix/movielens/game/run-0/pass-0/global.scores/train" in \
+        nodes["p0-per-user-partition"].command
+    assert nodes["p0-per-user-train"].command.startswith("${spark.submit} --master ${spark.master}")
+    assert nodes["p0-global-train"].command == \
+        "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend}"
+    assert set(nodes["select-best"].depends_on) == {n for n in nodes if n.endswith("-evaluate")}
+    assert all(n.config == {"retries": "1", "retry.backoff": "30000"} for n in flow.nodes)
+    spec = JobSpec.from_yaml(tmp_path / "project" / "specs" / "p1-global.yaml")
+    assert spec.tasks["worker"].instances == 2 and spec.max_attempts == 2
+    assert "--offsets-exclude global" in spec.tasks["worker"].command
+
+
+def test_project_file_and_zip_layout(tmp_path: Path) -> None:
+    project = build_project(GameConfig.from_yaml(EXAMPLE), tmp_path / "project")
+    assert (project / "movielens-glmix.project").read_text() == "azkaban-flow-version: 2.0\n"
+    archive = zip_project(project, tmp_path / "movielens.zip")
+    with zipfile.ZipFile(archive) as z:
+        names = set(z.namelist())
+    assert {"movielens-glmix.project", "movielens-glmix.flow", "config.yaml", "specs/p0-global.yaml"} <= names
+    assert all(not n.startswith("project/") for n in names)
+
+
+def test_example_azkaban_project_is_up_to_date(tmp_path: Path) -> None:
+    """azkaban/movielens is generated from configs/movielens.yaml; regenerate it when this fails:
+    glmix flow build configs/movielens.yaml azkaban/movielens"""
+    fresh = build_project(GameConfig.from_yaml(EXAMPLE), tmp_path / "fresh")
+    committed = REPO / "azkaban" / "movielens"
+    files = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(committed)) for p in committed.rglob("*") if p.is_file())
+    _, mismatch, errors = filecmp.cmpfiles(fresh, committed, files, shallow=False)
+    assert not mismatch and not errors
+
+
+def flow_with(*nodes: dict, config: dict | None = None) -> dict:
+    return {"config": config or {}, "nodes": list(nodes)}
+
+
+def node(name: str, *depends: str, **config) -> dict:
+    out = {"name": name, "type": "command", "config": {"command": "true", **config}}
+    if depends:
+        out["dependsOn"] = list(depends)
+    return out
+
+
+@pytest.mark.parametrize("flow, message", [
+    (flow_with(node("a"), node("a")), "unique: a"),
+    (flow_with(node("a", "b")), "dependsOn names no node 'b'"),
+    (flow_with(node("a", "b"), node("b", "c"), node("c", "a")), "dependency cycle: a -> b -> c -> a"),
+    (flow_with(node("ROOT")), "reserved"),
+    (flow_with(node("a", retries=2)), "config.retries must be a string"),
+    (flow_with(node("a"), config={"x": 1}), "config.x: must be a string"),
+    ({"nodes": []}, "non-empty 'nodes'"),
+])
+def test_validator_enforces_azkaban_loader_rules(flow: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_flow(flow)
+
+
+def test_validator_accepts_a_diamond() -> None:
+    validate_flow(flow_with(node("a"), node("b", "a"), node("c", "a"), node("d", "b", "c")))
