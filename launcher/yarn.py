@@ -62,6 +62,17 @@ def _code_archive(code: str) -> str:
     return _cached_upload(target, "code")
 
 
+def _shutdown(app, status: str, diagnostics: str = "") -> None:
+    """Ask the application master to finish; it may already have (Skein's AM stops by itself once
+    every service is done), which is not an error: the tasks' result records decide the outcome."""
+    import skein
+
+    try:
+        app.shutdown(status, diagnostics=diagnostics)
+    except skein.exceptions.ConnectionError:
+        pass
+
+
 class YarnBackend:
     def __init__(self) -> None:
         import skein  # noqa: F401  (fail early with a clear ImportError)
@@ -206,7 +217,7 @@ class YarnBackend:
         for c in containers:
             if str(c.state) in ("FAILED", "KILLED") and spec.is_tracked(c.service_name):
                 # stop the others at once: they would hang in collectives waiting for the dead task
-                app.shutdown("FAILED", diagnostics=f"task {c.id} failed: {c.exit_message}")
+                _shutdown(app, "FAILED", f"task {c.id} failed: {c.exit_message}")
                 if str(PREEMPTED_EXIT) in (c.exit_message or ""):
                     return "preempted", TaskOutcome(c.id.replace("_", ":"), PREEMPTED_EXIT, "preempted by YARN",
                                                     f"{c.yarn_container_id} on {c.yarn_node_http_address}")
@@ -214,11 +225,11 @@ class YarnBackend:
         tracked = [c for c in containers if spec.is_tracked(c.service_name)]
         expected = sum(t.instances for name, t in spec.tasks.items() if spec.is_tracked(name))
         if len(tracked) == expected and all(str(c.state) == "SUCCEEDED" for c in tracked):
-            app.shutdown("SUCCEEDED")
+            _shutdown(app, "SUCCEEDED")
             return self._outcome(app_id, spec, "SUCCEEDED", "")
         waiting = [c for c in containers if str(c.state) in ("WAITING", "REQUESTED")]
         if waiting and time.monotonic() - submitted > spec.timeouts.allocation:
-            app.shutdown("FAILED", diagnostics="allocation timeout")
+            _shutdown(app, "FAILED", "allocation timeout")
             return "allocation_timeout", TaskOutcome(
                 waiting[0].id.replace("_", ":"), None,
                 f"container not allocated within {spec.timeouts.allocation:.0f}s", "")
