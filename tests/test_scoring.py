@@ -25,7 +25,7 @@ from jobs.partition_random_effect import partition_random_effect
 from jobs.score import score
 from tests.test_spark_jobs import SMALL, write
 
-I = (INTERCEPT_NAME, "")
+INTERCEPT = (INTERCEPT_NAME, "")
 
 
 def coordinate(root: Path, name: str, shard: FeatureShard, models: list[LinearModel]) -> str:
@@ -37,9 +37,9 @@ def coordinate(root: Path, name: str, shard: FeatureShard, models: list[LinearMo
 @pytest.fixture()
 def game(tmp_path: Path) -> list[CoordinateModel]:
     fixed = coordinate(tmp_path / "m", "global", FeatureShard(name="g", bags=("features",)),
-                       [LinearModel("global", "logistic", {("a", ""): 0.5, ("b", "x"): -1.0, I: 0.1})])
+                       [LinearModel("global", "logistic", {("a", ""): 0.5, ("b", "x"): -1.0, INTERCEPT: 0.1})])
     random = coordinate(tmp_path / "m", "per-user", FeatureShard(name="u", bags=("userFeatures",)), [
-        LinearModel("u1", "logistic", {("age", "25"): 2.0, I: -0.3}),
+        LinearModel("u1", "logistic", {("age", "25"): 2.0, INTERCEPT: -0.3}),
         LinearModel("u2", "logistic", {("age", "25"): 1.0})])          # no intercept coefficient: 0
     return [CoordinateModel("global", "fixed", fixed), CoordinateModel("per-user", "random", random, "userId")]
 
