@@ -54,7 +54,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
     if args.preset == "generic":
         overrides.update(users=args.users, items=args.items, task=args.task,
                          context_dimension=args.context_dimension, context_nnz=args.context_nnz)
-    run_generate(load_spec(args.preset, **overrides), args.output, args.processes)
+    spec = load_spec(args.preset, **overrides)
+    if args.nonlinear_std:
+        spec = spec.model_copy(update={"nonlinear_std": args.nonlinear_std})
+    run_generate(spec, args.output, args.processes)
 
 
 def cmd_import_libsvm(args: argparse.Namespace) -> None:
@@ -210,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--task", choices=["logistic", "linear", "poisson"], default="logistic", help="generic only")
     gen.add_argument("--context-dimension", type=int, default=1000, help="generic preset only")
     gen.add_argument("--context-nnz", type=int, default=20, help="generic preset only")
+    gen.add_argument("--nonlinear-std", type=float, default=0.0,
+                     help="add a global effect no GLM can fit (products of context projections) of this std")
     gen.set_defaults(func=cmd_generate)
 
     imp = sub.add_parser("import-libsvm", help="convert a LIBSVM file to TrainingExample Avro")

@@ -96,13 +96,14 @@ class WorkerContext:
 class Collective:
     """Sums numpy arrays across workers (identity for a single process)."""
 
-    def __init__(self, context: WorkerContext) -> None:
+    def __init__(self, context: WorkerContext, strategy=None) -> None:
+        """``strategy``: an existing MultiWorkerMirroredStrategy to reuse (a process can have only one)."""
         self.context = context
         self._reduce = None
         if context.count > 1:
             import tensorflow as tf
 
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+            strategy = strategy or tf.distribute.MultiWorkerMirroredStrategy()
 
             @tf.function(reduce_retracing=True)
             def reduce(value):
@@ -269,8 +270,8 @@ class Trainer:
         self.context = context or WorkerContext.from_environment()
         self.index = FeatureIndex.load(index)
         self.collective = Collective(self.context)
-        self.checkpoint_dir = _sibling_dir(output, "._checkpoints-")
-        self.tmp = _sibling_dir(output, f"._tmp-{self.context.run_id}-")
+        self.checkpoint_dir = sibling_dir(output, "._checkpoints-")
+        self.tmp = sibling_dir(output, f"._tmp-{self.context.run_id}-")
         self.tensorboard_dir: str | None = None          # the chief's local event files
         self.validation_curve: list[tuple[int, float]] = []
 
@@ -387,12 +388,12 @@ class Trainer:
                  result: OptimizeResult, variances: np.ndarray | None, timings: dict) -> dict:
         """Every worker writes its scores into the shared temporary directory; the chief publishes."""
         worker = self.context.index
-        _write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), rows.uid,
+        write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), rows.uid,
                       objective.scores(result.x))
         if self.validation_uri:
             part = load_rows(self.validation_uri, worker, self.context.count)
             scorer = OBJECTIVES[self.config.compute](part, self.index.size, self.config.task)
-            _write_scores(join(self.tmp, "scores", "validation", f"part-{worker:05d}.parquet"), part.uid,
+            write_scores(join(self.tmp, "scores", "validation", f"part-{worker:05d}.parquet"), part.uid,
                           scorer.scores(result.x))
         self.collective.barrier()
         report = {
@@ -416,7 +417,7 @@ class Trainer:
             copy_tree(self.tensorboard_dir, join(self.tmp, "tensorboard"))
             shutil.rmtree(self.tensorboard_dir, ignore_errors=True)
         storage.write_bytes(join(self.tmp, "_report.json"), json.dumps(report, indent=2, default=float).encode())
-        _publish_directory(self.tmp, self.output)
+        publish_directory(self.tmp, self.output)
         storage.delete(self.checkpoint_dir)
         return report
 
@@ -427,18 +428,18 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _sibling_dir(uri: str, prefix: str) -> str:
+def sibling_dir(uri: str, prefix: str) -> str:
     parent, _, name = uri.rstrip("/").rpartition("/")
     return f"{parent}/{prefix}{name}" if parent else f"{prefix}{name}"
 
 
-def _write_scores(uri: str, uid: np.ndarray, score: np.ndarray) -> None:
+def write_scores(uri: str, uid: np.ndarray, score: np.ndarray) -> None:
     buffer = pa.BufferOutputStream()
     pq.write_table(pa.table({"uid": pa.array(uid, type=pa.string()), "score": score}), buffer)
     storage_for(uri).write_bytes(uri, buffer.getvalue().to_pybytes())
 
 
-def _publish_directory(tmp: str, output: str) -> None:
+def publish_directory(tmp: str, output: str) -> None:
     """Replace ``output`` with the fully written ``tmp`` (see storage.publish_atomically)."""
     with publish_atomically(output) as staging:
         storage = storage_for(output)

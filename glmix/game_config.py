@@ -46,11 +46,25 @@ class Inputs(Settings):
     validation: str
 
 
-class CoordinateConfig(Settings):
-    """One coordinate: the fixed effect (``type: fixed``) or a random effect (``type: random``)."""
+class KerasSettings(Settings):
+    """A deep fixed effect (``model_type: keras``): see glmix.keras_fixed_effect."""
 
-    type: Literal["fixed", "random"]
-    shard: str
+    model: str = Field("glmix.keras_models:wide_and_deep", pattern=r"^[\w.]+:\w+$")
+    model_args: dict[str, Any] = {}
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(0.003, gt=0)
+
+
+class CoordinateConfig(Settings):
+    """One coordinate: the fixed effect (``type: fixed``, a GLM or ``model_type: keras``), scores made
+    elsewhere used as the fixed effect (``type: external``), or a random effect (``type: random``)."""
+
+    type: Literal["fixed", "random", "external"]
+    shard: str | None = None
+    model_type: Literal["glm", "keras"] = "glm"
+    keras: KerasSettings | None = Field(None, description="settings of a keras fixed effect (defaults if unset)")
+    scores: Inputs | None = Field(None, description="external: uid/score Avro or Parquet for train and validation")
     entity_field: str | None = Field(None, description="random effects: the entity id field, e.g. userId")
     l2: RegWeight | list[RegWeight] = 1.0
     l1: RegWeight | list[RegWeight] = 0.0
@@ -60,11 +74,19 @@ class CoordinateConfig(Settings):
     variance: Literal["none", "simple", "full"] = "none"
 
     @model_validator(mode="after")
-    def _entity_field_for_random(self) -> CoordinateConfig:
+    def _fields_for_type(self) -> CoordinateConfig:
         if self.type == "random" and not self.entity_field:
             raise ValueError("a random effect needs entity_field")
-        if self.type == "fixed" and self.entity_field:
-            raise ValueError("a fixed effect has no entity_field")
+        if self.type != "random" and self.entity_field:
+            raise ValueError(f"a {self.type} coordinate has no entity_field")
+        if (self.type == "external") != (self.scores is not None):
+            raise ValueError("scores is set for, and only for, an external coordinate")
+        if self.type != "external" and not self.shard:
+            raise ValueError(f"a {self.type} coordinate needs shard")
+        if self.model_type == "keras" and self.type != "fixed":
+            raise ValueError("model_type keras is for the fixed effect")
+        if self.keras is not None and self.model_type != "keras":
+            raise ValueError("keras settings need model_type: keras")
         if self.upper_bound is not None and self.upper_bound < self.lower_bound:
             raise ValueError("upper_bound must be >= lower_bound")
         return self
@@ -120,8 +142,8 @@ class GameConfig(Settings):
         for name in coordinates:
             if not re.fullmatch(NAME, name):
                 raise ValueError(f"coordinate name {name!r} must match {NAME}")
-        if sum(c.type == "fixed" for c in coordinates.values()) > 1:
-            raise ValueError("at most one fixed-effect coordinate")
+        if sum(c.type in ("fixed", "external") for c in coordinates.values()) > 1:
+            raise ValueError("at most one fixed-effect coordinate (fixed or external)")
         return coordinates
 
     @field_validator("evaluators")
@@ -141,7 +163,7 @@ class GameConfig(Settings):
         if len(shards) != len(self.feature_shards):
             raise ValueError("feature_shards: names must be distinct")
         for name, coordinate in self.coordinates.items():
-            if coordinate.shard not in shards:
+            if coordinate.shard is not None and coordinate.shard not in shards:
                 raise ValueError(f"coordinates.{name}.shard: no feature shard named {coordinate.shard!r}")
         for name in self.update_sequence:
             if name not in self.coordinates:
@@ -169,14 +191,18 @@ class GameConfig(Settings):
             raise ConfigError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
 
     def resolved(self, base: Path) -> GameConfig:
         """Relative local paths made absolute against ``base`` (URIs such as hdfs:// stay as they are)."""
         def absolute(path: str) -> str:
             return path if "://" in path or Path(path).is_absolute() else str((base / path).resolve())
 
+        coordinates = {name: c.model_copy(update={"scores": Inputs(train=absolute(c.scores.train),
+                                                                   validation=absolute(c.scores.validation))})
+                       if c.scores else c for name, c in self.coordinates.items()}
         return self.model_copy(update={
+            "coordinates": coordinates,
             "input": Inputs(train=absolute(self.input.train), validation=absolute(self.input.validation)),
             "output": absolute(self.output)})
 

@@ -25,15 +25,20 @@ from glmix.feature_index import SHARD_META
 from glmix.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for
 
 METADATA = "model-metadata.json"
-KIND_DIR = {"fixed": "fixed-effect", "random": "random-effect"}
+KIND_DIR = {"fixed": "fixed-effect", "random": "random-effect", "scores": "fixed-effect"}
+ModelKind = Literal["fixed", "random", "scores"]
+FLAG = {"fixed": "fixed-effect", "random": "random-effect", "scores": "scores"}
 
 
 @dataclass(frozen=True)
 class CoordinateModel:
-    """One coordinate's model: where its coefficients are and which features and ids it reads."""
+    """One coordinate's model: where its coefficients are and which features and ids it reads.
+
+    ``scores``: a model glmix cannot apply itself (a Keras network, or scores made elsewhere); its
+    directory holds ``scores/<dataset>/`` (uid, score) for the datasets of the flow."""
 
     name: str
-    type: Literal["fixed", "random"]
+    type: ModelKind
     directory: str
     entity_field: str | None = None
 
@@ -50,20 +55,23 @@ class CoordinateModel:
             raise ConfigError(f"{self.directory}: not a coordinate model (no {SHARD_META})")
         return FeatureShard.model_validate(json.loads(storage.read_bytes(meta))["shard"])
 
+    def scores(self, dataset: str) -> str:
+        return join(self.directory, "scores", dataset)
+
     @classmethod
-    def from_flag(cls, kind: Literal["fixed", "random"], value: str) -> CoordinateModel:
-        """``NAME=DIR`` (fixed) or ``NAME=ENTITY_FIELD=DIR`` (random), as the scoring job's flags."""
+    def from_flag(cls, kind: ModelKind, value: str) -> CoordinateModel:
+        """``NAME=DIR`` (fixed, scores) or ``NAME=ENTITY_FIELD=DIR`` (random), as the scoring job's flags."""
         parts = value.split("=", 2 if kind == "random" else 1)
         if len(parts) != (3 if kind == "random" else 2) or not all(parts):
             form = "NAME=ENTITY_FIELD=DIR" if kind == "random" else "NAME=DIR"
-            raise ConfigError(f"--{KIND_DIR[kind]} {value!r}: expected {form}")
+            raise ConfigError(f"--{FLAG[kind]} {value!r}: expected {form}")
         if kind == "random":
             return cls(parts[0], kind, parts[2], parts[1])
         return cls(parts[0], kind, parts[1])
 
     def to_flag(self) -> str:
         middle = f"{self.entity_field}=" if self.type == "random" else ""
-        return f"--{KIND_DIR[self.type]}={self.name}={middle}{self.directory}"
+        return f"--{FLAG[self.type]}={self.name}={middle}{self.directory}"
 
 
 def read_game_model(directory: str) -> tuple[list[CoordinateModel], dict[str, Any]]:
@@ -84,6 +92,12 @@ def publish_game_model(output: str, models: list[CoordinateModel], metadata: dic
         coordinates = {}
         for model in models:
             target = join(tmp, KIND_DIR[model.type], model.name)
+            if model.type == "scores":
+                for part in ("scores", "saved_model"):
+                    if storage_for(model.directory).exists(join(model.directory, part)):
+                        copy_tree(join(model.directory, part), join(target, part))
+                coordinates[model.name] = {"type": model.type}
+                continue
             copy_tree(model.coefficients, join(target, "coefficients"))
             storage_for(target).delete(join(target, "coefficients", SUCCESS_MARKER))
             copy_tree(join(model.directory, SHARD_META), join(target, SHARD_META))

@@ -88,14 +88,16 @@ class GamePlan:
                 where = join(base, f"pass-{p}")
                 output = join(where, name)
                 previous = latest.get(name)
-                latest[name] = CoordinateModel(name, coordinate.type, output, coordinate.entity_field)
+                kind = "scores" if coordinate.type == "external" or coordinate.model_type == "keras" \
+                    else coordinate.type
+                latest[name] = CoordinateModel(name, kind, output, coordinate.entity_field)
                 l2, l1 = weights[name]
                 steps.append(Step(
                     run=run, pass_index=p, coordinate=name, l2=l2, l1=l1, output=output,
                     partitions=join(where, f"{name}.partitions") if coordinate.type == "random" else None,
                     scores=join(where, f"{name}.scores"), metrics=join(where, f"{name}.metrics"),
                     offsets=join(steps[-1].scores, "train") if steps else None,
-                    warm_start=previous.directory if previous else None,
+                    warm_start=previous.directory if previous and kind != "scores" else None,
                     models=tuple(latest[n] for n in c.update_sequence if n in latest),
                     is_last_of_run=len(steps) + 1 == total))
         return steps

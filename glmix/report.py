@@ -109,7 +109,9 @@ def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
 
 
 def _coefficients(model_dir: str) -> str:
-    models, _ = read_game_model(model_dir)
+    models = [m for m in read_game_model(model_dir)[0] if m.type != "scores"]   # Keras / external: no GLM
+    if not models:
+        return "<p>No GLM coordinates.</p>"
     figure, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         values = [m["value"] for record in read_avro_records(model.coefficients) for m in record["means"]]

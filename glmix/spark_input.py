@@ -193,6 +193,8 @@ def kept_bag_column(bag: str) -> str:
 
 def merged_features(bags: tuple[str, ...]) -> Column:
     """The shard's bags concatenated, with repeated (name, term) pairs summed (no shuffle needed)."""
+    if not bags:
+        return F.array().cast("array<struct<name:string,term:string,value:double>>")
     arrays = ", ".join(_normalized_bag_sql(b) for b in bags)
     concatenated = f"concat({arrays})"
     keys = f"array_distinct(transform({concatenated}, f -> struct(f.name as name, f.term as term)))"
@@ -232,7 +234,8 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
         F.coalesce(weight, F.lit(1.0)).alias("weight"),
         F.coalesce(offset, F.lit(0.0)).alias("offset"),
         merged_features(spec.bags).alias("features"),
-        F.expr(f"size(concat({', '.join(f'coalesce(`{b}`, array())' for b in spec.bags)}))").alias("_raw_nnz"),
+        (F.expr(f"size(concat({', '.join(f'coalesce(`{b}`, array())' for b in spec.bags)}))") if spec.bags
+         else F.lit(0)).alias("_raw_nnz"),
         *[F.expr(f"exists(coalesce(`{b}`, array()), f -> isnan(f.value) or abs(f.value) = double('inf'))")
           .alias(f"_non_finite_{i}") for i, b in enumerate(spec.bags)],
         *[col.alias(name) for name, col in ids.items()],
@@ -273,3 +276,19 @@ def _checks(spec: InputSpec, response: str) -> list[tuple[str, str, Column]]:
     if spec.require_uid:
         checks.append(("missing_uid", spec.columns.uid, F.col("uid").isNull()))
     return checks
+
+
+def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> DataFrame:
+    """Scores of the other coordinates by uid: ``uid, score`` Parquet/Avro, or ScoringResult Avro whose
+    ``coordinateScores`` are summed leaving out ``exclude`` (the coordinate being trained)."""
+    files = storage_for(uri).data_files(uri)
+    fmt = "avro" if any(f.endswith(".avro") for f in files) else "parquet"
+    frame = spark.read.format(fmt).load(uri)
+    if "coordinateScores" in frame.columns:
+        others = F.map_filter("coordinateScores", lambda k, v: k != F.lit(exclude or ""))
+        frame = frame.withColumn("score", F.aggregate(F.map_values(others), F.lit(0.0), lambda acc, v: acc + v))
+    missing = {"uid", "score"} - set(frame.columns)
+    if missing:
+        raise DataError(f"offsets need columns uid and score (or coordinateScores); missing "
+                        f"{', '.join(sorted(missing))}", path=uri)
+    return frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))

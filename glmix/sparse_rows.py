@@ -78,6 +78,12 @@ def worker_slice(total: int, worker: int, workers: int) -> tuple[int, int]:
     return total * worker // workers, total * (worker + 1) // workers
 
 
+def total_rows(uri: str) -> int:
+    """Rows in all part files, from the Parquet footers alone."""
+    storage = storage_for(uri)
+    return sum(pq.ParquetFile(io.BytesIO(storage.read_bytes(path))).metadata.num_rows for path in _part_files(uri))
+
+
 def load_rows(uri: str, worker: int = 0, workers: int = 1) -> SparseRows:
     """This worker's share of the prepared rows under ``uri``."""
     storage = storage_for(uri)

@@ -29,6 +29,7 @@ from glmix.schemas import INTERCEPT_NAME, training_example_schema
 from glmix.storage import join, publish_atomically, storage_for
 
 Task = Literal["logistic", "linear", "poisson"]
+NONLINEAR_TERMS = 4
 
 
 class _Spec(BaseModel):
@@ -89,6 +90,8 @@ class SyntheticSpec(_Spec):
     intercept: float = 0.0
     global_std: float = Field(1.0, ge=0)
     noise_std: float = Field(0.5, ge=0)
+    nonlinear_std: float = Field(0.0, ge=0, description="std of a global effect no GLM can fit: products of "
+                                                        "pairs of random projections of the context features")
     context: ContextSpec = ContextSpec()
     entities: list[EntitySpec]
 
@@ -215,6 +218,11 @@ class World:
             coefficients = rng.normal(0, scale, (table.spec.count, len(self.vocabularies[bag].keys)))
             intercepts = rng.normal(0, table.spec.intercept_std, table.spec.count)
             self.random_effects.append((coefficients, intercepts))
+        self.interactions: tuple[np.ndarray, np.ndarray] | None = None
+        if spec.nonlinear_std > 0:   # drawn last, so worlds without it are unchanged
+            scale = 1.0 / math.sqrt(max(1, spec.context.nnz))
+            self.interactions = (rng.normal(0, scale, (spec.context.dimension, NONLINEAR_TERMS)),
+                                 rng.normal(0, scale, (spec.context.dimension, NONLINEAR_TERMS)))
 
     # ------------------------------------------------------------------ rows
     def part(self, part_index: int, rows: int) -> dict[str, np.ndarray]:
@@ -232,6 +240,7 @@ class World:
         score = np.full(rows, spec.intercept)
         for bag, index in bag_index.items():
             score += (self.global_coefficients[bag][index] * bag_value[bag]).sum(axis=1)
+        score += self.nonlinear_effect(context_index, context_value)
         for table, chosen, (coefficients, intercepts) in zip(self.entities, entity_rows, self.random_effects,
                                                              strict=True):
             bag = table.spec.random_effect_bag
@@ -241,6 +250,15 @@ class World:
         is_validation = rng.random(rows) < spec.validation_fraction
         return {"score": score, "label": label, "validation": is_validation, "entities": entity_rows,
                 "bag_index": bag_index, "bag_value": bag_value}
+
+    def nonlinear_effect(self, index: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """sum_k (c.a_k)(c.b_k) / sqrt(K) * nonlinear_std: zero-mean, no linear part, std ~ nonlinear_std."""
+        if self.interactions is None:
+            return np.zeros(len(index))
+        a, b = self.interactions
+        left = np.einsum("rn,rnk->rk", value, a[index])
+        right = np.einsum("rn,rnk->rk", value, b[index])
+        return self.spec.nonlinear_std * (left * right).sum(axis=1) / math.sqrt(NONLINEAR_TERMS)
 
     def _draw_label(self, rng: np.random.Generator, score: np.ndarray) -> np.ndarray:
         task = self.spec.task

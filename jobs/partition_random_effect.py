@@ -38,26 +38,10 @@ from glmix.examples import ColumnNames
 from glmix.feature_index import FeatureIndex, write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.spark_indexing import index_rows, load_index_frame
-from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
+from glmix.spark_input import InputSpec, dropped_by_reason, load_examples, read_scores
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
 ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
-
-
-def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> DataFrame:
-    """Scores of the other coordinates by uid: ``uid, score`` Parquet/Avro, or ScoringResult Avro whose
-    ``coordinateScores`` are summed leaving out ``exclude`` (the coordinate being trained)."""
-    files = storage_for(uri).data_files(uri)
-    fmt = "avro" if any(f.endswith(".avro") for f in files) else "parquet"
-    frame = spark.read.format(fmt).load(uri)
-    if "coordinateScores" in frame.columns:
-        others = F.map_filter("coordinateScores", lambda k, v: k != F.lit(exclude or ""))
-        frame = frame.withColumn("score", F.aggregate(F.map_values(others), F.lit(0.0), lambda acc, v: acc + v))
-    missing = {"uid", "score"} - set(frame.columns)
-    if missing:
-        raise DataError(f"offsets need columns uid and score (or coordinateScores); missing "
-                        f"{', '.join(sorted(missing))}", path=uri)
-    return frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))
 
 
 def snake_partition(rank: int, partitions: int) -> int:

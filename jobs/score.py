@@ -5,7 +5,10 @@
 
 Each coordinate's score of a row is x.b over the features of the coordinate's shard (matched by
 feature name and term, the intercept included); a random effect uses the model of the row's
-entity (joined by entity id), and an entity without a model scores 0 for that coordinate. ``predictionScore`` is the
+entity (joined by entity id), and an entity without a model scores 0 for that coordinate. A
+coordinate glmix cannot apply itself (a Keras fixed effect, external scores: ``--scores
+NAME=DIR``) contributes its own scores of the dataset, ``DIR/scores/<NAME of --data>/``, joined by
+uid; a row without one is an error naming how many and which. ``predictionScore`` is the
 row's offset plus the sum of the coordinate scores.
 
 Output (published atomically): OUT/NAME/*.avro for every ``--data NAME=...`` (ScoringResult Avro:
@@ -24,12 +27,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from glmix.config import BadRecordPolicy
-from glmix.errors import ConfigError
+from glmix.errors import ConfigError, DataError
 from glmix.examples import ColumnNames
 from glmix.game_model import CoordinateModel, read_game_model
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.schemas import INTERCEPT_NAME, raw_schema
-from glmix.spark_input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features
+from glmix.spark_input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features, read_scores
 from glmix.storage import join, publish_atomically, qualified
 
 KEY_SEPARATOR = "\u0001"
@@ -44,6 +47,15 @@ def _model_maps(spark: SparkSession, model: CoordinateModel) -> DataFrame:
     frame = spark.read.format("avro").load(qualified(model.coefficients))
     means = F.map_from_entries(F.transform("means", lambda m: F.struct(_key(m["name"], m["term"]), m["value"])))
     return frame.select(F.col("modelId").alias(f"_id_{model.name}"), means.alias(f"_m_{model.name}"))
+
+
+def with_given_scores(spark: SparkSession, rows: DataFrame, model: CoordinateModel, dataset: str) -> DataFrame:
+    """A coordinate glmix cannot apply (Keras, external): its scores of this dataset, joined by uid.
+    ``_has_<name>`` is 0 where a row has no score, which the job reports as an error."""
+    scores = read_scores(spark, qualified(model.scores(dataset))).withColumnRenamed("uid", f"_uid_{model.name}")
+    joined = rows.join(scores, rows["uid"] == scores[f"_uid_{model.name}"], "left").drop(f"_uid_{model.name}")
+    return (joined.withColumn(f"_has_{model.name}", F.col("_score").isNotNull().cast("int"))
+            .withColumn(f"_s_{model.name}", F.coalesce("_score", F.lit(0.0))).drop("_score"))
 
 
 def with_coordinate_score(spark: SparkSession, rows: DataFrame, model: CoordinateModel) -> DataFrame:
@@ -70,17 +82,19 @@ def with_coordinate_score(spark: SparkSession, rows: DataFrame, model: Coordinat
             .drop(f"_m_{model.name}"))
 
 
-def score_frame(spark: SparkSession, uri: str, models: list[CoordinateModel], model_id: str,
+def score_frame(spark: SparkSession, dataset: str, uri: str, models: list[CoordinateModel], model_id: str,
                 columns: ColumnNames, policy: BadRecordPolicy,
                 id_fields: tuple[str, ...] = ()) -> tuple[DataFrame, Any, list[str]]:
     """The ScoringResult rows of one dataset, plus its loaded input (for counts)."""
-    bags = tuple(sorted({b for m in models for b in m.shard().bags}))
+    applied = [m for m in models if m.type != "scores"]
+    bags = tuple(sorted({b for m in applied for b in m.shard().bags}))
     entity_fields = tuple(sorted({m.entity_field for m in models if m.entity_field} | set(id_fields)))
     loaded = load_examples(spark, InputSpec(uri=uri, bags=bags, columns=columns, entity_fields=entity_fields,
                                             require_uid=True, policy=policy, keep_bags=True))
     rows = loaded.good_rows()
     for model in models:
-        rows = with_coordinate_score(spark, rows, model)
+        rows = (with_given_scores(spark, rows, model, dataset) if model.type == "scores"
+                else with_coordinate_score(spark, rows, model))
     names = [m.name for m in models]
     coordinate_map = F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
                                        F.array(*[F.col(f"_s_{n}") for n in names]))
@@ -105,7 +119,7 @@ def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateMode
     schema = json.dumps(raw_schema("ScoringResult"))
     with publish_atomically(output) as tmp:
         for name, uri in data.items():
-            result, loaded, names = score_frame(spark, qualified(uri), models, model_id, columns, policy,
+            result, loaded, names = score_frame(spark, name, qualified(uri), models, model_id, columns, policy,
                                                  id_fields)
             written = result.select("uid", "label", "weight", "modelId", "predictionScore", "coordinateScores",
                                     "metadataMap", *[f"_has_{n}" for n in names]).persist()
@@ -114,6 +128,13 @@ def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateMode
             totals = written.agg(F.count(F.lit(1)).alias("rows"),
                                  *[F.sum(f"_has_{n}").alias(n) for n in names]).first()
             counts = loaded.check()
+            for model in models:
+                missing = int(totals["rows"]) - int(totals[model.name] or 0)
+                if model.type == "scores" and missing:
+                    example = written.filter(F.col(f"_has_{model.name}") == 0).select("uid").limit(3).collect()
+                    raise DataError(f"{missing} row(s) have no score from coordinate {model.name} (e.g. uid "
+                                    f"{', '.join(str(r['uid']) for r in example)})", path=model.scores(name),
+                                    field="uid")
             report.counters[name] = {
                 "input": uri, "rows_in": counts["rows_in"], "rows_scored": int(totals["rows"]),
                 "dropped": dropped_by_reason(counts),
@@ -131,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="a published GAME model directory (model-metadata.json)")
     parser.add_argument("--fixed-effect", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--random-effect", action="append", default=[], metavar="NAME=ENTITY_FIELD=DIR")
+    parser.add_argument("--scores", action="append", default=[], metavar="NAME=DIR",
+                        help="a coordinate given by its scores: DIR/scores/<dataset>/ (uid, score), e.g. a "
+                             "Keras fixed effect or an external model")
     parser.add_argument("--model-id", default="game")
     parser.add_argument("--response", help="label column (default: label or response)")
     parser.add_argument("--bad-records", choices=["fail", "drop"], default="fail")
@@ -145,6 +169,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     models = read_game_model(args.model)[0] if args.model else []
     models += [CoordinateModel.from_flag("fixed", v) for v in args.fixed_effect]
     models += [CoordinateModel.from_flag("random", v) for v in args.random_effect]
+    models += [CoordinateModel.from_flag("scores", v) for v in args.scores]
     data = {}
     for value in args.data:
         name, sep, uri = value.partition("=")

@@ -1,0 +1,90 @@
+"""Deep (Keras) and external fixed effects in the GAME flow, on data with a nonlinear global effect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from glmix.errors import ConfigError
+from glmix.flow import build_project
+from glmix.flow_runner import LocalRunner
+from glmix.game_config import GameConfig
+from glmix.keras_fixed_effect import padded
+from glmix.sparse_rows import SparseRows
+from glmix.synthetic import generate, generic_spec
+
+
+def test_padded_rows_keep_every_feature() -> None:
+    rows = SparseRows(uid=np.array(["a", "b", "c"], dtype=object), label=np.zeros(3), weight=np.ones(3),
+                      offset=np.zeros(3), indptr=np.array([0, 2, 2, 5]), indices=np.array([0, 4, 1, 2, 3], np.int32),
+                      values=np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
+    indices, values = padded(rows)
+    assert indices.tolist() == [[0, 4, 0], [0, 0, 0], [1, 2, 3]]
+    assert values.tolist() == [[1.0, 2.0, 0.0], [0.0, 0.0, 0.0], [3.0, 4.0, 5.0]]
+
+
+def base(data: Path, output: Path, fixed: dict) -> dict:
+    return {"name": "deep", "task": "logistic",
+            "input": {"train": str(data / "train"), "validation": str(data / "validation")}, "output": str(output),
+            "feature_shards": [{"name": "global", "bags": ["features", "userFeatures", "itemFeatures"]},
+                               {"name": "item", "bags": ["itemFeatures"]}],
+            "coordinates": {"global": fixed,
+                            "per-user": {"type": "random", "shard": "item", "entity_field": "userId", "l2": 3.0}},
+            "update_sequence": ["global", "per-user"], "evaluators": ["AUC"],
+            "resources": {"spark": {"partitions": 2}}, "flow": {"retries": 0}}
+
+
+def run_flow(tmp_path: Path, name: str, config: dict) -> dict:
+    project = build_project(GameConfig.from_dict(config).resolved(tmp_path), tmp_path / f"{name}-project")
+    results = LocalRunner(project).run()
+    assert results[-1].status == "succeeded", [(r.name, r.error) for r in results if r.status == "failed"]
+    summary = json.loads((Path(config["output"]) / "summary.json").read_text())
+    return {s["coordinate"]: s["metrics"]["AUC"] for s in summary["steps"]}
+
+
+def test_deep_beats_glm_and_external_reproduces_it(tmp_path: Path, spark) -> None:
+    spec = generic_spec(rows=16_000, users=60, items=20, context_dimension=10, context_nnz=10, seed=3)
+    generate(spec.model_copy(update={"nonlinear_std": 2.0}), str(tmp_path / "data"))
+    glm = run_flow(tmp_path, "glm", base(tmp_path / "data", tmp_path / "glm", {"type": "fixed", "shard": "global"}))
+    keras = {"type": "fixed", "shard": "global", "model_type": "keras",
+             "keras": {"epochs": 8, "batch_size": 256, "model_args": {"hidden": [32, 16]}}}
+    deep = run_flow(tmp_path, "deep", base(tmp_path / "data", tmp_path / "deep", keras))
+    assert deep["global"] > glm["global"] + 0.05        # the global effect is nonlinear
+    assert deep["per-user"] > glm["per-user"]           # and stays ahead with random effects on top
+
+    scores = tmp_path / "deep" / "run-0" / "pass-0" / "global" / "scores"
+    external = {"type": "external", "scores": {"train": str(scores / "train"), "validation": str(scores / "validation")}}
+    config = base(tmp_path / "data", tmp_path / "external", external)
+    assert run_flow(tmp_path, "external", config) == deep   # the same scores give exactly the same model
+    assert (tmp_path / "external" / "best" / "fixed-effect" / "global" / "scores" / "validation").is_dir()
+    assert (tmp_path / "deep" / "best" / "fixed-effect" / "global" / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_external_scores_missing_a_row_are_reported(tmp_path: Path, spark) -> None:
+    generate(generic_spec(rows=2000, users=10, items=5, context_dimension=5, context_nnz=2, seed=1),
+             str(tmp_path / "data"))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for split in ("train", "validation"):
+        (tmp_path / "ext" / split).mkdir(parents=True)
+        pq.write_table(pa.table({"uid": ["0", "1"], "score": [0.1, 0.2]}), tmp_path / "ext" / split / "p.parquet")
+    config = base(tmp_path / "data", tmp_path / "out", {"type": "external", "scores": {
+        "train": str(tmp_path / "ext" / "train"), "validation": str(tmp_path / "ext" / "validation")}})
+    project = build_project(GameConfig.from_dict(config), tmp_path / "project")
+    results = LocalRunner(project).run()
+    assert results[-1].name == "p0-global-score" and results[-1].status == "failed"
+    assert "row(s) have no score from coordinate global (e.g. uid" in results[-1].error
+
+
+@pytest.mark.parametrize("coordinate, message", [
+    ({"type": "random", "shard": "item", "entity_field": "userId", "model_type": "keras"}, "keras is for the fixed"),
+    ({"type": "external", "shard": "item"}, "scores is set for, and only for, an external"),
+    ({"type": "fixed", "shard": "global", "keras": {"epochs": 2}}, "keras settings need model_type: keras"),
+])
+def test_coordinate_type_errors(tmp_path: Path, coordinate: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GameConfig.from_dict(base(tmp_path, tmp_path, coordinate))
