@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.dev_cluster import running_cluster
 from bench.report import print_table
-from cluster.devcluster import Cluster
 from launcher.local import LocalBackend
 from launcher.spec import JobSpec
 
@@ -32,13 +32,7 @@ def latency(backend, marks: Path) -> float:
 
 
 def run() -> None:
-    import os
-
-    cluster = Cluster.from_environment()
-    started_cluster = cluster.up()
-    os.environ.setdefault("HADOOP_CONF_DIR", str(cluster.conf_dir))
-    os.environ["PATH"] = f"{Path(__file__).resolve().parents[1] / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    try:
+    with running_cluster():
         from launcher.yarn import YarnBackend
 
         rows = []
@@ -54,6 +48,3 @@ def run() -> None:
             row.append(row[1] - results["local processes"])
         print_table("submit-to-TF_CONFIG latency, 2 workers (seconds; median of 3)",
                     ["backend", "median", "min", "max", "overhead vs local"], rows)
-    finally:
-        if started_cluster:
-            cluster.down()
