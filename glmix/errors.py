@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class GlmixError(Exception):
     """Base class for every error glmix reports to users as a one-line message."""
@@ -32,3 +35,13 @@ class DataError(GlmixError):
         if field is not None:
             where.append(f"field '{field}'")
         super().__init__(f"{': '.join(where)}: {message}" if where else message)
+
+
+def run_command(body: Callable[[], str]) -> int:
+    """A command's body: print the line it returns (exit 0), or its GlmixError as one line on stderr (exit 1)."""
+    try:
+        print(body())
+    except GlmixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from glmix.errors import DataError, GlmixError
+from glmix.errors import DataError, run_command
 from glmix.fixed_effect import write_scores
 from glmix.offsets import read_offsets
 from glmix.storage import join, publish_atomically
@@ -41,12 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", required=True)
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
-    try:
-        print(json.dumps(import_scores(args.train, args.validation, args.output)))
-    except GlmixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command(lambda: json.dumps(import_scores(args.train, args.validation, args.output)))
 
 
 if __name__ == "__main__":

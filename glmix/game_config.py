@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,7 +33,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from glmix.config import BadRecordPolicy, FeatureShard, Settings, Task
-from glmix.errors import ConfigError
+from glmix.errors import ConfigError, run_command
 from glmix.examples import ColumnNames
 from glmix.metrics import HIGHER_IS_BETTER
 
@@ -236,6 +238,15 @@ class GameConfig(Settings):
         names = list(self.update_sequence)
         combos = itertools.product(*(self.coordinates[n].grid() for n in names))
         return [dict(zip(names, combo, strict=True)) for combo in combos]
+
+
+def config_command(prog: str, argv: list[str] | None, action: Callable[[GameConfig], str]) -> int:
+    """``python -m PROG CONFIG.yaml``: the flow's Python stages take the project's config and nothing else."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(f"usage: python -m {prog} CONFIG.yaml", file=sys.stderr)
+        return 2
+    return run_command(lambda: action(GameConfig.from_yaml(args[0])))
 
 
 def higher_is_better(evaluator: str) -> bool:

@@ -26,9 +26,8 @@ from scipy.stats import chi2  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from glmix.avro_io import read_avro_records  # noqa: E402
-from glmix.errors import GlmixError  # noqa: E402
 from glmix.feature_index import read_parquet  # noqa: E402
-from glmix.game_config import GameConfig  # noqa: E402
+from glmix.game_config import GameConfig, config_command  # noqa: E402
 from glmix.game_model import read_game_model  # noqa: E402
 from glmix.game_plan import GamePlan  # noqa: E402
 from glmix.metrics import auc  # noqa: E402
@@ -161,16 +160,7 @@ def write_report(config: GameConfig) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m glmix.report CONFIG.yaml", file=sys.stderr)
-        return 2
-    try:
-        print(f"report: {write_report(GameConfig.from_yaml(args[0]))}")
-    except GlmixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return config_command("glmix.report", argv, lambda config: f"report: {write_report(config)}")
 
 
 if __name__ == "__main__":

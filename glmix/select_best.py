@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from glmix.errors import GlmixError
-from glmix.game_config import GameConfig
+from glmix.game_config import GameConfig, config_command
 from glmix.game_model import publish_game_model
 from glmix.game_plan import GamePlan
 from glmix.storage import join, storage_for, write_file_atomically
@@ -56,20 +56,14 @@ def select_best(config: GameConfig) -> dict[str, Any]:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m glmix.select_best CONFIG.yaml", file=sys.stderr)
-        return 2
-    try:
-        summary = select_best(GameConfig.from_yaml(args[0]))
-    except GlmixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+def describe(summary: dict[str, Any]) -> str:
     best = summary["steps"][summary["best"]]
-    print(f"best: run {best['run']} pass {best['pass']} after {best['coordinate']}: "
-          f"{summary['primary_metric']} = {best['metrics'][summary['primary_metric']]:.4f} -> {summary['best_model']}")
-    return 0
+    return (f"best: run {best['run']} pass {best['pass']} after {best['coordinate']}: "
+            f"{summary['primary_metric']} = {best['metrics'][summary['primary_metric']]:.4f} -> {summary['best_model']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return config_command("glmix.select_best", argv, lambda config: describe(select_best(config)))
 
 
 if __name__ == "__main__":
