@@ -73,7 +73,7 @@ class FlowBuilder:
             "index_features", ("--input", c.input.train), ("--output", plan.index(s.name)), ("--shard-name", s.name),
             ("--bags", list(s.bags)), ("--no-intercept", not s.intercept), ("--min-count", s.min_count),
             ("--whitelist", s.whitelist), *reading))
-            for s in c.feature_shards]
+            for s in c.feature_shards if s.name in {coordinate.shard for coordinate in c.coordinates.values()}]
         if c.fixed_effect:
             shard = c.coordinates[c.fixed_effect].shard
             for split in ("train", "validation"):
@@ -155,7 +155,8 @@ class FlowBuilder:
             k = coordinate.keras or KerasSettings()
             command = "python -m glmix.keras_fixed_effect " + _args(
                 *data, ("--model", k.model), ("--model-args", json.dumps(k.model_args, sort_keys=True)),
-                ("--epochs", k.epochs), ("--batch-size", k.batch_size), ("--learning-rate", k.learning_rate))
+                ("--optimizer", k.optimizer), ("--learning-rate", k.learning_rate), ("--epochs", k.epochs),
+                ("--steps-per-epoch", k.steps_per_epoch), ("--batch-size", k.batch_size))
         else:
             command = "python -m glmix.fixed_effect " + _args(
                 *data, ("--l2", step.l2), ("--l1", step.l1), ("--max-iterations", coordinate.max_iterations),

@@ -53,9 +53,11 @@ class KerasSettings(Settings):
 
     model: str = Field("glmix.keras_models:wide_and_deep", pattern=r"^[\w.]+:\w+$")
     model_args: dict[str, Any] = {}
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(512, ge=1)
+    optimizer: Literal["adam", "adagrad", "rmsprop", "sgd"] = "adam"
     learning_rate: float = Field(0.003, gt=0)
+    epochs: int = Field(5, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    batch_size: int = Field(512, ge=1)
 
 
 class CoordinateConfig(Settings):

@@ -3,7 +3,8 @@ workers with MultiWorkerMirroredStrategy (TF_CONFIG from the launcher), GDMix st
 
     python -m glmix.keras_fixed_effect --index IDX --train FE --validation FE_VALID --output MODEL \
         --task logistic [--model glmix.keras_models:wide_and_deep] [--model-args '{"hidden": [64, 32]}'] \
-        [--epochs 5] [--batch-size 512] [--learning-rate 0.003] [--offsets SCORES --offsets-exclude NAME]
+        [--optimizer adam|adagrad|rmsprop|sgd] [--learning-rate 0.003] [--epochs 5] [--steps-per-epoch N] \
+        [--batch-size 512] [--offsets SCORES --offsets-exclude NAME]
 
 Each worker loads its share of the rows (glmix.sparse_rows), pads them into ``indices`` /
 ``values`` matrices and feeds ``model(indices, values) + offset`` to the task's pointwise loss
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -49,9 +50,11 @@ class KerasConfig(Settings):
     model: str = Field("glmix.keras_models:wide_and_deep", pattern=r"^[\w.]+:\w+$",
                        description="module:function building the Keras model")
     model_args: dict[str, Any] = {}
+    optimizer: Literal["adam", "adagrad", "rmsprop", "sgd"] = "adam"
     learning_rate: float = Field(0.003, gt=0)
     batch_size: int = Field(512, ge=1, description="rows per worker per step")
     epochs: int = Field(5, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1, description="default: one pass over the smallest worker share")
     seed: int = Field(0, description="initial weights and shuffling; the same on every worker")
     model_id: str = "global"
 
@@ -124,7 +127,7 @@ class KerasTrainer:
         inputs = {**self._inputs(rows), "offset": rows.offset.astype(np.float32)}
         input_seconds = time.monotonic() - started
         # every worker takes the same number of steps: the smallest share decides
-        steps = max(1, (total_rows(self.train_uri) // self.context.count) // c.batch_size)
+        steps = c.steps_per_epoch or max(1, (total_rows(self.train_uri) // self.context.count) // c.batch_size)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
         dataset = (tf.data.Dataset.from_tensor_slices((inputs, rows.label.astype(np.float32),
@@ -137,7 +140,9 @@ class KerasTrainer:
                         "values": keras.Input((None,), dtype="float32", name="values")}
             offset = keras.Input((), dtype="float32", name="offset")
             full = keras.Model({**features, "offset": offset}, model(features) + tf.expand_dims(offset, -1))
-            full.compile(optimizer=keras.optimizers.Adam(c.learning_rate), loss=pointwise_loss(c.task))
+            full.compile(optimizer=keras.optimizers.get({"class_name": c.optimizer,
+                                                          "config": {"learning_rate": c.learning_rate}}),
+                         loss=pointwise_loss(c.task))
         fit_started = time.monotonic()
         history = full.fit(dataset, epochs=c.epochs, steps_per_epoch=steps, verbose=2 if self.context.is_chief else 0,
                            callbacks=[keras.callbacks.BackupAndRestore(self.backup_dir)])

@@ -137,3 +137,25 @@ def test_validator_enforces_azkaban_loader_rules(flow: dict, message: str) -> No
 
 def test_validator_accepts_a_diamond() -> None:
     validate_flow(flow_with(node("a"), node("b", "a"), node("c", "a"), node("d", "b", "c")))
+
+
+def test_keras_and_external_coordinates_in_the_flow(tmp_path: Path) -> None:
+    data = example(update_sequence=["global", "per-user"])
+    data["coordinates"] = {
+        "global": {"type": "fixed", "shard": "global", "model_type": "keras",
+                   "keras": {"optimizer": "rmsprop", "steps_per_epoch": 10, "model_args": {"hidden": [8]}}},
+        "per-user": data["coordinates"]["per-user"]}
+    flow = read_project(build_project(GameConfig.from_dict(data), tmp_path / "keras"))
+    command = JobSpec.from_yaml(tmp_path / "keras" / "specs" / "p1-global.yaml").tasks["worker"].command
+    assert command.startswith("python -m glmix.keras_fixed_effect ")
+    assert "--optimizer rmsprop" in command and "--steps-per-epoch 10" in command
+    assert "--model-args '{\"hidden\": [8]}'" in command and "--warm-start" not in command
+    score = next(n for n in flow.nodes if n.name == "p0-per-user-score").command
+    assert "--scores global=hdfs:///glmix/movielens/game/run-0/pass-0/global " in score
+
+    data["coordinates"]["global"] = {"type": "external", "scores": {"train": "hdfs:///s/t", "validation": "hdfs:///s/v"}}
+    flow = read_project(build_project(GameConfig.from_dict(data), tmp_path / "external"))
+    names = [n.name for n in flow.nodes]
+    assert "prepare-train" not in names and "index-global" not in names and "index-movie" in names
+    train = next(n for n in flow.nodes if n.name == "p0-global-train").command
+    assert train.startswith("${glmix.python} -m glmix.external_scores --train hdfs:///s/t --validation hdfs:///s/v")
