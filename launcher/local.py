@@ -96,7 +96,7 @@ class LocalBackend:
             log_dir.mkdir(parents=True)
             command = [sys.executable, "-m", "launcher.task", "--spec", spec_json, "--type", task_type,
                        "--index", str(index), "--attempt", str(attempt), "--kv-dir", str(kv_dir),
-                       "--run-id", app_id]
+                       "--run-id", app_id, "--results-dir", str(run_dir / "results" / f"attempt-{attempt}")]
             env = {**os.environ, **spec.tasks[task_type].env}  # as a container's environment
             proc = subprocess.Popen(command, stdout=open(log_dir / "stdout", "wb"), env=env,
                                     stderr=open(log_dir / "stderr", "wb"), start_new_session=True)
@@ -112,7 +112,8 @@ class LocalBackend:
                     if code not in (None, 0) and spec.is_tracked(name.split(":")[0]):
                         proc, log_dir, t0 = procs[name]
                         events.emit("task_finished", app_id=app_id, task=name, attempt=attempt, exit_code=code,
-                                    seconds=round(time.monotonic() - t0, 3))
+                                    seconds=round(time.monotonic() - t0, 3),
+                                    peak_rss_mb=_peak_rss_mb(run_dir, attempt, name))
                         outcome = TaskOutcome(name, code, _tail(log_dir / "stderr"), str(log_dir))
                         return ("chief_failed" if name.startswith("chief:") else "task_failed"), outcome
                 tracked = [c for n, c in codes.items() if spec.is_tracked(n.split(":")[0])]
@@ -120,13 +121,20 @@ class LocalBackend:
                     for name, code in codes.items():
                         if code == 0:
                             events.emit("task_finished", app_id=app_id, task=name, attempt=attempt, exit_code=0,
-                                        seconds=round(time.monotonic() - procs[name][2], 3))
+                                        seconds=round(time.monotonic() - procs[name][2], 3),
+                                        peak_rss_mb=_peak_rss_mb(run_dir, attempt, name))
                     return "SUCCEEDED", None
                 if time.monotonic() - started > spec.timeouts.job:
                     return "job_timeout", TaskOutcome("job", None, f"job timeout of {spec.timeouts.job:.0f}s", "")
         finally:
             for proc, _, _ in procs.values():
                 _stop(proc)
+
+
+def _peak_rss_mb(run_dir: Path, attempt: int, name: str) -> float | None:
+    """The peak memory the task runtime recorded for its command (None if it died before writing it)."""
+    path = run_dir / "results" / f"attempt-{attempt}" / f"{name.replace(':', '-')}.json"
+    return json.loads(path.read_text()).get("peak_rss_mb") if path.exists() else None
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -27,6 +27,7 @@ from glmix.errors import ConfigError
 MIN_MEMORY_MB = 256
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
 UNTRACKED_BY_DEFAULT = {"ps", "evaluator", "tensorboard"}
+TENSORBOARD_TASK = "tensorboard"
 
 
 class TaskSpec(Settings):
@@ -99,7 +100,22 @@ class JobSpec(Settings):
     code: str | None = Field(None, description="directory or archive shipped to every container as ./code")
     kerberos: Kerberos | None = None
     tensorboard_log_dir: str | None = Field(None, description="recorded in the job history for TensorBoard")
+    tensorboard: bool = Field(False, description="add an untracked TensorBoard task over tensorboard_log_dir; "
+                                                 "its address becomes a page of the application's tracking UI")
     tasks: dict[str, TaskSpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tensorboard_task(cls, data: Any) -> Any:
+        """``tensorboard: true`` expands to a TensorBoard task, which both backends run like any other."""
+        if not isinstance(data, dict) or not data.get("tensorboard") or not isinstance(data.get("tasks"), dict):
+            return data
+        if not data.get("tensorboard_log_dir"):
+            raise ValueError("tensorboard: true needs tensorboard_log_dir")
+        command = (f"python -m tensorboard.main --logdir {data['tensorboard_log_dir']} "
+                   "--host $GLMIX_TASK_HOST --port $GLMIX_TASK_PORT")
+        task = {"instances": 1, "memory": 1024, "command": command, "tracked": False}
+        return {**data, "tasks": {TENSORBOARD_TASK: task, **data["tasks"]}}
 
     @field_validator("tasks")
     @classmethod

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import time
 from collections import deque
 
 from launcher.kv import DirectoryStore, KeyValueStore, SkeinStore, wait_for
-from launcher.spec import JobSpec
+from launcher.spec import TENSORBOARD_TASK, JobSpec
 
 REGISTRATION_TIMEOUT_EXIT = 75
 OUTSIDE_CLUSTER = {"evaluator", "tensorboard"}
@@ -70,11 +71,14 @@ def run_task(spec: JobSpec, task_type: str, index: int, attempt: int, store: Key
         env["PATH"] = os.pathsep.join(filter(None, [os.path.dirname(sys.executable), env.get("PATH")]))
         env.update(spec.tasks[task_type].env)
         env.update({"TF_CONFIG": json.dumps(tf_config(spec, addresses, task_type, index)),
+                    "GLMIX_TASK_HOST": host, "GLMIX_TASK_PORT": str(port),
                     "TF_GRPC_REUSE_PORT": "true", "GLMIX_TASK_TYPE": task_type, "GLMIX_TASK_INDEX": str(index),
                     "GLMIX_RUN_ID": f"{run_id}-attempt-{attempt}", "GLMIX_ATTEMPT": str(attempt)})
         for t, task in spec.tasks.items():
             env[f"GLMIX_NUM_{t.upper()}"] = str(task.instances)
         print(f"[{task_type}:{index}] attempt {attempt} starting at {host}:{port}", flush=True)
+        if task_type == TENSORBOARD_TASK:
+            sock.close()   # TensorBoard binds the port itself, without SO_REUSEPORT
         return run_command(spec.tasks[task_type].command, env)
     finally:
         sock.close()
@@ -91,13 +95,18 @@ def run_command(command: str, env: dict[str, str]) -> int:
     return proc.wait()
 
 
+def peak_child_rss_mb() -> float:
+    """Peak resident memory of the user's command (the largest process it waited for), in MB."""
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+
+
 def write_result(results_dir: str, task_type: str, index: int, attempt: int, exit_code: int,
                  seconds: float) -> None:
     """The task's outcome where the client reads it even after the application is gone."""
     from glmix.storage import join, write_file_atomically
 
     record = {"task": f"{task_type}:{index}", "attempt": attempt, "exit_code": exit_code,
-              "seconds": round(seconds, 3), "host": socket.gethostname(),
+              "seconds": round(seconds, 3), "peak_rss_mb": peak_child_rss_mb(), "host": socket.gethostname(),
               "container": os.environ.get("CONTAINER_ID", ""), "stderr_tail": "\n".join(STDERR_TAIL)}
     write_file_atomically(join(results_dir, f"{task_type}-{index}.json"), json.dumps(record).encode())
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from glmix.storage import storage_for
 from launcher.events import EventLog
 from launcher.local import JobResult, TaskOutcome
-from launcher.spec import JobSpec
+from launcher.spec import TENSORBOARD_TASK, JobSpec
 
 AM_MEMORY_MB = 512
 POLL_S = 1.0
@@ -60,6 +60,25 @@ def _code_archive(code: str) -> str:
             info = zipfile.ZipInfo(str(file.relative_to(path)), date_time=(2020, 1, 1, 0, 0, 0))
             archive.writestr(info, file.read_bytes())
     return _cached_upload(target, "code")
+
+
+def _publish_tensorboard(app, app_id: str, attempt: int, report, events: EventLog) -> bool:
+    """Once the TensorBoard task has registered, add it as a page of the application's tracking UI
+    (Skein's web UI, which YARN links as the tracking URL). Returns whether it is done."""
+    import skein
+
+    try:
+        address = app.kv.get(f"attempt-{attempt}/address/{TENSORBOARD_TASK}/0")
+        if address is None:
+            return False
+        app.ui.add_page(TENSORBOARD_TASK, f"http://{address.decode()}", link_name="TensorBoard")
+    except skein.exceptions.ConnectionError:
+        return False
+    page = f"{report.tracking_url.rstrip('/')}/pages/{TENSORBOARD_TASK}" if report.tracking_url else ""
+    events.emit("tensorboard_started", app_id=app_id, address=address.decode(), tracking_url=report.tracking_url,
+                page=page)
+    print(f"{app_id}: TensorBoard at http://{address.decode()} (tracking UI page {page})", file=sys.stderr)
+    return True
 
 
 def _shutdown(app, status: str, diagnostics: str = "") -> None:
@@ -133,7 +152,9 @@ class YarnBackend:
                                 tensorboard_log_dir=spec.tensorboard_log_dir)
                 events.emit("attempt_started", app_id=app_id, attempt=attempt)
                 result.attempts = attempt
-                status, failed = self._watch(client, app_id, spec, started, events, on_status)
+                status, failed = self._watch(client, app_id, attempt, spec, started, events, on_status)
+                for record in read_task_results(app_id).values():
+                    events.emit("task_finished", app_id=app_id, **record)
                 result.attempt_ids.append(app_id)
                 if status == "SUCCEEDED":
                     result.final_status, result.failed, result.reason = "SUCCEEDED", None, ""
@@ -149,7 +170,7 @@ class YarnBackend:
                         seconds=round(time.monotonic() - started, 3))
         return result
 
-    def _watch(self, client, app_id: str, spec: JobSpec, started: float, events: EventLog,
+    def _watch(self, client, app_id: str, attempt: int, spec: JobSpec, started: float, events: EventLog,
                on_status) -> tuple[str, TaskOutcome | None]:
         """Follow one attempt to its end; returns (status, failed task)."""
         import skein
@@ -157,6 +178,7 @@ class YarnBackend:
         app = None
         submitted = time.monotonic()
         seen: dict[str, str] = {}
+        tensorboard_pending = spec.tensorboard
         try:
             while True:
                 report = client.application_report(app_id)
@@ -169,6 +191,8 @@ class YarnBackend:
                             app = client.connect(app_id, wait=False)
                         except skein.exceptions.ConnectionError:
                             app = None
+                    if app is not None and tensorboard_pending:
+                        tensorboard_pending = not _publish_tensorboard(app, app_id, attempt, report, events)
                     if app is not None:
                         outcome = self._check_containers(app, spec, seen, events, app_id, on_status, submitted)
                         if outcome is not None:

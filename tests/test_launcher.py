@@ -109,11 +109,13 @@ def test_task_that_never_registers_times_out(tmp_path: Path) -> None:
 
 
 def test_history_records_application_and_tasks(tmp_path: Path) -> None:
+    allocate = "python -c 'import numpy as np; a = np.ones(40_000_000); print(a.sum())'"   # ~320 MB
     spec = JobSpec.from_dict(spec_dict(tensorboard_log_dir="/logs/tb", tasks={"worker": {"instances": 1,
-                                                                                        "command": "true"}}))
+                                                                                        "command": allocate}}))
     result = LocalBackend(tmp_path / "runs").submit(spec)
     assert result.final_status == "SUCCEEDED"
     events = [json.loads(line) for line in (tmp_path / "runs" / result.app_id / "events.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "application_started" and events[0]["tensorboard_log_dir"] == "/logs/tb"
     assert [e["event"] for e in events[1:]] == ["task_started", "task_finished", "application_finished"]
     assert events[2]["exit_code"] == 0 and events[-1]["final_status"] == "SUCCEEDED"
+    assert 300 < events[2]["peak_rss_mb"] < 1000   # the command's peak memory, not the runtime's

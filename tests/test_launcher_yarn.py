@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,12 @@ def test_two_workers_mwms_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
     finished = subprocess.run(["yarn", "application", "-list", "-appStates", "FINISHED"], capture_output=True,
                               text=True).stdout
     assert any(result.app_id in line and "SUCCEEDED" in line for line in finished.splitlines())
-    events = [e["event"] for e in read_events(f"{history_dir()}/{result.app_id}.jsonl")]
+    history = read_events(f"{history_dir()}/{result.app_id}.jsonl")
+    events = [e["event"] for e in history]
     assert events[0] == "application_started" and events[-1] == "application_finished"
+    task_events = {e["task"]: e for e in history if e["event"] == "task_finished"}
+    assert set(task_events) == {"worker:0", "worker:1"}
+    assert all(e["exit_code"] == 0 and e["peak_rss_mb"] > 100 for e in task_events.values())  # TensorFlow workers
 
 
 def test_killed_worker_restarts_attempt_and_resumes_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
@@ -82,3 +87,35 @@ def test_registration_timeout_fails_cleanly(yarn: YarnBackend) -> None:
     assert result.final_status == "FAILED" and result.failed.task == "chief:0"
     assert result.failed.exit_code == 75 or "registration timeout" in result.failed.stderr_tail
     assert "never registered: worker/0" in result.failed.stderr_tail
+
+
+def test_tensorboard_task_serves_the_log_dir_and_joins_the_tracking_ui(yarn: YarnBackend, tmp_path: Path) -> None:
+    import threading
+    import urllib.request
+
+    logs = tmp_path / "tb"
+    logs.mkdir()
+    job = JobSpec.from_dict({"name": "glmix-it-tensorboard", "tensorboard": True, "tensorboard_log_dir": str(logs),
+                             "tasks": {"worker": {"instances": 1, "memory": 512, "command": "sleep 45"}}})
+    served: list[str] = []
+
+    def fetch_while_running(app_ids: list[str]) -> None:
+        for _ in range(150):
+            if app_ids:
+                started = [e for e in read_events(f"{history_dir()}/{app_ids[0]}.jsonl")
+                           if e["event"] == "tensorboard_started"]
+                if started:
+                    with urllib.request.urlopen(f"http://{started[0]['address']}/", timeout=10) as page:
+                        served.append(page.read().decode())
+                    return
+            time.sleep(0.3)
+
+    app_ids: list[str] = []
+    watcher = threading.Thread(target=fetch_while_running, args=(app_ids,), daemon=True)
+    watcher.start()
+    result = yarn.submit(job, on_status=lambda app_id, states: app_ids.append(app_id) if not app_ids else None)
+    watcher.join(timeout=60)
+    assert result.final_status == "SUCCEEDED", result.failed      # the untracked TensorBoard does not hold it up
+    assert served and "tensorboard" in served[0].lower()
+    (event,) = [e for e in read_events(f"{history_dir()}/{result.app_id}.jsonl") if e["event"] == "tensorboard_started"]
+    assert event["page"].endswith("/pages/tensorboard") and event["tracking_url"]
