@@ -127,20 +127,21 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
     f, m = _evaluate_subset(x, y, w, o, l2, mean, precision, b, loss)
     iterations = np.zeros(len(block), dtype=int)
     active = np.ones(len(block), dtype=bool)
-    hessian = None
     for _ in range(settings.max_iterations + 1):
-        g = _xt_times(x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
-        hessian = np.matmul(xt * (w * loss.second_derivative(y, m))[:, None, :], x)  # batched BLAS
-        hessian[:, np.arange(d), np.arange(d)] += ridge
-        gnorm = np.max(np.abs(g), axis=1) if d else np.zeros(len(block))
-        active &= gnorm > settings.gtol * np.maximum(1.0, np.max(np.abs(b), axis=1) if d else 1.0)
-        active &= iterations < settings.max_iterations
-        if not active.any():
-            break
+        # only the entities still moving are touched: most of a block converges in a few iterations
         idx = np.flatnonzero(active)
+        g = _gradient(x[idx], y[idx], w[idx], m[idx], l2[idx], mean[idx], precision[idx], b[idx], loss)
+        gnorm = np.max(np.abs(g), axis=1) if d else np.zeros(len(idx))
+        moving = gnorm > settings.gtol * np.maximum(1.0, np.max(np.abs(b[idx]), axis=1) if d else 1.0)
+        moving &= iterations[idx] < settings.max_iterations
+        active[idx[~moving]] = False
+        idx, g = idx[moving], g[moving]
+        if not len(idx):
+            break
+        hessian = _hessian(x[idx], xt[idx], y[idx], w[idx], m[idx], ridge[idx], loss)
         # a tiny ridge keeps an unregularized, not-yet-identified direction solvable
-        step = np.linalg.solve(hessian[idx] + 1e-12 * np.eye(d), g[idx][..., None])[..., 0]
-        slope = np.einsum("bd,bd->b", g[idx], step)
+        step = np.linalg.solve(hessian + 1e-12 * np.eye(d), g[..., None])[..., 0]
+        slope = np.einsum("bd,bd->b", g, step)
         # a Newton decrement at rounding level: nothing left to gain
         done = slope <= settings.ftol * np.maximum(1.0, np.abs(f[idx]))
         active[idx[done]] = False
@@ -159,12 +160,25 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
             idx, step, slope = idx[~ok], step[~ok], slope[~ok]
             t *= 0.5
         active[idx] = False  # no decrease possible: at the optimum to machine precision
-    g = _xt_times(x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
+    g = _gradient(x, y, w, m, l2, mean, precision, b, loss)
     converged = (np.max(np.abs(g), axis=1) if d else np.zeros(len(block))) <= np.maximum(
         1e-6, 1e-6 * np.abs(f))
+    hessian = _hessian(x, xt, y, w, m, ridge, loss) if want_hessian else None
     return [EntitySolution(p.entity_id, b[i], float(f[i]), int(iterations[i]), bool(converged[i]),
-                           hessian[i] if want_hessian and hessian is not None else None)
+                           hessian[i] if hessian is not None else None)
             for i, p in enumerate(block)]
+
+
+def _gradient(x, y, w, m, l2, mean, precision, b, loss: Loss) -> np.ndarray:
+    return _xt_times(x, w * loss.derivative(y, m)) + l2 * b + precision * (b - mean)
+
+
+def _hessian(x, xt, y, w, m, ridge, loss: Loss) -> np.ndarray:
+    """X^T diag(w l'') X + ridge for every entity of the (sub)block: one batched BLAS call."""
+    d = x.shape[2]
+    hessian = np.matmul(xt * (w * loss.second_derivative(y, m))[:, None, :], x)
+    hessian[:, np.arange(d), np.arange(d)] += ridge
+    return hessian
 
 
 def _xt_times(x: np.ndarray, r: np.ndarray) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ from launcher.yarn import YarnBackend, history_dir
 from tests.conftest import our_running_apps
 
 JOB = Path(__file__).parent / "launcher_jobs" / "keras_mwms.py"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -100,14 +103,17 @@ def test_tensorboard_task_serves_the_log_dir_and_joins_the_tracking_ui(yarn: Yar
     served: list[str] = []
 
     def fetch_while_running(app_ids: list[str]) -> None:
-        for _ in range(150):
+        for _ in range(200):
             if app_ids:
                 started = [e for e in read_events(f"{history_dir()}/{app_ids[0]}.jsonl")
                            if e["event"] == "tensorboard_started"]
-                if started:
-                    with urllib.request.urlopen(f"http://{started[0]['address']}/", timeout=10) as page:
-                        served.append(page.read().decode())
-                    return
+                if started:   # registered; TensorBoard itself may need a few seconds to listen
+                    try:
+                        with urllib.request.urlopen(f"http://{started[0]['address']}/", timeout=10) as page:
+                            served.append(page.read().decode())
+                        return
+                    except OSError:
+                        pass
             time.sleep(0.3)
 
     app_ids: list[str] = []
@@ -119,3 +125,39 @@ def test_tensorboard_task_serves_the_log_dir_and_joins_the_tracking_ui(yarn: Yar
     assert served and "tensorboard" in served[0].lower()
     (event,) = [e for e in read_events(f"{history_dir()}/{result.app_id}.jsonl") if e["event"] == "tensorboard_started"]
     assert event["page"].endswith("/pages/tensorboard") and event["tracking_url"]
+
+
+def test_packed_environment_and_code_are_shipped_once(yarn: YarnBackend, tmp_path: Path) -> None:
+    """A venv-pack archive (a small bare venv; this checkout's packages come through PYTHONPATH, as
+    venv-pack refuses .pth links) and a code directory: uploaded to HDFS once per content hash,
+    localized by YARN, used by the task."""
+    import site
+    import venv
+
+    import venv_pack
+
+    env = tmp_path / "env"
+    venv.EnvBuilder(with_pip=False).create(env)
+    python_path = ":".join(["./code", *site.getsitepackages(), str(REPO)])
+    archive = tmp_path / "env.tar.gz"
+    venv_pack.pack(str(env), output=str(archive), compress_level=1)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "hello_job.py").write_text("import sys\nprint('hello from', sys.executable, flush=True)\n")
+    job = JobSpec.from_dict({"name": "glmix-it-shipping", "python": {"archive": str(archive)}, "code": str(code),
+                             "tasks": {"worker": {"instances": 1, "memory": 512, "env": {"PYTHONPATH": python_path},
+                                                  "command": "python -m hello_job && python -c 'import numpy'"}}})
+    first = yarn.submit(job)
+    assert first.final_status == "SUCCEEDED", first.failed
+    logs = yarn_logs(first.app_id)
+    assert "hello from" in logs and "/pyenv/bin/python" in logs
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
+    remote = f"/user/{os.environ.get('USER', 'root')}/.glmix/envs/{digest}-env.tar.gz"
+
+    def modified() -> str:
+        return subprocess.run(["hdfs", "dfs", "-stat", "%Y", remote], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    uploaded = modified()
+    assert yarn.submit(job).final_status == "SUCCEEDED"
+    assert modified() == uploaded             # the second submission reused the upload
