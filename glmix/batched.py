@@ -85,7 +85,7 @@ def solve_entities(problems: list[EntityProblem], settings: SolverSettings,
     blocks: dict[tuple[int, int], list[int]] = {}
     for position, problem in enumerate(problems):
         d = problem.x.shape[1]
-        if problem.l1.any() or d > NEWTON_MAX_DIMENSION:
+        if np.count_nonzero(problem.l1) or d > NEWTON_MAX_DIMENSION:   # count_nonzero: no ufunc overhead
             solutions[position] = _solve_one_quasi_newton(problem, settings, want_hessian)
         else:
             blocks.setdefault((d, _padded_rows(len(problem.y))), []).append(position)
@@ -130,7 +130,7 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
     for _ in range(settings.max_iterations + 1):
         # only the entities still moving are touched: most of a block converges in a few iterations
         idx = np.flatnonzero(active)
-        g = _gradient(x[idx], y[idx], w[idx], m[idx], l2[idx], mean[idx], precision[idx], b[idx], loss)
+        g = _gradient(*_rows((x, y, w, m, l2, mean, precision, b), idx), loss)
         gnorm = np.max(np.abs(g), axis=1) if d else np.zeros(len(idx))
         moving = gnorm > settings.gtol * np.maximum(1.0, np.max(np.abs(b[idx]), axis=1) if d else 1.0)
         moving &= iterations[idx] < settings.max_iterations
@@ -138,7 +138,7 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
         idx, g = idx[moving], g[moving]
         if not len(idx):
             break
-        hessian = _hessian(x[idx], xt[idx], y[idx], w[idx], m[idx], ridge[idx], loss)
+        hessian = _hessian(*_rows((x, xt, y, w, m, ridge), idx), loss)
         # a tiny ridge keeps an unregularized, not-yet-identified direction solvable
         step = np.linalg.solve(hessian + 1e-12 * np.eye(d), g[..., None])[..., 0]
         slope = np.einsum("bd,bd->b", g, step)
@@ -149,8 +149,7 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
         t = 1.0
         while len(idx) and t > 1e-10:  # backtrack only the entities whose step was not accepted yet
             trial = b[idx] - t * step
-            f_trial, m_trial = _evaluate_subset(x[idx], y[idx], w[idx], o[idx], l2[idx], mean[idx],
-                                                precision[idx], trial, loss)
+            f_trial, m_trial = _evaluate_subset(*_rows((x, y, w, o, l2, mean, precision), idx), trial, loss)
             ok = f_trial <= f[idx] - ARMIJO_C1 * t * slope
             rows = idx[ok]
             decrease = f[rows] - f_trial[ok]
@@ -167,6 +166,14 @@ def _newton_block(block: list[EntityProblem], d: int, n: int, settings: SolverSe
     return [EntitySolution(p.entity_id, b[i], float(f[i]), int(iterations[i]), bool(converged[i]),
                            hessian[i] if hessian is not None else None)
             for i, p in enumerate(block)]
+
+
+def _rows(arrays: tuple[np.ndarray, ...], idx: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The block's arrays for the entities ``idx``: views of the whole block when that is all of them
+    (the first iterations), copies only once some have converged."""
+    if len(idx) == len(arrays[0]):
+        return arrays
+    return tuple(a[idx] for a in arrays)
 
 
 def _gradient(x, y, w, m, l2, mean, precision, b, loss: Loss) -> np.ndarray:
