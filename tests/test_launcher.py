@@ -119,3 +119,14 @@ def test_history_records_application_and_tasks(tmp_path: Path) -> None:
     assert [e["event"] for e in events[1:]] == ["task_started", "task_finished", "application_finished"]
     assert events[2]["exit_code"] == 0 and events[-1]["final_status"] == "SUCCEEDED"
     assert 300 < events[2]["peak_rss_mb"] < 1000   # the command's peak memory, not the runtime's
+
+
+def test_spec_templates_validate() -> None:
+    templates = sorted((Path(__file__).resolve().parents[1] / "yarn_specs").glob("*.yaml"))
+    assert len(templates) >= 2
+    for template in templates:
+        spec = JobSpec.from_yaml(template)
+        assert spec.is_tracked("worker")
+    keras = JobSpec.from_yaml(templates[[t.name for t in templates].index("keras_fixed_effect.yaml")])
+    assert not keras.is_tracked("tensorboard") and "--logdir /shared/glmix/tensorboard/movielens" in \
+        keras.tasks["tensorboard"].command
