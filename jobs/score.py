@@ -23,7 +23,7 @@ import argparse
 import json
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from glmix.config import BadRecordPolicy
@@ -121,17 +121,18 @@ def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateMode
         for name, uri in data.items():
             result, loaded, names = score_frame(spark, name, qualified(uri), models, model_id, columns, policy,
                                                  id_fields)
-            written = result.select("uid", "label", "weight", "modelId", "predictionScore", "coordinateScores",
-                                    "metadataMap", *[f"_has_{n}" for n in names]).persist()
-            (written.drop(*[f"_has_{n}" for n in names]).coalesce(files).write.format("avro")
-             .option("avroSchema", schema).save(join(tmp, name)))
-            totals = written.agg(F.count(F.lit(1)).alias("rows"),
-                                 *[F.sum(f"_has_{n}").alias(n) for n in names]).first()
+            # counted while writing (an Observation), so the data is computed once
+            observation = Observation(f"score-{name}-{id(result)}")
+            written = result.observe(observation, F.count(F.lit(1)).alias("rows"),
+                                     *[F.sum(f"_has_{n}").alias(n) for n in names])
+            (written.select("uid", "label", "weight", "modelId", "predictionScore", "coordinateScores", "metadataMap")
+             .coalesce(files).write.format("avro").option("avroSchema", schema).save(join(tmp, name)))
+            totals = observation.get
             counts = loaded.check()
             for model in models:
                 missing = int(totals["rows"]) - int(totals[model.name] or 0)
                 if model.type == "scores" and missing:
-                    example = written.filter(F.col(f"_has_{model.name}") == 0).select("uid").limit(3).collect()
+                    example = result.filter(F.col(f"_has_{model.name}") == 0).select("uid").limit(3).collect()
                     raise DataError(f"{missing} row(s) have no score from coordinate {model.name} (e.g. uid "
                                     f"{', '.join(str(r['uid']) for r in example)})", path=model.scores(name),
                                     field="uid")
@@ -139,7 +140,6 @@ def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateMode
                 "input": uri, "rows_in": counts["rows_in"], "rows_scored": int(totals["rows"]),
                 "dropped": dropped_by_reason(counts),
                 "rows_with_model": {n: int(totals[n] or 0) for n in names}}
-            written.unpersist()
         report.write_into(tmp)
     return report.to_dict()
 
