@@ -150,6 +150,15 @@ class GameConfig(Settings):
             raise ValueError("at most one fixed-effect coordinate (fixed or external)")
         return coordinates
 
+    @field_validator("columns")
+    @classmethod
+    def _renamable_columns(cls, columns: ColumnNames) -> ColumnNames:
+        """The jobs take --response; the other Photon column names must be the defaults in a flow."""
+        for key, default in ColumnNames().model_dump().items():
+            if key != "response" and getattr(columns, key) != default:
+                raise ValueError(f"{key}: only response can be renamed in a GAME config (keep {default!r})")
+        return columns
+
     @field_validator("evaluators")
     @classmethod
     def _evaluators(cls, evaluators: list[str]) -> list[str]:

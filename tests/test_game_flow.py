@@ -41,6 +41,7 @@ def test_example_configs_load() -> None:
     ({"evaluators": ["PRECISION@5"]}, "needs a group"),
     ({"passes": 0}, "passes"),
     ({"unexpected": 1}, "unexpected"),
+    ({"columns": {"uid": "id"}}, "columns: Value error, uid: only response can be renamed"),
 ])
 def test_config_errors_name_the_key(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -159,3 +160,10 @@ def test_keras_and_external_coordinates_in_the_flow(tmp_path: Path) -> None:
     assert "prepare-train" not in names and "index-global" not in names and "index-movie" in names
     train = next(n for n in flow.nodes if n.name == "p0-global-train").command
     assert train.startswith("${glmix.python} -m glmix.external_scores --train hdfs:///s/t --validation hdfs:///s/v")
+
+
+def test_a_renamed_response_reaches_every_data_job(tmp_path: Path) -> None:
+    flow = read_project(build_project(GameConfig.from_dict(example(columns={"response": "liked"})), tmp_path / "p"))
+    readers = [n for n in flow.nodes if any(job in n.command for job in
+                                            ("index_features", "prepare_fixed_effect", "partition_random", "score.py"))]
+    assert readers and all("--response liked" in n.command for n in readers)
