@@ -124,7 +124,8 @@ class KerasTrainer:
         rows = load_rows(self.train_uri, self.context.index, self.context.count)
         if self.offsets:
             rows.offset = rows.offset + offsets_for(rows.uid, self.offsets, self.offsets_exclude)
-        inputs = {**self._inputs(rows), "offset": rows.offset.astype(np.float32)}
+        train_features = self._inputs(rows)   # padded once: for training and for the training scores
+        inputs = {**train_features, "offset": rows.offset.astype(np.float32)}
         input_seconds = time.monotonic() - started
         # every worker takes the same number of steps: the smallest share decides
         steps = c.steps_per_epoch or max(1, (total_rows(self.train_uri) // self.context.count) // c.batch_size)
@@ -150,11 +151,11 @@ class KerasTrainer:
         examples = steps * c.epochs * c.batch_size * self.context.count
         score_started = time.monotonic()
         write_scores(join(self.tmp, "scores", "train", f"part-{self.context.index:05d}.parquet"), rows.uid,
-                     self._margins(model, rows))
+                     self._margins(model, train_features))
         if self.validation_uri:
             part = load_rows(self.validation_uri, self.context.index, self.context.count)
             write_scores(join(self.tmp, "scores", "validation", f"part-{self.context.index:05d}.parquet"), part.uid,
-                         self._margins(model, part))
+                         self._margins(model, self._inputs(part)))
         collective.barrier()
         report = {"model_id": c.model_id, "task": c.task, "workers": self.context.count, "epochs_run":
                   len(history.history.get("loss", [])), "loss_by_epoch": history.history.get("loss", []),
@@ -167,10 +168,11 @@ class KerasTrainer:
             self._publish(model, report)
         return report
 
-    def _margins(self, model, rows: SparseRows) -> np.ndarray:
-        if rows.rows == 0:
+    @staticmethod
+    def _margins(model, features: dict[str, np.ndarray]) -> np.ndarray:
+        if len(features["indices"]) == 0:
             return np.zeros(0)
-        return model.predict(self._inputs(rows), batch_size=8192, verbose=0).reshape(-1).astype(np.float64)
+        return model.predict(features, batch_size=8192, verbose=0).reshape(-1).astype(np.float64)
 
     def _publish(self, model, report: dict[str, Any]) -> None:
         local = tempfile.mkdtemp(prefix="glmix-saved-model-")

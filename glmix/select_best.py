@@ -18,36 +18,37 @@ from typing import Any
 from glmix.errors import GlmixError
 from glmix.game_config import GameConfig, config_command
 from glmix.game_model import publish_game_model
-from glmix.game_plan import GamePlan
+from glmix.game_plan import GamePlan, Step
 from glmix.storage import join, storage_for, write_file_atomically
 
 
-def step_rows(plan: GamePlan) -> list[dict[str, Any]]:
+def step_rows(plan: GamePlan, steps: list[Step]) -> list[dict[str, Any]]:
     """Every step with its metrics (as written by jobs/evaluate)."""
+    grid = plan.config.grid()
     rows = []
-    for step in plan.steps():
+    for step in steps:
         path = join(step.metrics, "metrics.json")
         storage = storage_for(path)
         if not storage.exists(path):
             raise GlmixError(f"{path}: missing; the evaluate stage of {step.label} (run {step.run}) has not run")
         metrics = json.loads(storage.read_bytes(path))["metrics"]
         rows.append({"run": step.run, "pass": step.pass_index, "coordinate": step.coordinate,
-                     "regularization": {n: {"l2": l2, "l1": l1} for n, (l2, l1) in
-                                        plan.config.grid()[step.run].items()},
+                     "regularization": {n: {"l2": l2, "l1": l1} for n, (l2, l1) in grid[step.run].items()},
                      "metrics": metrics})
     return rows
 
 
 def select_best(config: GameConfig) -> dict[str, Any]:
     plan = GamePlan(config)
-    rows = step_rows(plan)
+    steps = plan.steps()
+    rows = step_rows(plan, steps)
     metric, sign = config.primary_metric, (1 if config.higher_is_better() else -1)
     candidates = [i for i, r in enumerate(rows) if r["metrics"].get(metric) is not None
                   and math.isfinite(r["metrics"][metric])]
     if not candidates:
         raise GlmixError(f"no step has a defined {metric}; cannot choose a model")
     best = max(candidates, key=lambda i: (sign * rows[i]["metrics"][metric], -i))
-    step = plan.steps()[best]
+    step = steps[best]
     metadata = {"name": config.name, "task": config.task, "selected_on": metric, **rows[best]}
     publish_game_model(plan.best, list(step.models), metadata)
     summary = {"name": config.name, "task": config.task, "primary_metric": metric, "best": best, "steps": rows,
