@@ -16,6 +16,7 @@ from rich.table import Table
 
 from glmix.errors import GlmixError
 from glmix.examples import ColumnNames, ExampleReader, ReadStats
+from glmix.flow_runner import DEFAULT_PARALLEL
 from glmix.game_config import GameConfig
 from glmix.libsvm import import_libsvm
 from glmix.synthetic import GenerationSummary, SyntheticSpec, generate, load_spec
@@ -99,14 +100,15 @@ def print_summary(summary: dict, title: str) -> None:
     console.print(table)
 
 
-def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], restart: bool) -> dict:
+def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], restart: bool,
+               parallel: int = DEFAULT_PARALLEL) -> dict:
     """Build the config's flow and run it here; returns the summary (raises if a stage failed)."""
     from glmix.flow import build_project
     from glmix.flow_runner import LocalRunner, print_timings
     from glmix.storage import storage_for
 
     build_project(config, project)
-    runner = LocalRunner(project, overrides, console)
+    runner = LocalRunner(project, overrides, console, parallel)
     started = time.monotonic()
     results = runner.run(restart=restart)
     print_timings(results, console)
@@ -132,7 +134,7 @@ def _overrides(values: list[str] | None) -> dict[str, str]:
 def cmd_train(args: argparse.Namespace) -> None:
     config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
     project = Path(args.project or Path(".glmix") / "flows" / config.name)
-    summary = train_flow(config, project, _overrides(args.set), args.restart)
+    summary = train_flow(config, project, _overrides(args.set), args.restart, args.parallel)
     print_summary(summary, f"{config.name}: validation metrics after each coordinate update")
     console.print(f"best model: {summary['best_model']}; report: {config.output}/report/index.html")
 
@@ -158,7 +160,7 @@ def cmd_flow_validate(args: argparse.Namespace) -> None:
 def cmd_flow_run(args: argparse.Namespace) -> None:
     from glmix.flow_runner import LocalRunner, print_timings
 
-    results = LocalRunner(Path(args.project), _overrides(args.set), console).run(restart=args.restart)
+    results = LocalRunner(Path(args.project), _overrides(args.set), console, args.parallel).run(restart=args.restart)
     print_timings(results, console)
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -242,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--project", help="where the flow project goes (default .glmix/flows/NAME)")
     train.add_argument("--set", action="append", metavar="PROPERTY=VALUE", help="override a flow property")
     train.add_argument("--restart", action="store_true", help="run every stage again instead of resuming")
+    train.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="stages run at once at most")
     train.set_defaults(func=cmd_train)
 
     flow = sub.add_parser("flow", help="Azkaban flows: build, validate, run locally, upload")
@@ -258,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("project")
     run.add_argument("--set", action="append", metavar="PROPERTY=VALUE")
     run.add_argument("--restart", action="store_true")
+    run.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="stages run at once at most")
     run.set_defaults(func=cmd_flow_run)
     upload = flow_sub.add_parser("upload", help="upload to Azkaban (password from $AZKABAN_PASSWORD)")
     upload.add_argument("project")

@@ -2,12 +2,13 @@
 
     glmix flow run PROJECT_DIR [--set spark.master=local[2]] [--restart]
 
-Nodes run in dependency order with the project directory as working directory, as under Azkaban.
-Commands are read from the ``.flow`` file and their ``${...}`` properties substituted (flow
+Nodes run as soon as their dependencies succeeded, up to ``parallel`` at a time (as Azkaban runs
+a flow's ready jobs concurrently), with the project directory as working directory. Commands are read from the ``.flow`` file and their ``${...}`` properties substituted (flow
 config, then this machine's defaults, then ``--set``). To keep per-stage startup cheap, known
 commands run in-process: ``spark-submit .../jobs/X.py ARGS`` calls ``jobs.X.run`` on one shared
 SparkSession (built from the first Spark node's master and resources); ``python -m MODULE ARGS``
-calls ``MODULE.main``. Anything else runs as a shell command.
+calls ``MODULE.main``. Anything else runs as a shell command. Concurrent Spark nodes share the
+session (Spark schedules their jobs side by side); each node's output goes to its own log.
 
 Per-node status, timing and log (``PROJECT/.glmix-run/logs/NODE.log``) are kept in
 ``PROJECT/.glmix-run/state.json``; a re-run skips every node that already succeeded with the same
@@ -21,17 +22,21 @@ import argparse
 import contextlib
 import hashlib
 import importlib
+import io
 import json
 import os
 import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 
@@ -40,6 +45,7 @@ from glmix.errors import ConfigError, GlmixError
 
 STATE_DIR = ".glmix-run"
 PROPERTY = re.compile(r"\$\{([^}]+)\}")
+DEFAULT_PARALLEL = 4
 
 
 def local_properties() -> dict[str, str]:
@@ -69,10 +75,55 @@ class NodeResult:
     error: str = ""
 
 
+class _ThreadLog(io.TextIOBase):
+    """Stands in for sys.stdout / sys.stderr while nodes run: what a node's thread prints goes to
+    that node's log, anything else (the runner's own progress) to the real stream."""
+
+    def __init__(self, fallback: TextIO) -> None:
+        self.fallback = fallback
+        self.local = threading.local()
+
+    def _target(self) -> TextIO:
+        return getattr(self.local, "stream", None) or self.fallback
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return self._target().isatty()
+
+    def fileno(self) -> int:
+        return self._target().fileno()
+
+    @contextlib.contextmanager
+    def to(self, stream: TextIO) -> Iterator[None]:
+        self.local.stream = stream
+        try:
+            yield
+        finally:
+            self.local.stream = None
+
+
+@contextlib.contextmanager
+def _output_per_thread() -> Iterator[tuple[_ThreadLog, _ThreadLog]]:
+    stdout, stderr = _ThreadLog(sys.stdout), _ThreadLog(sys.stderr)
+    sys.stdout, sys.stderr = stdout, stderr
+    try:
+        yield stdout, stderr
+    finally:
+        sys.stdout, sys.stderr = stdout.fallback, stderr.fallback
+
+
 class LocalRunner:
     def __init__(self, project: Path, overrides: dict[str, str] | None = None,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, parallel: int = DEFAULT_PARALLEL) -> None:
+        if parallel < 1:
+            raise ConfigError(f"parallel must be at least 1, got {parallel}")
         self.project = project.resolve()
+        self.parallel = parallel
         self.flow: Flow = read_project(self.project)
         self.properties = {**self.flow.config, **local_properties(), **(overrides or {})}
         self.state_dir = self.project / STATE_DIR
@@ -80,6 +131,8 @@ class LocalRunner:
         self.console = console or Console(stderr=True)
         self._spark = None
         self._owns_spark = False
+        self._spark_lock = threading.Lock()
+        self._logs: tuple[_ThreadLog, _ThreadLog] | None = None
 
     # ------------------------------------------------------------------ state
     def _load_state(self) -> dict[str, Any]:
@@ -96,33 +149,62 @@ class LocalRunner:
 
     # ------------------------------------------------------------------ running
     def run(self, restart: bool = False) -> list[NodeResult]:
+        """Run every node not already done; after a failure, start nothing new and let the running finish."""
         state = {} if restart else self._load_state()
         ordered = self.flow.order()
-        results: list[NodeResult] = []
+        position = {node.name: k for k, node in enumerate(ordered, 1)}
+        results: dict[str, NodeResult] = {}
+        succeeded: set[str] = set()
+        running: dict[Future, Node] = {}
+        failed = False
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        cwd = os.getcwd()
+        self._spark = _callers_session()
+        os.chdir(self.project)  # every node runs in the project directory, as under Azkaban
         try:
-            for position, node in enumerate(ordered, 1):
-                command = self.command(node)
-                digest = hashlib.sha256(command.encode()).hexdigest()[:16]
-                log = self.state_dir / "logs" / f"{node.name}.log"
-                previous = state.get(node.name, {})
-                tag = f"[{position}/{len(ordered)}] {node.name}"
-                if previous.get("status") == "succeeded" and previous.get("command") == digest:
-                    results.append(NodeResult(node.name, "skipped", 0.0, 0, str(log)))
-                    self.console.print(f"{tag} [dim]done earlier, skipped[/dim]", highlight=False)
-                    continue
-                result = self._run_with_retries(node, command, log, tag)
-                results.append(result)
-                state[node.name] = {"status": result.status, "command": digest, "seconds": round(result.seconds, 3),
-                                    "attempts": result.attempts, "log": str(log), "error": result.error}
-                self._save_state(state)
-                if result.status == "failed":
-                    break
+            with _output_per_thread() as logs, ThreadPoolExecutor(self.parallel) as pool:
+                self._logs = logs
+                while True:
+                    for node in ordered:
+                        if failed or len(running) >= self.parallel:
+                            break
+                        if node.name in results or node in running.values() or \
+                                not all(d in succeeded for d in node.depends_on):
+                            continue
+                        command = self.command(node)
+                        digest = hashlib.sha256(command.encode()).hexdigest()[:16]
+                        log = self.state_dir / "logs" / f"{node.name}.log"
+                        tag = f"[{position[node.name]}/{len(ordered)}] {node.name}"
+                        previous = state.get(node.name, {})
+                        if previous.get("status") == "succeeded" and previous.get("command") == digest:
+                            results[node.name] = NodeResult(node.name, "skipped", 0.0, 0, str(log))
+                            succeeded.add(node.name)
+                            self.console.print(f"{tag} [dim]done earlier, skipped[/dim]", highlight=False)
+                            continue
+                        future = pool.submit(self._run_with_retries, node, command, log, tag)
+                        future.digest = digest  # type: ignore[attr-defined]
+                        running[future] = node
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        node, result = running.pop(future), future.result()
+                        results[node.name] = result
+                        state[node.name] = {"status": result.status, "command": future.digest,  # type: ignore
+                                            "seconds": round(result.seconds, 3), "attempts": result.attempts,
+                                            "log": result.log, "error": result.error}
+                        self._save_state(state)
+                        if result.status == "failed":
+                            failed = True
+                        else:
+                            succeeded.add(node.name)
         finally:
+            self._logs = None
+            os.chdir(cwd)
             if self._owns_spark:
                 self._spark.stop()
             self._spark, self._owns_spark = None, False
-        return results
+        return sorted(results.values(), key=lambda r: position[r.name])
 
     def _run_with_retries(self, node: Node, command: str, log: Path, tag: str) -> NodeResult:
         retries = int(node.config.get("retries", "0"))
@@ -143,11 +225,10 @@ class LocalRunner:
     def _execute(self, command: str, log: Path, append: bool) -> str:
         """Run one command; returns '' on success, else a one-line reason (details in the log)."""
         argv = shlex.split(command)
-        cwd = os.getcwd()
-        with open(log, "a" if append else "w") as out, contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(out):
+        assert self._logs is not None, "nodes run inside LocalRunner.run"
+        stdout, stderr = self._logs
+        with open(log, "a" if append else "w") as out, stdout.to(out), stderr.to(out):
             print(f"$ {command}", flush=True)
-            os.chdir(self.project)
             try:
                 if argv[0].endswith("spark-submit"):
                     return self._spark_job(argv[1:])
@@ -162,8 +243,6 @@ class LocalRunner:
             except Exception as exc:  # a stage's crash is the node's failure, never the runner's
                 traceback.print_exc()
                 return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            finally:
-                os.chdir(cwd)
 
     def _spark_job(self, argv: list[str]) -> str:
         options = argparse.ArgumentParser(add_help=False)
@@ -182,20 +261,27 @@ class LocalRunner:
         return ""
 
     def _session(self, options: argparse.Namespace):
-        """One session for every Spark node; a session the caller already has is used and left running."""
-        if self._spark is None:
-            from pyspark.sql import SparkSession
-
-            from glmix.spark import session
-
-            self._spark = SparkSession.getActiveSession()
+        """One session for every Spark node, made by the first Spark node to need it."""
+        with self._spark_lock:
             if self._spark is None:
+                from glmix.spark import session
+
                 self._spark = session(options.master or "local[2]", f"glmix-flow-{self.flow.name}",
                                       executors=int(options.num_executors or 2),
                                       executor_memory=options.executor_memory or "1g")
                 self._spark.sparkContext.setLogLevel("ERROR")  # stage logs carry the reports; warnings are noise
                 self._owns_spark = True
-        return self._spark
+            return self._spark
+
+
+def _callers_session():
+    """The caller's running SparkSession, if any: used and left running. Asked from the calling
+    thread, since the JVM keeps the active session per thread."""
+    if "pyspark.sql" not in sys.modules:
+        return None
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
 
 
 def _module_main(name: str):

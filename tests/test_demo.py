@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from glmix.azkaban import Flow, Node, write_project
 from glmix.cli import main
 from glmix.demo import true_margins
 from glmix.flow import build_project
@@ -81,6 +83,29 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     assert all(s["status"] == "succeeded" for s in state.values()) and len(state) == len(second)
     log = (project / ".glmix-run" / "logs" / "p0-per-user-partition.log").read_text()
     assert log.startswith("$ ") and '"job": "partition_random_effect"' in log
+
+
+def test_runner_runs_ready_stages_at_once_each_with_its_own_log(tmp_path: Path) -> None:
+    """'waits' finishes only once 'starts' has run, so one stage at a time cannot pass it; 'left'
+    and 'right' print in-process at the same time, each into its own log."""
+    python = sys.executable
+    nodes = [Node("waits", "for i in $(seq 40); do [ -f started ] && exit 0; sleep 0.05; done; exit 1"),
+             Node("starts", "touch started"),
+             Node("left", f"{python} -m tests.flow_node_printer left"),
+             Node("right", f"{python} -m tests.flow_node_printer right"),
+             Node("last", "true", ["waits", "left", "right"])]
+    project = write_project(tmp_path / "project", "concurrency", Flow("concurrency", nodes), {})
+    results = LocalRunner(project, parallel=4).run()
+    assert [r.name for r in results] == ["waits", "starts", "left", "right", "last"]
+    assert all(r.status == "succeeded" for r in results)
+    for name in ("left", "right"):
+        lines = (project / ".glmix-run" / "logs" / f"{name}.log").read_text().splitlines()
+        assert lines[0].startswith("$ ") and len(lines) == 101
+        assert all(line.startswith(f"{name} ") for line in lines[1:])
+
+    (project / "started").unlink()
+    serial = {r.name: r.status for r in LocalRunner(project, parallel=1).run(restart=True)}
+    assert serial == {"waits": "failed"}
 
 
 def test_hosmer_lemeshow_by_hand() -> None:
