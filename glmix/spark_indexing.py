@@ -1,40 +1,85 @@
-"""Turning normalized examples into indexed sparse rows with a shard's index map (Spark)."""
+"""Turning normalized examples into indexed sparse rows with a shard's index map (Spark).
+
+Each row's features are looked up in the index where the row is, in Arrow (``mapInArrow``): a
+vectorized hash lookup of every (name, term) of a batch against the index keys, shipped to the
+workers once as a broadcast. No explode, no join, no regrouping shuffle: the rows keep their
+partitioning, and a job's only shuffle is the one it asks for (balanced files, grouping by
+entity). The index is already held whole by the driver (FeatureIndex.load), so broadcasting it
+adds no new limit.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.broadcast import Broadcast
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
-from glmix.storage import join
+from glmix.feature_index import FeatureIndex
 
-BROADCAST_MAX_FEATURES = 2_000_000
-
-
-def load_index_frame(spark: SparkSession, index_dir: str) -> DataFrame:
-    return spark.read.parquet(join(index_dir, "index")).select("name", "term", F.col("index").cast("int"))
+KEY_SEPARATOR = "\u0001"
+NOT_INDEXED = "_not_indexed"
 
 
-def index_rows(frame: DataFrame, index: DataFrame, num_features: int, intercept: bool,
-               keep: list[str]) -> tuple[DataFrame, Observation]:
-    """Rows with ``indices`` (sorted int array) and ``values``, keeping the ``keep`` columns.
+def index_keys(index: FeatureIndex) -> pa.Array:
+    """``name SEP term`` of every feature, position = column index."""
+    return pa.array([f"{n}{KEY_SEPARATOR}{t}" for n, t in zip(index.names.tolist(), index.terms.tolist(),
+                                                                 strict=True)], pa.string())
 
-    One shuffle (grouping back by row); the index is broadcast when it is small enough, so the
-    join itself does not shuffle. Features missing from the index (filtered by min-count or
-    whitelist) are counted in the returned observation as ``feature_values_not_indexed``.
-    """
-    rows = frame.withColumn("_row", F.monotonically_increasing_id())
-    exploded = rows.select("_row", *keep, F.explode_outer("features").alias("f")).select(
-        "_row", *keep, F.col("f.name").alias("name"), F.col("f.term").alias("term"), F.col("f.value").alias("value"))
-    lookup = F.broadcast(index) if num_features <= BROADCAST_MAX_FEATURES else index
-    joined = exploded.join(lookup, on=["name", "term"], how="left")
-    observation = Observation(f"indexing-{id(joined)}")
-    joined = joined.observe(observation, F.sum(F.when(F.col("name").isNotNull() & F.col("index").isNull(), 1)
-                                               .otherwise(0)).alias("feature_values_not_indexed"))
-    entries = F.when(F.col("index").isNotNull() & (F.col("value") != 0), F.struct("index", "value"))
-    grouped = joined.groupBy("_row", *keep).agg(F.array_sort(F.collect_list(entries)).alias("_entries"))
-    indices = F.transform("_entries", lambda e: e["index"])
-    values = F.transform("_entries", lambda e: e["value"])
+
+def index_batch(batch: pa.RecordBatch, keys: pa.Array, intercept: bool, keep: list[str]) -> pa.RecordBatch:
+    """``keep`` columns plus ``indices`` (sorted) and ``values`` of one batch; features not in the index
+    or with value 0 are left out, and counted per row (non-zero or not) in ``_not_indexed``."""
+    features = batch.column("features")
+    rows = len(batch)
+    lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
+    flat = features.flatten()
+    names = flat.field("name")
+    found = pc.index_in(pc.binary_join_element_wise(names, pc.fill_null(flat.field("term"), ""), KEY_SEPARATOR),
+                        value_set=keys)
+    row_of = np.repeat(np.arange(rows), lengths)
+    missing = (pc.is_null(found).to_numpy(zero_copy_only=False)
+               & pc.is_valid(names).to_numpy(zero_copy_only=False))
+    values = pc.fill_null(flat.field("value"), 0.0).to_numpy(zero_copy_only=False)
+    used = ~pc.is_null(found).to_numpy(zero_copy_only=False) & (values != 0)
+    row, column, value = row_of[used], pc.fill_null(found, 0).to_numpy(zero_copy_only=False)[used], values[used]
     if intercept:
-        indices = F.concat(F.array(F.lit(0)), indices)
-        values = F.concat(F.array(F.lit(1.0)), values)
-    return grouped.select(*keep, indices.alias("indices"), values.alias("values")), observation
+        row = np.concatenate([np.arange(rows), row])
+        column = np.concatenate([np.zeros(rows, dtype=column.dtype), column])
+        value = np.concatenate([np.ones(rows), value])
+    order = np.lexsort((column, row))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=rows))]).astype(np.int32)
+    columns = {name: batch.column(name) for name in keep}
+    columns["indices"] = pa.ListArray.from_arrays(offsets, pa.array(column[order], pa.int32()))
+    columns["values"] = pa.ListArray.from_arrays(offsets, pa.array(value[order], pa.float64()))
+    columns[NOT_INDEXED] = pa.array(np.bincount(row_of[missing], minlength=rows).astype(np.int32))
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _index_batches(batches: Iterator[pa.RecordBatch], keys: Broadcast, intercept: bool,
+                   keep: list[str]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield index_batch(batch, keys.value, intercept, keep)
+
+
+def index_rows(spark: SparkSession, frame: DataFrame, index: FeatureIndex,
+               keep: list[str]) -> tuple[DataFrame, Observation]:
+    """Rows with ``indices`` (sorted int array, the intercept first when the shard has one) and
+    ``values``, keeping the ``keep`` columns; features missing from the index (filtered by
+    min-count or whitelist) are counted in the returned observation as ``feature_values_not_indexed``."""
+    keys = spark.sparkContext.broadcast(index_keys(index))
+    intercept = index.shard.intercept
+    kept = frame.select(*keep, "features")
+    schema = StructType([*[kept.schema[name] for name in keep],
+                         StructField("indices", ArrayType(IntegerType(), False)),
+                         StructField("values", ArrayType(DoubleType(), False)),
+                         StructField(NOT_INDEXED, IntegerType(), False)])
+    indexed = kept.mapInArrow(lambda batches: _index_batches(batches, keys, intercept, keep), schema)
+    observation = Observation(f"indexing-{id(indexed)}")
+    indexed = indexed.observe(observation, F.sum(NOT_INDEXED).alias("feature_values_not_indexed"))
+    return indexed.drop(NOT_INDEXED), observation

@@ -37,7 +37,7 @@ from glmix.errors import DataError
 from glmix.examples import ColumnNames
 from glmix.feature_index import FeatureIndex, write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.spark_indexing import index_rows, load_index_frame
+from glmix.spark_indexing import index_rows
 from glmix.spark_input import InputSpec, dropped_by_reason, load_examples, read_scores
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
@@ -77,8 +77,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
             rows = rows.filter(F.col("_score").isNotNull())
         rows = rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score")
 
-    indexed, indexing = index_rows(rows, load_index_frame(spark, index_dir), index_meta.size, shard.intercept,
-                                   ROW_COLUMNS)
+    indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
     by_entity = Window.partitionBy("entity_id")
     # cached: both the active and the passive outputs derive from it
     indexed = indexed.withColumn("_n", F.count(F.lit(1)).over(by_entity)).persist()

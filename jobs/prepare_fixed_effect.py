@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from glmix.examples import ColumnNames
 from glmix.feature_index import FeatureIndex, write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.spark_indexing import index_rows, load_index_frame
+from glmix.spark_indexing import index_rows
 from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
 from glmix.storage import publish_atomically, qualified
 
@@ -42,8 +42,7 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
     report = JobReport("prepare_fixed_effect", {"input": data, "index": index_dir, "output": output,
                                                 "files": files, "task": task, "policy": policy})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, task=task, policy=policy))
-    rows, indexing = index_rows(loaded.good_rows(), load_index_frame(spark, index_dir), index_meta.size,
-                                shard.intercept, ROW_COLUMNS)
+    rows, indexing = index_rows(spark, loaded.good_rows(), index_meta, ROW_COLUMNS)
     with publish_atomically(output) as tmp:
         rows.repartition(files).write.parquet(tmp, mode="overwrite")
         counts = loaded.check()

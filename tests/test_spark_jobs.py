@@ -85,6 +85,18 @@ def test_prepared_rows_are_indexed_sparse_rows(spark, tmp_path: Path) -> None:
     assert len(list((tmp_path / "fe").glob("part-*.parquet"))) == 3
 
 
+def test_features_outside_the_index_are_left_out_and_counted(spark, tmp_path: Path) -> None:
+    data = write(tmp_path / "data" / "part-0.avro", SMALL)
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="g", bags=("features",), min_count=2))
+    kept = set(FeatureIndex.load(str(tmp_path / "idx")).keys())
+    report = prepare_fixed_effect(spark, data, str(tmp_path / "idx"), str(tmp_path / "fe"), files=1)
+    values = [(name, term) for r in SMALL for name, term, v in
+              ((x["name"], x["term"] or "", x["value"]) for x in r["features"])]
+    assert report["feature_values_not_indexed"] == sum(key not in kept for key in values) > 0
+    for row in pq.read_table(str(tmp_path / "fe")).to_pylist():
+        assert row["indices"] == sorted(row["indices"]) and row["indices"][0] == 0
+
+
 def test_files_are_balanced(spark, tmp_path: Path) -> None:
     many = [example(str(i), float(i % 2), [f("a", "", 1.0)]) for i in range(1000)]
     data = write(tmp_path / "data" / "part-0.avro", many)
