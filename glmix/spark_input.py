@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import fastavro
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DataType, DoubleType, FloatType, StringType, StructType
+from pyspark.sql.types import ArrayType, BooleanType, DataType, DoubleType, FloatType, StringType, StructType
 
 from glmix.config import BadRecordPolicy, Task
 from glmix.errors import DataError
@@ -176,14 +176,28 @@ def id_column(frame: DataFrame, name: str, metadata_map: str) -> Column:
     return F.lit(None).cast("string")
 
 
-def _normalized_bag_sql(bag: str) -> str:
+def _is_normalized(dtype: DataType) -> bool:
+    """A bag already in the normalized shape: struct<name: string, term: string, value: double>."""
+    if not isinstance(dtype, ArrayType) or not isinstance(dtype.elementType, StructType):
+        return False
+    fields = dtype.elementType.fields
+    return ([f.name for f in fields] == ["name", "term", "value"] and isinstance(fields[0].dataType, StringType)
+            and isinstance(fields[1].dataType, StringType) and isinstance(fields[2].dataType, DoubleType))
+
+
+def _normalized_bag_sql(bag: str, schema: StructType) -> str:
+    """Photon-schema bags are used as they are (a null term then stands for ''): the transform is an
+    interpreted higher-order function, several times slower than the plain column, so it runs only
+    for other shapes."""
+    if _is_normalized(schema[bag].dataType):
+        return f"coalesce(`{bag}`, array())"
     return (f"transform(coalesce(`{bag}`, array()), f -> struct(f.name as name, "
             f"coalesce(f.term, '') as term, cast(f.value as double) as value))")
 
 
-def normalized_bag(bag: str) -> Column:
-    """One bag as ``array<struct<name, term, value: double>>``, a missing bag or term made empty."""
-    return F.expr(_normalized_bag_sql(bag))
+def normalized_bag(bag: str, schema: StructType) -> Column:
+    """One bag as ``array<struct<name, term, value: double>>`` (a missing bag made empty; a null term is '')."""
+    return F.expr(_normalized_bag_sql(bag, schema))
 
 
 def kept_bag_column(bag: str) -> str:
@@ -191,17 +205,23 @@ def kept_bag_column(bag: str) -> str:
     return f"_bag_{bag}"
 
 
-def merged_features(bags: tuple[str, ...]) -> Column:
-    """The shard's bags concatenated, with repeated (name, term) pairs summed (no shuffle needed)."""
+def merged_features(bags: tuple[str, ...], schema: StructType) -> Column:
+    """The shard's bags (columns of ``schema``) concatenated, with repeated (name, term) pairs summed
+    (no shuffle needed). A null term stands for '' (consumers coalesce it)."""
     if not bags:
         return F.array().cast("array<struct<name:string,term:string,value:double>>")
-    arrays = ", ".join(_normalized_bag_sql(b) for b in bags)
+    arrays = ", ".join(_normalized_bag_sql(b, schema) for b in bags)
     concatenated = f"concat({arrays})"
-    keys = f"array_distinct(transform({concatenated}, f -> struct(f.name as name, f.term as term)))"
+    # repeats are rare: detect them with a hash set of 64-bit key hashes (array_distinct of structs is
+    # quadratic per row); a hash collision only sends a row through the exact merge below
+    hashes = f"transform({concatenated}, f -> xxhash64(f.name, coalesce(f.term, '')))"
+    keys = (f"array_distinct(transform({concatenated}, f -> struct(f.name as name, "
+            f"coalesce(f.term, '') as term)))")
     merged = (f"transform({keys}, k -> struct(k.name as name, k.term as term, "
-              f"aggregate(filter({concatenated}, f -> f.name = k.name and f.term = k.term), 0D, "
+              f"aggregate(filter({concatenated}, f -> f.name = k.name and coalesce(f.term, '') = k.term), 0D, "
               f"(acc, f) -> acc + f.value) as value))")
-    return F.expr(f"case when size({keys}) = size({concatenated}) then {concatenated} else {merged} end")
+    return F.expr(f"case when size(array_distinct({hashes})) = size({concatenated}) then {concatenated} "
+                  f"else {merged} end")
 
 
 def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
@@ -233,13 +253,13 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
         label.alias("label"),
         F.coalesce(weight, F.lit(1.0)).alias("weight"),
         F.coalesce(offset, F.lit(0.0)).alias("offset"),
-        merged_features(spec.bags).alias("features"),
+        merged_features(spec.bags, raw.schema).alias("features"),
         (F.expr(f"size(concat({', '.join(f'coalesce(`{b}`, array())' for b in spec.bags)}))") if spec.bags
          else F.lit(0)).alias("_raw_nnz"),
         *[F.expr(f"exists(coalesce(`{b}`, array()), f -> isnan(f.value) or abs(f.value) = double('inf'))")
           .alias(f"_non_finite_{i}") for i, b in enumerate(spec.bags)],
         *[col.alias(name) for name, col in ids.items()],
-        *[normalized_bag(b).alias(kept_bag_column(b)) for b in (spec.bags if spec.keep_bags else ())],
+        *[normalized_bag(b, raw.schema).alias(kept_bag_column(b)) for b in (spec.bags if spec.keep_bags else ())],
         F.col("_metadata.file_path").alias("_file"),
     )
     checks = _checks(spec, response)

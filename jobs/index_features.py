@@ -41,7 +41,8 @@ def index_features(spark: SparkSession, data: str, output: str, shard: FeatureSh
     report = JobReport("index_features", {"input": data, "output": output, "shard": shard.model_dump(),
                                           "policy": policy})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, policy=policy))
-    exploded = loaded.good_rows().select(F.explode("features").alias("f")).select("f.name", "f.term", "f.value")
+    exploded = loaded.good_rows().select(F.explode("features").alias("f")).select(
+        "f.name", F.coalesce("f.term", F.lit("")).alias("term"), "f.value")
     stats = exploded.groupBy("name", "term").agg(
         F.count(F.lit(1)).alias("present"), F.sum(F.when(F.col("value") != 0, 1).otherwise(0)).alias("nnz"),
         F.sum("value").alias("sum"), F.sum(F.col("value") * F.col("value")).alias("sumsq"),

@@ -72,7 +72,7 @@ def with_coordinate_score(spark: SparkSession, rows: DataFrame, model: Coordinat
     else:
         joined = rows.join(maps, rows[model.entity_field] == maps[f"_id_{model.name}"], "left") \
             .drop(f"_id_{model.name}")
-    features = merged_features(tuple(kept_bag_column(b) for b in shard.bags))
+    features = merged_features(tuple(kept_bag_column(b) for b in shard.bags), rows.schema)
     dot = F.aggregate(features, F.lit(0.0), lambda acc, f: acc + f["value"] * F.coalesce(
         F.element_at(coefficients, _key(f["name"], f["term"])), F.lit(0.0)))
     if shard.intercept:
