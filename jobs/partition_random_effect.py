@@ -30,7 +30,7 @@ import argparse
 import json
 from typing import Any
 
-from pyspark.sql import DataFrame, Observation, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
 from glmix.errors import DataError
@@ -44,10 +44,10 @@ from glmix.storage import join, publish_atomically, qualified, storage_for
 ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
 
 
-def snake_partition(rank: int, partitions: int) -> int:
+def snake_partition(rank: Column, partitions: int) -> Column:
     """Deal ranked items 0..P-1 then P-1..0, ...: greedy-like balance without a global view."""
-    block, position = divmod(rank, partitions)
-    return position if block % 2 == 0 else partitions - 1 - position
+    block, position = F.floor(rank / partitions), rank % partitions
+    return F.when(block % 2 == 0, position).otherwise(partitions - 1 - position).cast("int")
 
 
 def partition_random_effect(spark: SparkSession, data: str, entity_field: str, index_dir: str, output: str,
@@ -78,27 +78,31 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         rows = rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score")
 
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
-    by_entity = Window.partitionBy("entity_id")
-    # cached: both the active and the passive outputs derive from it
-    indexed = indexed.withColumn("_n", F.count(F.lit(1)).over(by_entity)).persist()
-    active = indexed.filter(F.col("_n") >= lower_bound)
-    passive = indexed.filter(F.col("_n") < lower_bound).drop("_n")
+    # one shuffle: every entity's rows together; active and passive outputs both derive from it (cached)
+    row = F.struct(F.xxhash64("uid", F.lit(seed)).alias("_hash"), *[c for c in ROW_COLUMNS if c != "entity_id"],
+                   "indices", "values")
+    grouped = indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
+        .withColumn("n_rows_before", F.size("_rows")).cache()
+    passive = (grouped.filter(F.col("n_rows_before") < lower_bound)
+               .select("entity_id", F.explode("_rows").alias("r"))
+               .select(*[F.col(f"r.{c}") if c != "entity_id" else F.col(c) for c in ROW_COLUMNS], "r.indices",
+                       "r.values"))
+    active = grouped.filter(F.col("n_rows_before") >= lower_bound)
+    n_rows = F.col("n_rows_before")
     if upper_bound is not None:
-        ranked = Window.partitionBy("entity_id").orderBy(F.xxhash64("uid", F.lit(seed)), "uid")
-        active = (active.withColumn("_rank", F.row_number().over(ranked))
-                  .filter(F.col("_rank") <= upper_bound)
-                  .withColumn("weight", F.when(F.col("_n") > upper_bound,
-                                               F.col("weight") * F.col("_n") / F.lit(upper_bound))
-                              .otherwise(F.col("weight")))
-                  .drop("_rank"))
+        # down-sampling: the rows of smallest (hash(uid, seed), uid), weights scaled to keep the entity's total
+        over = n_rows > upper_bound
+        kept = F.when(over, F.slice(F.array_sort("_rows"), 1, upper_bound)).otherwise(F.col("_rows"))
+        scale = F.when(over, n_rows / F.lit(upper_bound)).otherwise(F.lit(1.0))
+        active = active.withColumn("_rows", F.transform(kept, lambda r: r.withField("weight", r["weight"] * scale)))
+        n_rows = F.least(n_rows, F.lit(upper_bound))
     entities = _entity_blocks(active)
 
     with publish_atomically(output) as tmp:
-        entities = entities.cache()
-        sizes = entities.select("entity_id", "n_rows").orderBy(F.desc("n_rows"), "entity_id")
-        assignment = spark.createDataFrame(
-            sizes.rdd.zipWithIndex().map(lambda p: (p[0][0], snake_partition(p[1], partitions))),
-            "entity_id string, partition int")
+        # one task ranks all entities (two small columns per entity), largest first
+        rank = F.row_number().over(Window.orderBy(F.desc("n_rows"), "entity_id")) - 1
+        assignment = active.select("entity_id", n_rows.alias("n_rows")).select(
+            "entity_id", snake_partition(rank, partitions).alias("partition"))
         (entities.join(assignment, "entity_id").repartition("partition").sortWithinPartitions("entity_id")
          .write.partitionBy("partition").parquet(join(tmp, "active")))
         passive.write.parquet(join(tmp, "passive"))
@@ -116,9 +120,9 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         storage_for(tmp).write_bytes(join(tmp, "_partitions.json"), json.dumps(partition_list, indent=2).encode())
         write_shard_meta(tmp, shard, index_meta.size)
         passive_rows = spark.read.parquet(join(tmp, "passive"))
-        totals = entities.agg(F.count(F.lit(1)).alias("active"), F.sum("n_rows").alias("rows"),
-                              F.sum(F.col("sampled").cast("int")).alias("sampled"),
-                              F.sum("n_rows_before").alias("rows_before")).first()
+        totals = active.agg(F.count(F.lit(1)).alias("active"), F.sum(n_rows).alias("rows"),
+                            F.sum((n_rows < F.col("n_rows_before")).cast("int")).alias("sampled"),
+                            F.sum("n_rows_before").alias("rows_before")).first()
         dropped = dropped_by_reason(counts)
         if n_missing:
             dropped["missing_offset"] = n_missing
@@ -137,18 +141,17 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
             "partition_rows": {"min": min(row_sizes, default=0), "max": max(row_sizes, default=0),
                                "mean": sum(row_sizes) / max(1, len(row_sizes))}})
         report.write_into(tmp)
-        entities.unpersist()
-        indexed.unpersist()
+        grouped.unpersist()
     return report.to_dict()
 
 
 def _entity_blocks(active: DataFrame) -> DataFrame:
     """One row per entity: rows sorted by uid, the feature projection and local CSR columns."""
-    row = F.struct("uid", "label", "weight", "offset", "indices", "values")
-    grouped = active.groupBy("entity_id").agg(F.array_sort(F.collect_list(row)).alias("rows"),
-                                              F.first("_n").alias("n_rows_before"))
+    by_uid = F.array_sort(F.transform("_rows", lambda r: F.struct(*[r[c] for c in ROW_COLUMNS if c != "entity_id"],
+                                                                  r["indices"], r["values"])))
+    blocks = active.select("entity_id", "n_rows_before", by_uid.alias("rows"))
     features = F.array_sort(F.array_distinct(F.flatten(F.transform("rows", lambda r: r["indices"]))))
-    blocks = grouped.withColumn("features", features)
+    blocks = blocks.withColumn("features", features)
     cols = F.flatten(F.transform("rows", lambda r: F.transform(
         r["indices"], lambda i: (F.array_position(F.col("features"), i) - 1).cast("int"))))
     return blocks.select(

@@ -9,6 +9,7 @@ import fastavro
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from pyspark.sql import functions as F
 
 from glmix.avro_io import read_avro_records
 from glmix.config import FeatureShard
@@ -165,7 +166,8 @@ def test_partitions_are_balanced_and_listed(spark, tmp_path: Path) -> None:
     assert sum(p["entities"] for p in listing) == 6 and sum(p["rows"] for p in listing) == 63
     # sizes 32,16,8,4,2,1 dealt snake-wise over 2 partitions: {32,4,2} and {16,8,1}
     assert sorted(p["rows"] for p in listing) == [25, 38]
-    assert [snake_partition(r, 3) for r in range(7)] == [0, 1, 2, 2, 1, 0, 0]
+    ranks = spark.range(7).select(snake_partition(F.col("id"), 3).alias("p"))
+    assert [r["p"] for r in ranks.collect()] == [0, 1, 2, 2, 1, 0, 0]
 
 
 def test_offsets_are_joined_by_uid(spark, tmp_path: Path) -> None:
