@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from glmix.config import FeatureShard
 from glmix.errors import DataError
 from glmix.feature_index import FeatureIndex
 from glmix.job import read_report
-from glmix.schemas import training_example_schema
+from glmix.schemas import raw_schema, training_example_schema
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect, snake_partition
 from jobs.prepare_fixed_effect import prepare_fixed_effect
@@ -98,6 +99,27 @@ def test_features_outside_the_index_are_left_out_and_counted(spark, tmp_path: Pa
         assert row["indices"] == sorted(row["indices"]) and row["indices"][0] == 0
 
 
+def test_other_bag_shapes_are_normalized(spark, tmp_path: Path) -> None:
+    """Float values (not Photon's shape) take the normalizing path: same output."""
+    schema = raw_schema("TrainingExample")
+    entry = next(f for f in schema["fields"] if f["name"] == "features")["type"]["items"]
+    entry["fields"] = [{"name": "name", "type": "string"}, {"name": "term", "type": "string"},
+                       {"name": "value", "type": "float"}]
+    schema["fields"] += [{"name": "userFeatures", "type": {"type": "array", "items": "FeatureAvro"}},
+                         {"name": "userId", "type": ["null", "string"]}]
+    (tmp_path / "other").mkdir()
+    with open(tmp_path / "other" / "part-0.avro", "wb") as out:
+        fastavro.writer(out, fastavro.parse_schema(schema), SMALL)
+    data = write(tmp_path / "data" / "part-0.avro", SMALL)
+    outputs = []
+    for name, source in (("photon", data), ("other", str(tmp_path / "other"))):
+        index_features(spark, source, str(tmp_path / f"idx-{name}"), FeatureShard(name="g", bags=("features",)))
+        prepare_fixed_effect(spark, source, str(tmp_path / f"idx-{name}"), str(tmp_path / f"fe-{name}"), files=1)
+        outputs.append((FeatureIndex.load(str(tmp_path / f"idx-{name}")).keys(),
+                        sorted(pq.read_table(str(tmp_path / f"fe-{name}")).to_pylist(), key=lambda r: r["uid"])))
+    assert outputs[0] == outputs[1]
+
+
 def test_files_are_balanced(spark, tmp_path: Path) -> None:
     many = [example(str(i), float(i % 2), [f("a", "", 1.0)]) for i in range(1000)]
     data = write(tmp_path / "data" / "part-0.avro", many)
@@ -160,8 +182,6 @@ def test_down_sampling_is_reproducible_and_seeded(spark, tmp_path: Path) -> None
 
 def test_partitions_are_balanced_and_listed(spark, tmp_path: Path) -> None:
     report, entities = partitioned(spark, tmp_path, "p", partitions=2)
-    import json
-
     listing = json.loads((tmp_path / "p" / "_partitions.json").read_text())
     assert sum(p["entities"] for p in listing) == 6 and sum(p["rows"] for p in listing) == 63
     # sizes 32,16,8,4,2,1 dealt snake-wise over 2 partitions: {32,4,2} and {16,8,1}
