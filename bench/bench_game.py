@@ -48,6 +48,6 @@ def run() -> None:
                  ("validation AUC, best GLMix step", best, f">= {truth - 0.01:.4f}"),
                  ("validation AUC, ground-truth model", truth, "-"),
                  ("AUC gap to ground truth", truth - best, 0.01)])
-    print_table("seconds by stage kind", ["stage kind", "stages", "total seconds", "mean seconds"],
+    print_table("seconds by stage kind (stages run side by side overlap)", ["stage kind", "stages", "total seconds", "mean seconds"],
                 [(kind, len(t), sum(t), sum(t) / len(t)) for kind, t in sorted(by_kind.items(),
                                                                              key=lambda kv: -sum(kv[1]))])
