@@ -6,17 +6,19 @@ repartition into the same number of files for preparation, group by entity for p
 
     make bench BENCH=data_jobs                       # 1M and 10M rows
     GLMIX_BENCH_ROWS=1000000 make bench BENCH=data_jobs
-    GLMIX_BENCH_MASTER=yarn make bench BENCH=data_jobs   # on the dev cluster (data on HDFS)
+    GLMIX_BENCH_MASTER=yarn make bench BENCH=data_jobs   # on the dev cluster (started if needed; data on HDFS)
 """
 
 from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 
 from pyspark.sql import functions as F
 
 from bench.datasets import CACHE, synthetic
+from bench.dev_cluster import running_cluster
 from bench.report import print_table
 from glmix.config import FeatureShard
 from glmix.spark import session
@@ -39,11 +41,12 @@ def run() -> None:
     master = os.environ.get("GLMIX_BENCH_MASTER", "local[2]")
     sizes = [int(s) for s in os.environ.get("GLMIX_BENCH_ROWS", "1000000,10000000").split(",")]
     root = "hdfs:///bench" if master == "yarn" else None
-    spark = session(master, "glmix-bench-data-jobs", executor_memory="2g", executors=2,
-                    extra={"spark.driver.memory": "4g"})
-    for rows in sizes:
-        bench_size(spark, master, rows, root)
-    spark.stop()
+    with running_cluster() if master == "yarn" else nullcontext():
+        spark = session(master, "glmix-bench-data-jobs", executor_memory="2g", executors=2,
+                        extra={"spark.driver.memory": "4g"})
+        for rows in sizes:
+            bench_size(spark, master, rows, root)
+        spark.stop()
 
 
 def bench_size(spark, master: str, rows: int, root: str | None) -> None:
