@@ -156,6 +156,7 @@ class LocalRunner:
         results: dict[str, NodeResult] = {}
         succeeded: set[str] = set()
         running: dict[Future, Node] = {}
+        digests: dict[str, str] = {}  # node -> hash of the command it ran, to know later runs may skip it
         failed = False
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         cwd = os.getcwd()
@@ -181,16 +182,15 @@ class LocalRunner:
                             succeeded.add(node.name)
                             self.console.print(f"{tag} [dim]done earlier, skipped[/dim]", highlight=False)
                             continue
-                        future = pool.submit(self._run_with_retries, node, command, log, tag)
-                        future.digest = digest  # type: ignore[attr-defined]
-                        running[future] = node
+                        digests[node.name] = digest
+                        running[pool.submit(self._run_with_retries, node, command, log, tag)] = node
                     if not running:
                         break
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in finished:
                         node, result = running.pop(future), future.result()
                         results[node.name] = result
-                        state[node.name] = {"status": result.status, "command": future.digest,  # type: ignore
+                        state[node.name] = {"status": result.status, "command": digests[node.name],
                                             "seconds": round(result.seconds, 3), "attempts": result.attempts,
                                             "log": result.log, "error": result.error}
                         self._save_state(state)
