@@ -43,10 +43,10 @@ def index_batch(batch: pa.RecordBatch, keys: pa.Array, intercept: bool, keep: li
     found = pc.index_in(pc.binary_join_element_wise(names, pc.fill_null(flat.field("term"), ""), KEY_SEPARATOR),
                         value_set=keys)
     row_of = np.repeat(np.arange(rows), lengths)
-    missing = (pc.is_null(found).to_numpy(zero_copy_only=False)
-               & pc.is_valid(names).to_numpy(zero_copy_only=False))
+    unknown = pc.is_null(found).to_numpy(zero_copy_only=False)
+    missing = unknown & pc.is_valid(names).to_numpy(zero_copy_only=False)
     values = pc.fill_null(flat.field("value"), 0.0).to_numpy(zero_copy_only=False)
-    used = ~pc.is_null(found).to_numpy(zero_copy_only=False) & (values != 0)
+    used = ~unknown & (values != 0)
     row, column, value = row_of[used], pc.fill_null(found, 0).to_numpy(zero_copy_only=False)[used], values[used]
     if intercept:
         row = np.concatenate([np.arange(rows), row])

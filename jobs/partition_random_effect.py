@@ -42,6 +42,7 @@ from glmix.spark_input import InputSpec, dropped_by_reason, load_examples, read_
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
 ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
+ROW_FIELDS = ["uid", "label", "weight", "offset", "indices", "values"]  # of a row inside its entity
 
 
 def snake_partition(rank: Column, partitions: int) -> Column:
@@ -79,14 +80,12 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
 
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
     # one shuffle: every entity's rows together; active and passive outputs both derive from it (cached)
-    row = F.struct(F.xxhash64("uid", F.lit(seed)).alias("_hash"), *[c for c in ROW_COLUMNS if c != "entity_id"],
-                   "indices", "values")
+    row = F.struct(F.xxhash64("uid", F.lit(seed)).alias("_hash"), *ROW_FIELDS)
     grouped = indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
         .withColumn("n_rows_before", F.size("_rows")).cache()
     passive = (grouped.filter(F.col("n_rows_before") < lower_bound)
                .select("entity_id", F.explode("_rows").alias("r"))
-               .select(*[F.col(f"r.{c}") if c != "entity_id" else F.col(c) for c in ROW_COLUMNS], "r.indices",
-                       "r.values"))
+               .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
     active = grouped.filter(F.col("n_rows_before") >= lower_bound)
     n_rows = F.col("n_rows_before")
     if upper_bound is not None:
@@ -147,8 +146,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
 
 def _entity_blocks(active: DataFrame) -> DataFrame:
     """One row per entity: rows sorted by uid, the feature projection and local CSR columns."""
-    by_uid = F.array_sort(F.transform("_rows", lambda r: F.struct(*[r[c] for c in ROW_COLUMNS if c != "entity_id"],
-                                                                  r["indices"], r["values"])))
+    by_uid = F.array_sort(F.transform("_rows", lambda r: F.struct(*[r[c] for c in ROW_FIELDS])))
     blocks = active.select("entity_id", "n_rows_before", by_uid.alias("rows"))
     features = F.array_sort(F.array_distinct(F.flatten(F.transform("rows", lambda r: r["indices"]))))
     blocks = blocks.withColumn("features", features)
