@@ -36,18 +36,21 @@ def keras_spec(tmp_path: Path, max_attempts: int = 1, **env) -> JobSpec:
                               "tasks": {"worker": {"instances": 2, "memory": 1024, "command": command, "env": env}}})
 
 
-def yarn_logs(app_id: str) -> str:
-    return subprocess.run(["yarn", "logs", "-applicationId", app_id], capture_output=True, text=True).stdout
+def yarn_logs(app_id: str, *expected: str, timeout: float = 90.0) -> str:
+    """An application's aggregated logs, fetched until they contain every ``expected`` text (or the
+    timeout passes): YARN aggregates a finished application's logs shortly after, not at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        logs = subprocess.run(["yarn", "logs", "-applicationId", app_id], capture_output=True, text=True).stdout
+        if all(text in logs for text in expected) or time.monotonic() > deadline:
+            return logs
+        time.sleep(1)
 
 
 def test_two_workers_mwms_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
     result = yarn.submit(keras_spec(tmp_path))
     assert result.final_status == "SUCCEEDED" and result.attempts == 1, result.failed
-    logs = ""
-    for _ in range(30):
-        logs = yarn_logs(result.app_id)
-        if "worker:0 trained epochs=6" in logs and "worker:1 trained epochs=6" in logs:
-            break
+    logs = yarn_logs(result.app_id, "worker:0 trained epochs=6", "worker:1 trained epochs=6")
     assert "worker:0 trained epochs=6" in logs and "worker:1 trained epochs=6" in logs
     finished = subprocess.run(["yarn", "application", "-list", "-appStates", "FINISHED"], capture_output=True,
                               text=True).stdout
@@ -64,8 +67,8 @@ def test_killed_worker_restarts_attempt_and_resumes_on_yarn(yarn: YarnBackend, t
     result = yarn.submit(keras_spec(tmp_path, max_attempts=2, GLMIX_KILL_ME_AT_EPOCH="2"))
     assert result.final_status == "SUCCEEDED" and result.attempts == 2, result.failed
     first, second = result.attempt_ids
-    assert "killing itself after epoch 2" in yarn_logs(first)
-    assert "trained epochs=3" in yarn_logs(second)  # resumed from the BackupAndRestore checkpoint
+    assert "killing itself after epoch 2" in yarn_logs(first, "killing itself after epoch 2")
+    assert "trained epochs=3" in yarn_logs(second, "trained epochs=3")  # resumed from the BackupAndRestore checkpoint
 
 
 def test_failing_task_via_cli_exit_code_and_stderr(dev_cluster: Cluster, tmp_path: Path) -> None:
@@ -149,7 +152,7 @@ def test_packed_environment_and_code_are_shipped_once(yarn: YarnBackend, tmp_pat
                                                   "command": "python -m hello_job && python -c 'import numpy'"}}})
     first = yarn.submit(job)
     assert first.final_status == "SUCCEEDED", first.failed
-    logs = yarn_logs(first.app_id)
+    logs = yarn_logs(first.app_id, "hello from", "/pyenv/bin/python")
     assert "hello from" in logs and "/pyenv/bin/python" in logs
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
     remote = f"/user/{os.environ.get('USER', 'root')}/.glmix/envs/{digest}-env.tar.gz"
