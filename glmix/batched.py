@@ -14,6 +14,7 @@ to the shared L-BFGS / OWL-QN (glmix.optim), one entity at a time.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,12 +75,14 @@ def entity_objective(problem: EntityProblem, task: Task, b: np.ndarray) -> tuple
     return f, g
 
 
+@functools.cache
 def _keep_freed_heap() -> None:
     """Ask glibc to keep 64 MB of freed heap rather than hand it back to the OS at every free.
 
     Each Newton iteration allocates and frees block-sized temporaries; by default glibc trims the
     heap after each, so every new temporary page-faults fresh memory, which made the solver ~1.2x
-    slower. Process-wide and harmless; without glibc (macOS, musl) it does nothing.
+    slower. Process-wide and harmless, so done once per process; without glibc (macOS, musl) it does
+    nothing.
     """
     try:
         ctypes.CDLL("libc.so.6").mallopt(M_TOP_PAD, 64 << 20)

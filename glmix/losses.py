@@ -56,12 +56,7 @@ class Loss:
         return e - y, e
 
     def second_derivative(self, y: np.ndarray, m: np.ndarray) -> np.ndarray:
-        if self.task == "logistic":
-            p = _sigmoid(m)
-            return p * (1.0 - p)
-        if self.task == "linear":
-            return np.ones_like(m)
-        return np.exp(m)
+        return self.derivatives(y, m)[1]
 
     def mean(self, m: np.ndarray) -> np.ndarray:
         """The predicted mean (probability, value or rate) for a margin."""
