@@ -1,6 +1,7 @@
 """Rows/s of the three data jobs vs the engine's floor, measured in the same run on local[2].
 
-The floor for each job is a plain Spark job that reads the same Avro, groups by the same key
+Every job and floor first runs once on a small set (a JVM warm-up for both sides); then each is
+timed once per size. The floor for each job is a plain Spark job that reads the same Avro, groups by the same key
 and writes about as much: explode + group by (name, term) for indexing, a round-robin
 repartition into the same number of files for preparation, group by entity for partitioning.
 
@@ -29,6 +30,7 @@ from jobs.prepare_fixed_effect import prepare_fixed_effect
 
 BAGS = ("features", "userFeatures", "itemFeatures")
 FILES = 4
+WARM_UP_ROWS = 100_000
 
 
 def timed(fn) -> float:
@@ -44,12 +46,14 @@ def run() -> None:
     with running_cluster() if master == "yarn" else nullcontext():
         spark = session(master, "glmix-bench-data-jobs", executor_memory="2g", executors=2,
                         extra={"spark.driver.memory": "4g"})
+        print(f"warm-up: every job and floor once on {WARM_UP_ROWS:,} rows (JIT-compiles both sides' code paths)")
+        bench_size(spark, master, WARM_UP_ROWS, root, show=False)
         for rows in sizes:
             bench_size(spark, master, rows, root)
         spark.stop()
 
 
-def bench_size(spark, master: str, rows: int, root: str | None) -> None:
+def bench_size(spark, master: str, rows: int, root: str | None, show: bool = True) -> None:
     data = qualified(join(synthetic(rows, root=root), "train"))
     out = qualified(join(root or str(CACHE), f"out-{rows}"))
     storage_for(out).delete(out)
@@ -76,7 +80,8 @@ def bench_size(spark, master: str, rows: int, root: str | None) -> None:
                                                 lower_bound=1, upper_bound=1000, partitions=8,
                                                 task="logistic"))
     results.append(("partition_random_effect", job, floor))
-    print_table(f"data jobs on {master}, {rows:,} input rows (~30 non-zeros each)",
-                ["job", "seconds", "rows/s", "floor seconds", "floor rows/s", "job / floor"],
-                [[name, j, rows / j, f, rows / f, j / f] for name, j, f in results])
+    if show:
+        print_table(f"data jobs on {master}, {rows:,} input rows (~30 non-zeros each)",
+                    ["job", "seconds", "rows/s", "floor seconds", "floor rows/s", "job / floor"],
+                    [[name, j, rows / j, f, rows / f, j / f] for name, j, f in results])
     storage_for(out).delete(out)

@@ -59,11 +59,11 @@ def objective(x, y, b: np.ndarray, intercept: float) -> float:
     return float(Loss("logistic").value(y, m).sum() + 0.5 * L2 * b @ b)
 
 
-def run_ours(index: str, rows: str, compute: str, n_rows: int) -> tuple[float, float, int]:
+def run_ours(index: str, rows: str, compute: str, n_rows: int, precondition: bool = True) -> tuple[float, float, int]:
     """scikit-learn averages its loss over the rows, so its gtol on our summed objective is n * gtol."""
     out = str(CACHE / f"fe-model-{compute}-{n_rows}")
     config = FixedEffectConfig(task="logistic", l2=L2, ftol=FTOL, gtol=TOL * n_rows, compute=compute,
-                               validation_every=0, max_iterations=5000)
+                               validation_every=0, max_iterations=5000, precondition=precondition)
     report = Trainer(config, index, rows, out).run()
     return report["train_seconds"], report["final_objective"], report["iterations"]
 
@@ -107,6 +107,8 @@ def compare(name: str, index: str, rows_uri: str, with_spark: bool) -> None:
     x = rows.to_scipy(d)[:, 1:].tocsr()
     y = rows.label
     results = {"glmix (1 worker, tensorflow)": run_ours(index, rows_uri, "tensorflow", rows.rows),
+               "glmix (1 worker, tensorflow, no preconditioner)": run_ours(index, rows_uri, "tensorflow", rows.rows,
+                                                                          precondition=False),
                "glmix (1 worker, scipy)": run_ours(index, rows_uri, "scipy", rows.rows),
                "scikit-learn lbfgs": run_sklearn(x, y)}
     if with_spark:

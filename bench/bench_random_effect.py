@@ -109,7 +109,7 @@ def write_dataset(count: int) -> tuple[str, str, str]:
         for part, start in enumerate(range(0, count, chunk)):
             size = min(chunk, count - start)
             row_tables, blocks = [], {k: [] for k in ("entity_id", "n_rows", "features", "uids", "labels", "weights",
-                                                      "offsets", "row_nnz", "cols", "vals")}
+                                                      "offsets", "row_nnz", "indices", "vals")}
             for e in range(start, start + size):
                 n = int(rng.integers(ROWS_PER_ENTITY // 2, ROWS_PER_ENTITY * 3 // 2 + 1))
                 features = np.sort(np.concatenate([[0], rng.choice(np.arange(1, VOCABULARY), FEATURES - 1,
@@ -128,7 +128,7 @@ def write_dataset(count: int) -> tuple[str, str, str]:
                 blocks["weights"].append([1.0] * n)
                 blocks["offsets"].append([0.0] * n)
                 blocks["row_nnz"].append([len(c) for c in cols])
-                blocks["cols"].append(np.concatenate(cols).tolist())
+                blocks["indices"].append(features[np.concatenate(cols)].tolist())
                 blocks["vals"].append(np.concatenate([values[i, c] for i, c in enumerate(cols)]).tolist())
                 row_tables.append((f"e{e}", [f"e{e}-{i}" for i in range(n)], y, [features[c].tolist() for c in cols],
                                    [values[i, c].tolist() for i, c in enumerate(cols)]))

@@ -67,6 +67,7 @@ class FixedEffectConfig(Settings):
     model_id: str = "global"
     compute: Literal["tensorflow", "scipy"] = "tensorflow"
     validation_every: int = Field(1, ge=0, description="0: no per-iteration validation metric")
+    precondition: bool = Field(True, description="diagonal (Jacobi) preconditioning of L-BFGS / OWL-QN")
 
 
 @dataclass
@@ -320,8 +321,10 @@ class Trainer:
                     write_file_atomically(join(self.checkpoint_dir, "state.npz"), current.to_bytes())
 
         train_started = time.monotonic()
-        result = minimize(fun, _initial_point(self.index, c.warm_start), l1=l1, memory=c.memory,
-                          max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol, state=state, callback=on_iteration)
+        x0 = _initial_point(self.index, c.warm_start)
+        preconditioner = self._preconditioner(objective, x0, l2 + prior_precision) if c.precondition else None
+        result = minimize(fun, x0, l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
+                          state=state, callback=on_iteration, preconditioner=preconditioner)
         train_seconds = time.monotonic() - train_started
         variances = self._variances(objective, result.x, l2 + prior_precision)
         if self.context.is_chief:
@@ -369,6 +372,14 @@ class Trainer:
             print(f"ignoring checkpoint {path}: it belongs to a different run", file=sys.stderr)
             return None
         return OptimizerState.from_bytes(storage.read_bytes(path))
+
+    def _preconditioner(self, objective, x0: np.ndarray, ridge: np.ndarray) -> np.ndarray:
+        """1 / diag(H) at the initial point (all workers' rows; the same on every worker, so the
+        steps stay identical). Computed from x0, not from a resumed point, so a resumed run uses
+        the same one as the run it continues."""
+        (diagonal,) = self.collective.sum([objective.hessian_diagonal(x0)])
+        diagonal = diagonal + ridge
+        return np.where(diagonal > 0, 1.0 / np.where(diagonal > 0, diagonal, 1.0), 1.0)
 
     def _variances(self, objective, x: np.ndarray, ridge: np.ndarray) -> np.ndarray | None:
         kind = self.config.variance
@@ -461,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in FixedEffectConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         if field.annotation is bool:
-            parser.add_argument(flag, action="store_true", default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
             parser.add_argument(flag, default=None)
     return parser

@@ -82,8 +82,9 @@ def pseudo_gradient(x: np.ndarray, g: np.ndarray, l1: np.ndarray) -> np.ndarray:
     return pg
 
 
-def _direction(pg: np.ndarray, s: list[np.ndarray], y: list[np.ndarray]) -> np.ndarray:
-    """-H pg by the two-loop recursion."""
+def _direction(pg: np.ndarray, s: list[np.ndarray], y: list[np.ndarray],
+               preconditioner: np.ndarray | None = None) -> np.ndarray:
+    """-H pg by the two-loop recursion; H0 = gamma * diag(preconditioner) (gamma * I without one)."""
     q = pg.copy()
     alphas = []
     for s_i, y_i in zip(reversed(s), reversed(y), strict=True):
@@ -91,7 +92,11 @@ def _direction(pg: np.ndarray, s: list[np.ndarray], y: list[np.ndarray]) -> np.n
         alpha = rho * s_i.dot(q)
         q -= alpha * y_i
         alphas.append((rho, alpha))
-    if s:
+    if preconditioner is not None:
+        q *= preconditioner
+        if s:
+            q *= s[-1].dot(y[-1]) / y[-1].dot(preconditioner * y[-1])
+    elif s:
         q *= s[-1].dot(y[-1]) / y[-1].dot(y[-1])
     for (s_i, y_i), (rho, alpha) in zip(zip(s, y, strict=True), reversed(alphas), strict=True):
         q += (alpha - rho * y_i.dot(q)) * s_i
@@ -142,8 +147,15 @@ def _backtracking_step(fun: FunGrad, state: OptimizerState, d: np.ndarray, pg: n
 
 def minimize(fun: FunGrad, x0: np.ndarray, l1: np.ndarray | float = 0.0, memory: int = 10, max_iter: int = 500,
              ftol: float = 1e-12, gtol: float = 1e-9, state: OptimizerState | None = None,
-             callback: Callable[[OptimizerState], None] | None = None) -> OptimizeResult:
+             callback: Callable[[OptimizerState], None] | None = None,
+             preconditioner: np.ndarray | None = None) -> OptimizeResult:
     """Minimize fun(x) + sum(l1 * |x|); fun returns (value, gradient) of the smooth part.
+
+    ``preconditioner``: a positive diagonal approximating the inverse Hessian (e.g. 1 / diag(H) at
+    the start). It shapes the initial inverse-Hessian guess of every two-loop recursion, which for
+    badly scaled features (column norms spread over orders of magnitude) cuts the iterations
+    several-fold, as standardizing features does for Spark MLlib; the objective, the iterates'
+    meaning and the stopping rules are unchanged.
 
     Stops when the (pseudo-)gradient's inf-norm is <= gtol * max(1, |x|_inf) ("gradient"), when an
     iteration lowers the objective by a relative ftol or less ("function"), at max_iter
@@ -167,14 +179,14 @@ def minimize(fun: FunGrad, x0: np.ndarray, l1: np.ndarray | float = 0.0, memory:
             break
         if state.iteration >= max_iter:
             break
-        d = _direction(pg, state.s, state.y)
+        d = _direction(pg, state.s, state.y, preconditioner)
         if use_l1:
             orthant = np.where(state.x != 0, np.sign(state.x), -np.sign(pg))
         if pg.dot(d) >= 0:  # not a descent direction: restart from steepest descent
             state.s.clear()
             state.y.clear()
-            d = -pg
-        if not state.s:
+            d = -pg if preconditioner is None else -preconditioner * pg
+        if not state.s and preconditioner is None:
             d = d * min(1.0, 1.0 / max(gnorm, 1e-12))  # first step: unit length at most
         found = None if use_l1 else _wolfe_step(fun, state, d)
         if found is None:

@@ -24,6 +24,7 @@ from glmix.feature_index import FeatureIndex
 
 KEY_SEPARATOR = "\u0001"
 NOT_INDEXED = "_not_indexed"
+REPEATED = "_repeated"
 
 
 def index_keys(index: FeatureIndex) -> pa.Array:
@@ -34,7 +35,9 @@ def index_keys(index: FeatureIndex) -> pa.Array:
 
 def index_batch(batch: pa.RecordBatch, keys: pa.Array, intercept: bool, keep: list[str]) -> pa.RecordBatch:
     """``keep`` columns plus ``indices`` (sorted) and ``values`` of one batch; features not in the index
-    or with value 0 are left out, and counted per row (non-zero or not) in ``_not_indexed``."""
+    or with value 0 are left out, and counted per row (non-zero or not) in ``_not_indexed``. A feature
+    repeated in a row is summed into one entry (counted in ``_repeated``): sorting by (row, column)
+    puts repeats side by side, so this costs one comparison per non-zero."""
     features = batch.column("features")
     rows = len(batch)
     lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
@@ -53,11 +56,21 @@ def index_batch(batch: pa.RecordBatch, keys: pa.Array, intercept: bool, keep: li
         column = np.concatenate([np.zeros(rows, dtype=column.dtype), column])
         value = np.concatenate([np.ones(rows), value])
     order = np.lexsort((column, row))
+    row, column, value = row[order], column[order], value[order]
+    first = np.ones(len(row), dtype=bool)
+    first[1:] = (row[1:] != row[:-1]) | (column[1:] != column[:-1])
+    repeated = np.bincount(row[~first], minlength=rows)
+    if not first.all():
+        starts = np.flatnonzero(first)
+        row, column, value = row[starts], column[starts], np.add.reduceat(value, starts)
+        nonzero = value != 0
+        row, column, value = row[nonzero], column[nonzero], value[nonzero]
     offsets = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=rows))]).astype(np.int32)
     columns = {name: batch.column(name) for name in keep}
-    columns["indices"] = pa.ListArray.from_arrays(offsets, pa.array(column[order], pa.int32()))
-    columns["values"] = pa.ListArray.from_arrays(offsets, pa.array(value[order], pa.float64()))
+    columns["indices"] = pa.ListArray.from_arrays(offsets, pa.array(column, pa.int32()))
+    columns["values"] = pa.ListArray.from_arrays(offsets, pa.array(value, pa.float64()))
     columns[NOT_INDEXED] = pa.array(np.bincount(row_of[missing], minlength=rows).astype(np.int32))
+    columns[REPEATED] = pa.array(repeated.astype(np.int32))
     return pa.RecordBatch.from_pydict(columns)
 
 
@@ -70,16 +83,26 @@ def _index_batches(batches: Iterator[pa.RecordBatch], keys: Broadcast, intercept
 def index_rows(spark: SparkSession, frame: DataFrame, index: FeatureIndex,
                keep: list[str]) -> tuple[DataFrame, Observation]:
     """Rows with ``indices`` (sorted int array, the intercept first when the shard has one) and
-    ``values``, keeping the ``keep`` columns; features missing from the index (filtered by
-    min-count or whitelist) are counted in the returned observation as ``feature_values_not_indexed``."""
+    ``values``, keeping the ``keep`` columns. The returned observation counts features missing from
+    the index (filtered by min-count or whitelist) as ``feature_values_not_indexed`` and repeated
+    features summed into one entry as ``repeated_features_merged``; ``frame`` may therefore come from
+    load_examples with ``merge_repeats=False``."""
     keys = spark.sparkContext.broadcast(index_keys(index))
     intercept = index.shard.intercept
     kept = frame.select(*keep, "features")
     schema = StructType([*[kept.schema[name] for name in keep],
                          StructField("indices", ArrayType(IntegerType(), False)),
                          StructField("values", ArrayType(DoubleType(), False)),
-                         StructField(NOT_INDEXED, IntegerType(), False)])
+                         StructField(NOT_INDEXED, IntegerType(), False),
+                         StructField(REPEATED, IntegerType(), False)])
     indexed = kept.mapInArrow(lambda batches: _index_batches(batches, keys, intercept, keep), schema)
     observation = Observation(f"indexing-{id(indexed)}")
-    indexed = indexed.observe(observation, F.sum(NOT_INDEXED).alias("feature_values_not_indexed"))
-    return indexed.drop(NOT_INDEXED), observation
+    indexed = indexed.observe(observation, F.sum(NOT_INDEXED).alias("feature_values_not_indexed"),
+                              F.sum(REPEATED).alias("repeated_features_merged"))
+    return indexed.drop(NOT_INDEXED, REPEATED), observation
+
+
+def indexing_counts(observation: Observation) -> dict[str, int]:
+    """The index_rows counters for a job report (valid after the job's action ran)."""
+    return {name: int(observation.get.get(name) or 0)
+            for name in ("feature_values_not_indexed", "repeated_features_merged")}

@@ -45,6 +45,9 @@ class InputSpec:
     require_uid: bool = False
     policy: BadRecordPolicy = "fail"
     keep_bags: bool = False  # also keep each bag as its own normalized column (scoring needs them apart)
+    # sum repeated (name, term) pairs here; jobs that index rows (spark_indexing) leave it to the
+    # index lookup, where repeats are found on sorted integers instead of hashed strings
+    merge_repeats: bool = True
 
 
 @dataclass
@@ -205,22 +208,28 @@ def kept_bag_column(bag: str) -> str:
     return f"_bag_{bag}"
 
 
-def merged_features(bags: tuple[str, ...], schema: StructType) -> Column:
+def merged_features(bags: tuple[str, ...], schema: StructType, merge_repeats: bool = True) -> Column:
     """The shard's bags (columns of ``schema``) concatenated, with repeated (name, term) pairs summed
-    (no shuffle needed). A null term stands for '' (consumers coalesce it)."""
+    (no shuffle needed) unless ``merge_repeats`` is off. A null term stands for '' (consumers coalesce it)."""
     if not bags:
         return F.array().cast("array<struct<name:string,term:string,value:double>>")
     arrays = ", ".join(_normalized_bag_sql(b, schema) for b in bags)
     concatenated = f"concat({arrays})"
-    # repeats are rare: detect them with a hash set of 64-bit key hashes (array_distinct of structs is
-    # quadratic per row); a hash collision only sends a row through the exact merge below
+    if not merge_repeats:
+        return F.expr(concatenated)
+    # repeats are rare: rows whose names are all distinct have none (a compiled hash set of strings);
+    # the others are checked with a hash set of 64-bit (name, term) hashes (an interpreted lambda;
+    # array_distinct of structs is quadratic per row); a hash collision only sends a row through the
+    # exact merge below
+    names = f"({concatenated}).name"
     hashes = f"transform({concatenated}, f -> xxhash64(f.name, coalesce(f.term, '')))"
     keys = (f"array_distinct(transform({concatenated}, f -> struct(f.name as name, "
             f"coalesce(f.term, '') as term)))")
     merged = (f"transform({keys}, k -> struct(k.name as name, k.term as term, "
               f"aggregate(filter({concatenated}, f -> f.name = k.name and coalesce(f.term, '') = k.term), 0D, "
               f"(acc, f) -> acc + f.value) as value))")
-    return F.expr(f"case when size(array_distinct({hashes})) = size({concatenated}) then {concatenated} "
+    return F.expr(f"case when size(array_distinct({names})) = size({concatenated}) then {concatenated} "
+                  f"when size(array_distinct({hashes})) = size({concatenated}) then {concatenated} "
                   f"else {merged} end")
 
 
@@ -253,7 +262,7 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
         label.alias("label"),
         F.coalesce(weight, F.lit(1.0)).alias("weight"),
         F.coalesce(offset, F.lit(0.0)).alias("offset"),
-        merged_features(spec.bags, raw.schema).alias("features"),
+        merged_features(spec.bags, raw.schema, spec.merge_repeats).alias("features"),
         (F.expr(f"size(concat({', '.join(f'coalesce(`{b}`, array())' for b in spec.bags)}))") if spec.bags
          else F.lit(0)).alias("_raw_nnz"),
         *[F.expr(f"exists(coalesce(`{b}`, array()), f -> isnan(f.value) or abs(f.value) = double('inf'))")
@@ -270,8 +279,9 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
         bad_field = F.when(condition, F.lit(field_name)).otherwise(bad_field)
     frame = frame.withColumn("_bad", bad).withColumn("_bad_field", bad_field)
     observation = Observation(f"input-{id(frame)}")
-    metrics = [F.count(F.lit(1)).alias("rows_in"),
-               F.sum(F.col("_raw_nnz") - F.size("features")).alias("repeated_features_merged")]
+    metrics = [F.count(F.lit(1)).alias("rows_in")]
+    if spec.merge_repeats:
+        metrics.append(F.sum(F.col("_raw_nnz") - F.size("features")).alias("repeated_features_merged"))
     metrics += [F.sum(F.when(F.col("_bad") == r, 1).otherwise(0)).alias(f"bad_{r}") for r in BAD_REASONS]
     helpers = ["_raw_nnz"] + [f"_non_finite_{i}" for i in range(len(spec.bags))]
     frame = frame.observe(observation, *metrics).drop(*helpers)

@@ -13,13 +13,14 @@ For one random-effect type (an entity-id field):
 * entities with more rows than the *upper bound* are down-sampled to exactly the bound, reproducibly
   (rows ranked by a hash of (uid, seed)), and the kept rows' weights scaled by n / bound, as Photon
   ML does;
-* each entity is projected onto the features present in its own rows (``features`` lists the
-  global indices; row ``cols`` are local positions into it);
+* each entity is projected onto the features present in its own rows: ``features`` lists them
+  (sorted global indices); a row's ``indices`` are global too, so its local columns are
+  ``searchsorted(features, indices)`` (the trainer's, vectorized; Spark has no compiled lookup);
 * entities are packed into partitions by row count: sorted by size and dealt in a snake order
   (0..P-1, P-1..0, ...), so one heavy entity cannot make a straggler.
 
 Output (published atomically): OUT/active/partition=K/*.parquet (one row per entity: ``entity_id,
-n_rows, sampled, features, uids, labels, weights, offsets, row_nnz, cols, vals``),
+n_rows, sampled, features, uids, labels, weights, offsets, row_nnz, indices, vals``),
 OUT/passive/*.parquet (``uid, entity_id, label, weight, offset, indices, values``),
 OUT/_partitions.json, OUT/_shard.json, OUT/_report.json.
 """
@@ -37,7 +38,7 @@ from glmix.errors import DataError
 from glmix.examples import ColumnNames
 from glmix.feature_index import FeatureIndex, write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.spark_indexing import index_rows
+from glmix.spark_indexing import index_rows, indexing_counts
 from glmix.spark_input import InputSpec, dropped_by_reason, load_examples, read_scores
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
@@ -67,7 +68,8 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         "lower_bound": lower_bound, "upper_bound": upper_bound, "partitions": partitions, "seed": seed,
         "task": task, "policy": policy, "offsets_exclude": offsets_exclude})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, entity_fields=(entity_field,),
-                                            task=task, require_uid=offsets is not None, policy=policy))
+                                            task=task, require_uid=offsets is not None, policy=policy,
+                                            merge_repeats=False))
     rows = loaded.good_rows().withColumnRenamed(entity_field, "entity_id")
     missing_offsets = scored = None
     if offsets is not None:
@@ -79,8 +81,9 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         rows = rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score")
 
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
-    # one shuffle: every entity's rows together; active and passive outputs both derive from it (cached)
-    row = F.struct(F.xxhash64("uid", F.lit(seed)).alias("_hash"), *ROW_FIELDS)
+    # one shuffle: every entity's rows together; active and passive outputs both derive from it (cached).
+    # uid leads the row struct, so sorting an entity's rows (a compiled sort_array) orders them by uid.
+    row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"), F.xxhash64("uid", F.lit(seed)).alias("_hash"))
     grouped = indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
         .withColumn("n_rows_before", F.size("_rows")).cache()
     passive = (grouped.filter(F.col("n_rows_before") < lower_bound)
@@ -90,10 +93,11 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     n_rows = F.col("n_rows_before")
     if upper_bound is not None:
         # down-sampling: the rows of smallest (hash(uid, seed), uid), weights scaled to keep the entity's total
-        over = n_rows > upper_bound
-        kept = F.when(over, F.slice(F.array_sort("_rows"), 1, upper_bound)).otherwise(F.col("_rows"))
-        scale = F.when(over, n_rows / F.lit(upper_bound)).otherwise(F.lit(1.0))
-        active = active.withColumn("_rows", F.transform(kept, lambda r: r.withField("weight", r["weight"] * scale)))
+        # (lambdas, interpreted, but only for the entities over the bound)
+        scale = n_rows / F.lit(upper_bound)
+        by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(r["_hash"].alias("h"), r.alias("r"))))
+        kept = F.transform(F.slice(by_hash, 1, upper_bound), lambda s: s["r"].withField("weight", s["r"]["weight"] * scale))
+        active = active.withColumn("_rows", F.when(n_rows > upper_bound, kept).otherwise(F.col("_rows")))
         n_rows = F.least(n_rows, F.lit(upper_bound))
     entities = _entity_blocks(active)
 
@@ -101,41 +105,44 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         # one task ranks all entities (two small columns per entity), largest first
         rank = F.row_number().over(Window.orderBy(F.desc("n_rows"), "entity_id")) - 1
         assignment = active.select("entity_id", n_rows.alias("n_rows")).select(
-            "entity_id", snake_partition(rank, partitions).alias("partition"))
-        (entities.join(assignment, "entity_id").repartition("partition").sortWithinPartitions("entity_id")
-         .write.partitionBy("partition").parquet(join(tmp, "active")))
-        passive.write.parquet(join(tmp, "passive"))
+            "entity_id", "n_rows", snake_partition(rank, partitions).alias("partition"))
+        (entities.join(assignment.drop("n_rows"), "entity_id").repartition("partition")
+         .sortWithinPartitions("entity_id").write.partitionBy("partition").parquet(join(tmp, "active")))
         counts = loaded.check()
         n_missing = int((missing_offsets.get.get("n") if missing_offsets else 0) or 0)
         if n_missing and policy == "fail":
             example = scored.filter(F.col("_score").isNull()).select("uid").first()
             raise DataError(f"{n_missing} row(s) have no score in the offsets (e.g. uid "
                             f"{example['uid'] if example else '?'}); policy 'fail'", path=offsets, field="uid")
-        per_partition = (spark.read.parquet(join(tmp, "active")).groupBy("partition")
-                         .agg(F.count(F.lit(1)).alias("entities"), F.sum("n_rows").alias("rows"))
+        # the report's numbers come from the cached entity sizes (two int columns), not from re-reading outputs
+        is_passive = F.col("n_rows_before") < lower_bound
+        totals = grouped.agg(
+            F.count_if(~is_passive).alias("active"), F.count_if(is_passive).alias("passive"),
+            F.sum(F.when(is_passive, F.col("n_rows_before"))).alias("rows_passive"),
+            F.sum(F.when(~is_passive, F.col("n_rows_before"))).alias("rows_before"),
+            F.sum(F.when(~is_passive, n_rows)).alias("rows"),
+            F.count_if(~is_passive & (n_rows < F.col("n_rows_before"))).alias("sampled")).first()
+        (passive if totals["passive"] else passive.limit(0)).write.parquet(join(tmp, "passive"))
+        per_partition = (assignment.groupBy("partition").agg(F.count(F.lit(1)).alias("entities"),
+                                                             F.sum("n_rows").alias("rows"))
                          .orderBy("partition").collect())
         partition_list = [{"partition": r["partition"], "path": f"active/partition={r['partition']}",
                            "entities": r["entities"], "rows": int(r["rows"])} for r in per_partition]
         storage_for(tmp).write_bytes(join(tmp, "_partitions.json"), json.dumps(partition_list, indent=2).encode())
         write_shard_meta(tmp, shard, index_meta.size)
-        passive_rows = spark.read.parquet(join(tmp, "passive"))
-        totals = active.agg(F.count(F.lit(1)).alias("active"), F.sum(n_rows).alias("rows"),
-                            F.sum((n_rows < F.col("n_rows_before")).cast("int")).alias("sampled"),
-                            F.sum("n_rows_before").alias("rows_before")).first()
         dropped = dropped_by_reason(counts)
         if n_missing:
             dropped["missing_offset"] = n_missing
         row_sizes = [p["rows"] for p in partition_list]
         report.counters.update({
             "rows_in": counts["rows_in"], "dropped": dropped,
-            "repeated_features_merged": counts["repeated_features_merged"],
-            "feature_values_not_indexed": int(indexing.get.get("feature_values_not_indexed") or 0),
-            "entities_active": int(totals["active"] or 0),
-            "entities_passive": passive_rows.select("entity_id").distinct().count(),
-            "entities_down_sampled": int(totals["sampled"] or 0),
+            **indexing_counts(indexing),
+            "entities_active": int(totals["active"]),
+            "entities_passive": int(totals["passive"]),
+            "entities_down_sampled": int(totals["sampled"]),
             "rows_active": int(totals["rows"] or 0),
             "rows_removed_by_down_sampling": int((totals["rows_before"] or 0) - (totals["rows"] or 0)),
-            "rows_passive": passive_rows.count(),
+            "rows_passive": int(totals["rows_passive"] or 0),
             "partitions": len(partition_list),
             "partition_rows": {"min": min(row_sizes, default=0), "max": max(row_sizes, default=0),
                                "mean": sum(row_sizes) / max(1, len(row_sizes))}})
@@ -145,23 +152,17 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
 
 
 def _entity_blocks(active: DataFrame) -> DataFrame:
-    """One row per entity: rows sorted by uid, the feature projection and local CSR columns."""
-    by_uid = F.array_sort(F.transform("_rows", lambda r: F.struct(*[r[c] for c in ROW_FIELDS])))
-    blocks = active.select("entity_id", "n_rows_before", by_uid.alias("rows"))
-    features = F.array_sort(F.array_distinct(F.flatten(F.transform("rows", lambda r: r["indices"]))))
-    blocks = blocks.withColumn("features", features)
-    cols = F.flatten(F.transform("rows", lambda r: F.transform(
-        r["indices"], lambda i: (F.array_position(F.col("features"), i) - 1).cast("int"))))
+    """One row per entity: rows sorted by uid and the entity's projection (compiled expressions only:
+    field access on the array of rows, no lambdas)."""
+    blocks = active.select("entity_id", "n_rows_before", F.sort_array("_rows").alias("rows"))
     return blocks.select(
         "entity_id", F.size("rows").alias("n_rows"), "n_rows_before",
-        (F.col("n_rows_before") > F.size("rows")).alias("sampled"), "features",
-        F.transform("rows", lambda r: r["uid"]).alias("uids"),
-        F.transform("rows", lambda r: r["label"]).alias("labels"),
-        F.transform("rows", lambda r: r["weight"]).alias("weights"),
-        F.transform("rows", lambda r: r["offset"]).alias("offsets"),
-        F.transform("rows", lambda r: F.size(r["indices"])).alias("row_nnz"),
-        cols.alias("cols"),
-        F.flatten(F.transform("rows", lambda r: r["values"])).alias("vals"))
+        (F.col("n_rows_before") > F.size("rows")).alias("sampled"),
+        F.sort_array(F.array_distinct(F.flatten("rows.indices"))).alias("features"),
+        F.col("rows.uid").alias("uids"), F.col("rows.label").alias("labels"),
+        F.col("rows.weight").alias("weights"), F.col("rows.offset").alias("offsets"),
+        F.col("rows.nnz").alias("row_nnz"), F.flatten("rows.indices").alias("indices"),
+        F.flatten("rows.values").alias("vals"))
 
 
 def build_parser() -> argparse.ArgumentParser:

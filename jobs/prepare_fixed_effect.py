@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from glmix.examples import ColumnNames
 from glmix.feature_index import FeatureIndex, write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.spark_indexing import index_rows
+from glmix.spark_indexing import index_rows, indexing_counts
 from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
 from glmix.storage import publish_atomically, qualified
 
@@ -41,7 +41,8 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
     data, index_dir, output = (qualified(data), qualified(index_dir), qualified(output))
     report = JobReport("prepare_fixed_effect", {"input": data, "index": index_dir, "output": output,
                                                 "files": files, "task": task, "policy": policy})
-    loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, task=task, policy=policy))
+    loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, task=task, policy=policy,
+                                            merge_repeats=False))
     rows, indexing = index_rows(spark, loaded.good_rows(), index_meta, ROW_COLUMNS)
     with publish_atomically(output) as tmp:
         rows.repartition(files).write.parquet(tmp, mode="overwrite")
@@ -52,8 +53,7 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
         report.counters.update({
             "rows_in": counts["rows_in"], "rows_out": sum(per_file),
             "dropped": dropped_by_reason(counts),
-            "repeated_features_merged": counts["repeated_features_merged"],
-            "feature_values_not_indexed": int(indexing.get.get("feature_values_not_indexed") or 0),
+            **indexing_counts(indexing),
             "num_features": index_meta.size, "files": len(per_file),
             "rows_per_file": {"min": min(per_file, default=0), "max": max(per_file, default=0)}})
         report.write_into(tmp)

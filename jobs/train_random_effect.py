@@ -69,7 +69,7 @@ def _problem(row: dict, config: RandomEffectConfig, intercept: bool,
     d, n = len(features), row["n_rows"]
     x = np.zeros((n, d))
     row_of = np.repeat(np.arange(n), row["row_nnz"])
-    x[row_of, np.asarray(row["cols"], dtype=np.int64)] = row["vals"]
+    x[row_of, np.searchsorted(features, np.asarray(row["indices"], dtype=np.int64))] = row["vals"]
     l2 = np.full(d, config.l2)
     if intercept and not config.regularize_intercept:
         l2[features == 0] = 0.0

@@ -76,7 +76,7 @@ def test_every_entity_matches_scipy(spark, per_user, tmp_path: Path, l2: float, 
     for entity_id, e in entities.items():
         n, d = e["n_rows"], len(e["features"])
         x = np.zeros((n, d))
-        x[np.repeat(np.arange(n), e["row_nnz"]), e["cols"]] = e["vals"]
+        x[np.repeat(np.arange(n), e["row_nnz"]), np.searchsorted(e["features"], e["indices"])] = e["vals"]
         y, w, o = np.array(e["labels"]), np.array(e["weights"]), np.array(e["offsets"])
         b = np.array([models[entity_id].get(keys[g], 0.0) for g in e["features"]])
         loss_part = w @ (np.logaddexp(0, x @ b + o) - y * (x @ b + o))

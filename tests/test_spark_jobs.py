@@ -83,7 +83,7 @@ def test_prepared_rows_are_indexed_sparse_rows(spark, tmp_path: Path) -> None:
     assert rows["2"]["indices"] == [0, 1] and rows["2"]["values"] == [1.0, -0.5]
     assert rows["3"]["weight"] == 2.0 and rows["3"]["offset"] == 0.5 and rows["3"]["indices"] == [0, 3]
     assert rows["4"]["indices"] == [0]
-    assert report["rows_out"] == 4 and report["files"] <= 3
+    assert report["rows_out"] == 4 and report["files"] <= 3 and report["repeated_features_merged"] == 1
     assert len(list((tmp_path / "fe").glob("part-*.parquet"))) == 3
 
 
@@ -160,12 +160,12 @@ def test_bounds_down_sampling_and_projection(spark, tmp_path: Path) -> None:
     for entity in entities.values():  # projection: local columns map back to exactly the row's features
         features = entity["features"]
         assert features == sorted(set(features))
-        cols, vals, start = entity["cols"], entity["vals"], 0
+        indices, vals, start = entity["indices"], entity["vals"], 0
+        assert set(indices) == set(features)
         for uid, nnz in zip(entity["uids"], entity["row_nnz"], strict=True):
             user, j = (int(p) for p in uid.split("-"))
             expected = {("(INTERCEPT)", ""): 1.0, ("age", str(user)): 1.0, ("x", str(j % 3)): 0.5 + j}
-            got = {index[features[c]]: v for c, v in zip(cols[start:start + nnz], vals[start:start + nnz],
-                                                         strict=True)}
+            got = {index[i]: v for i, v in zip(indices[start:start + nnz], vals[start:start + nnz], strict=True)}
             assert got == expected
             start += nnz
     passive = pq.read_table(str(tmp_path / "re" / "passive")).to_pylist()
