@@ -141,7 +141,9 @@ class TfObjective:
         self.num_features = num_features
         self._rows, self._task = rows, task
         n = rows.rows
-        coo = np.stack([rows.row_ids().astype(np.int64), rows.indices.astype(np.int64)], axis=1)
+        coo = np.empty((rows.nnz, 2), dtype=np.int64)  # filled in place: no int64 temporaries
+        coo[:, 0] = rows.row_ids()
+        coo[:, 1] = rows.indices
         x = tf.sparse.SparseTensor(coo, rows.values, (n, num_features))
         del coo
         y, w, o = tf.constant(rows.label), tf.constant(rows.weight), tf.constant(rows.offset)

@@ -9,6 +9,7 @@ vectorized pyarrow calls.
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from glmix.storage import storage_for
 
 COLUMNS = ["uid", "label", "weight", "offset", "indices", "values"]
+FOOTER_GUESS = 1 << 16  # bytes read from a file's end to find its Parquet footer (re-read if longer)
 
 
 @dataclass
@@ -52,6 +54,18 @@ class SparseRows:
         return sp.csr_matrix((self.values, self.indices, self.indptr), shape=(self.rows, num_features))
 
     @classmethod
+    def concatenate(cls, pieces: list[SparseRows]) -> SparseRows:
+        """One set of rows from several, in order."""
+        if len(pieces) == 1:
+            return pieces[0]
+        indptr = [np.zeros(1, dtype=np.int64)]
+        for piece in pieces:
+            indptr.append(piece.indptr[1:] + indptr[-1][-1])
+        joined = {name: np.concatenate([getattr(p, name) for p in pieces])
+                  for name in ("uid", "label", "weight", "offset", "indices", "values")}
+        return cls(indptr=np.concatenate(indptr), **joined)
+
+    @classmethod
     def from_table(cls, table: pa.Table) -> SparseRows:
         indices = table.column("indices").combine_chunks()
         values = table.column("values").combine_chunks()
@@ -61,12 +75,12 @@ class SparseRows:
         else:
             indptr = indices.offsets.to_numpy().astype(np.int64)
             indptr = indptr - indptr[0]
-            flat_indices = indices.flatten().to_numpy().astype(np.int32)
-            flat_values = values.flatten().to_numpy().astype(np.float64)
+            flat_indices = indices.flatten().to_numpy().astype(np.int32, copy=False)
+            flat_values = values.flatten().to_numpy().astype(np.float64, copy=False)
         return cls(uid=table.column("uid").to_numpy(zero_copy_only=False),
-                   label=table.column("label").to_numpy().astype(np.float64),
-                   weight=table.column("weight").to_numpy().astype(np.float64),
-                   offset=table.column("offset").to_numpy().astype(np.float64),
+                   label=table.column("label").to_numpy().astype(np.float64, copy=False),
+                   weight=table.column("weight").to_numpy().astype(np.float64, copy=False),
+                   offset=table.column("offset").to_numpy().astype(np.float64, copy=False),
                    indptr=indptr, indices=flat_indices, values=flat_values)
 
 
@@ -78,28 +92,42 @@ def worker_slice(total: int, worker: int, workers: int) -> tuple[int, int]:
     return total * worker // workers, total * (worker + 1) // workers
 
 
+def _row_count(uri: str) -> int:
+    """Rows of one Parquet file from its footer alone (the file's last bytes)."""
+    storage = storage_for(uri)
+    tail = storage.read_tail(uri, FOOTER_GUESS)
+    footer = struct.unpack("<i", tail[-8:-4])[0] + 8
+    if footer > len(tail):
+        tail = storage.read_tail(uri, footer)
+    return pq.read_metadata(io.BytesIO(tail[-footer:])).num_rows
+
+
 def total_rows(uri: str) -> int:
     """Rows in all part files, from the Parquet footers alone."""
-    storage = storage_for(uri)
-    return sum(pq.ParquetFile(io.BytesIO(storage.read_bytes(path))).metadata.num_rows for path in _part_files(uri))
+    return sum(_row_count(path) for path in _part_files(uri))
 
 
 def load_rows(uri: str, worker: int = 0, workers: int = 1) -> SparseRows:
-    """This worker's share of the prepared rows under ``uri``."""
+    """This worker's share of the prepared rows under ``uri``.
+
+    Files are read one at a time and only those holding this worker's rows; each becomes numpy
+    arrays before the next is read, so the peak is about the rows themselves plus one file.
+    """
     storage = storage_for(uri)
-    files = [(path, storage.read_bytes(path)) for path in _part_files(uri)]
-    counts = [pq.ParquetFile(io.BytesIO(data)).metadata.num_rows for _, data in files]
+    files = _part_files(uri)
+    counts = [_row_count(path) for path in files]
     start, end = worker_slice(sum(counts), worker, workers)
     pieces, position = [], 0
-    for (_, data), count in zip(files, counts, strict=True):
+    for path, count in zip(files, counts, strict=True):
         lo, hi = max(start, position), min(end, position + count)
         if lo < hi:
-            table = pq.read_table(io.BytesIO(data), columns=COLUMNS)
-            pieces.append(table.slice(lo - position, hi - lo))
+            table = pq.read_table(io.BytesIO(storage.read_bytes(path)), columns=COLUMNS)
+            pieces.append(SparseRows.from_table(table.slice(lo - position, hi - lo)))
+            del table
         position += count
     if not pieces:
         schema = pa.schema([("uid", pa.string()), ("label", pa.float64()), ("weight", pa.float64()),
                             ("offset", pa.float64()), ("indices", pa.list_(pa.int32())),
                             ("values", pa.list_(pa.float64()))])
         return SparseRows.from_table(schema.empty_table())
-    return SparseRows.from_table(pa.concat_tables(pieces))
+    return SparseRows.concatenate(pieces)

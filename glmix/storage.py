@@ -85,6 +85,10 @@ class Storage(ABC):
         with self.open_read(uri) as stream:
             return stream.read()
 
+    @abstractmethod
+    def read_tail(self, uri: str, length: int) -> bytes:
+        """The last ``length`` bytes of a file (all of it if shorter), without reading the rest."""
+
     def write_bytes(self, uri: str, data: bytes) -> None:
         with self.open_write(uri) as stream:
             stream.write(data)
@@ -132,6 +136,11 @@ class LocalStorage(Storage):
             return open(self._path(uri), "rb")
         except OSError as exc:
             raise StorageError(f"{uri}: cannot read: {exc.strerror}") from exc
+
+    def read_tail(self, uri: str, length: int) -> bytes:
+        with self.open_read(uri) as stream:
+            stream.seek(max(0, self._path(uri).stat().st_size - length))
+            return stream.read()
 
     def open_write(self, uri: str) -> BinaryIO:
         path = self._path(uri)
@@ -250,6 +259,13 @@ class HdfsStorage(Storage):
         data = self._call(uri, "read", _read_all, self._client, self._path(uri))
         return io.BytesIO(data)
 
+    def read_tail(self, uri: str, length: int) -> bytes:
+        status = self._status(uri)
+        if status is None:
+            raise StorageError(f"{uri}: cannot read: no such file")
+        offset = max(0, int(status["length"]) - length)
+        return self._call(uri, "read", _read_range, self._client, self._path(uri), offset, length)
+
     def open_write(self, uri: str) -> BinaryIO:
         return _HdfsWriter(self, uri)
 
@@ -267,6 +283,11 @@ class HdfsStorage(Storage):
 
 def _read_all(client, path: str) -> bytes:
     with client.read(path) as reader:
+        return reader.read()
+
+
+def _read_range(client, path: str, offset: int, length: int) -> bytes:
+    with client.read(path, offset=offset, length=length) as reader:
         return reader.read()
 
 

@@ -29,6 +29,14 @@ def test_write_read_list_delete(storage_root: str) -> None:
     assert not storage.exists(path)
 
 
+def test_read_tail_reads_only_the_end(storage_root: str) -> None:
+    storage = storage_for(storage_root)
+    path = join(storage_root, "t.bin")
+    storage.write_bytes(path, b"0123456789")
+    assert storage.read_tail(path, 3) == b"789"
+    assert storage.read_tail(path, 100) == b"0123456789"
+
+
 def test_data_files_skip_hidden_and_recurse(storage_root: str) -> None:
     storage = storage_for(storage_root)
     for name in ["x/part-0.avro", "x/_SUCCESS", "x/.hidden.avro", "x/sub/part-1.avro", "x/notes.txt"]:
