@@ -83,7 +83,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
     # one shuffle: every entity's rows together; active and passive outputs both derive from it (cached).
     # uid leads the row struct, so sorting an entity's rows (a compiled sort_array) orders them by uid.
-    row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"), F.xxhash64("uid", F.lit(seed)).alias("_hash"))
+    row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"))
     grouped = indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
         .withColumn("n_rows_before", F.size("_rows")).cache()
     passive = (grouped.filter(F.col("n_rows_before") < lower_bound)
@@ -95,7 +95,8 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         # down-sampling: the rows of smallest (hash(uid, seed), uid), weights scaled to keep the entity's total
         # (lambdas, interpreted, but only for the entities over the bound)
         scale = n_rows / F.lit(upper_bound)
-        by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(r["_hash"].alias("h"), r.alias("r"))))
+        by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(F.xxhash64(r["uid"], F.lit(seed)).alias("h"),
+                                                                        r.alias("r"))))
         kept = F.transform(F.slice(by_hash, 1, upper_bound), lambda s: s["r"].withField("weight", s["r"]["weight"] * scale))
         active = active.withColumn("_rows", F.when(n_rows > upper_bound, kept).otherwise(F.col("_rows")))
         n_rows = F.least(n_rows, F.lit(upper_bound))
