@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from glmix.config import FeatureShard
-from glmix.fixed_effect import FixedEffectConfig, Trainer, read_model
+from glmix.fixed_effect import FixedEffectConfig, Trainer, build_parser, config_from_args, read_model
 from glmix.libsvm import import_libsvm
 from glmix.sparse_rows import load_rows
 from glmix.synthetic import generate, generic_spec
@@ -52,10 +52,12 @@ def reference_for(prepared: str, num_features: int, task: str, l2: float, l1: fl
                                l2 * mask, l1 * mask)
 
 
+@pytest.mark.parametrize("precondition", [True, False], ids=["preconditioned", "plain"])
 @pytest.mark.parametrize("compute", ["tensorflow", "scipy"])
-def test_a9a_logistic_matches_scipy(a9a_prepared, tmp_path: Path, compute: str) -> None:
+def test_a9a_logistic_matches_scipy(a9a_prepared, tmp_path: Path, compute: str, precondition: bool) -> None:
     index, prepared = a9a_prepared
-    config = FixedEffectConfig(task="logistic", l2=1.0, compute=compute, validation_every=0)
+    config = FixedEffectConfig(task="logistic", l2=1.0, compute=compute, validation_every=0,
+                               precondition=precondition)
     report = Trainer(config, index, prepared, str(tmp_path / "model")).run()
     expected = reference_for(prepared, report["num_features"], "logistic", 1.0, 0.0)
     assert report["converged"], report["stop_reason"]
@@ -73,6 +75,13 @@ def test_synthetic_tasks_match_scipy(synthetic_prepared, tmp_path: Path, l2: flo
     if l1 > 0:
         model = read_model(str(tmp_path / "model"))
         assert sum(1 for v in model.means.values() if v == 0.0) > 0  # L1 gives exact zeros
+
+
+def test_boolean_options_turn_on_and_off_from_the_command_line() -> None:
+    required = ["--index", "i", "--train", "t", "--output", "o", "--task", "logistic"]
+    assert config_from_args(build_parser().parse_args(required)).precondition is True
+    config = config_from_args(build_parser().parse_args([*required, "--no-precondition", "--regularize-intercept"]))
+    assert config.precondition is False and config.regularize_intercept is True
 
 
 def test_outputs_scores_variances_and_report(synthetic_prepared, tmp_path: Path) -> None:
