@@ -16,10 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from glmix.errors import DataError
 from glmix.storage import storage_for
 
 COLUMNS = ["uid", "label", "weight", "offset", "indices", "values"]
 FOOTER_GUESS = 1 << 16  # bytes read from a file's end to find its Parquet footer (re-read if longer)
+PARQUET_MAGIC = b"PAR1"
 
 
 @dataclass
@@ -96,6 +98,8 @@ def _row_count(uri: str) -> int:
     """Rows of one Parquet file from its footer alone (the file's last bytes)."""
     storage = storage_for(uri)
     tail = storage.read_tail(uri, FOOTER_GUESS)
+    if len(tail) < 12 or tail[-4:] != PARQUET_MAGIC:
+        raise DataError("not a Parquet file (no footer)", path=uri)
     footer = struct.unpack("<i", tail[-8:-4])[0] + 8
     if footer > len(tail):
         tail = storage.read_tail(uri, footer)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from glmix.errors import DataError
 from glmix.sparse_rows import SparseRows, load_rows, total_rows
 
 
@@ -31,3 +33,10 @@ def test_workers_split_rows_not_files(tmp_path: Path) -> None:
     for name in ("uid", "label", "offset", "indptr", "indices", "values"):
         assert np.array_equal(getattr(joined, name), getattr(whole, name)), name
     assert whole.to_scipy(4)[5].toarray().tolist() == [[5.0, 5.0, 0.0, 0.0]]
+
+
+def test_a_file_that_is_not_parquet_is_named(tmp_path: Path) -> None:
+    write_part(tmp_path / "part-00000.parquet", 0, 3)
+    (tmp_path / "part-00001.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="part-00001.parquet: not a Parquet file"):
+        load_rows(str(tmp_path))
