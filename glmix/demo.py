@@ -25,6 +25,9 @@ EXAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "movielens.ya
 def demo_config(output: Path, passes: int = 2) -> GameConfig:
     """The example MovieLens config, pointed at local data and run embedded."""
     config = GameConfig.from_yaml(EXAMPLE_CONFIG).to_dict()
+    # one process: scipy products are faster than TensorFlow's at this size, and the step skips
+    # importing TensorFlow (4 s)
+    config["coordinates"]["global"]["compute"] = "scipy"
     config.update({
         "name": "movielens-demo", "passes": passes,
         "input": {"train": str(output / "data" / "train"), "validation": str(output / "data" / "validation")},

@@ -76,6 +76,9 @@ class CoordinateConfig(Settings):
     upper_bound: int | None = Field(None, ge=1, description="active-data upper bound: down-sample above it")
     max_iterations: int | None = Field(None, ge=1)
     variance: Literal["none", "simple", "full"] = "none"
+    compute: Literal["tensorflow", "scipy"] | None = Field(
+        None, description="fixed-effect GLM: each worker's loss and gradient with TensorFlow (default) or "
+                          "scipy.sparse (no TensorFlow import; the all-reduce of several workers stays TensorFlow's)")
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> CoordinateConfig:
@@ -91,6 +94,8 @@ class CoordinateConfig(Settings):
             raise ValueError("model_type keras is for the fixed effect")
         if self.keras is not None and self.model_type != "keras":
             raise ValueError("keras settings need model_type: keras")
+        if self.compute is not None and (self.type != "fixed" or self.model_type != "glm"):
+            raise ValueError("compute is a setting of a fixed-effect GLM")
         if self.upper_bound is not None and self.upper_bound < self.lower_bound:
             raise ValueError("upper_bound must be >= lower_bound")
         return self

@@ -6,8 +6,8 @@ best-model selection and the report (which read the outputs) always agree::
     OUTPUT/
       index/<shard>/                          feature index of each shard (training data)
       prepared/<fixed>/{train,validation}/    the fixed effect's indexed rows
+      partitions/<coordinate>/                a random effect's per-entity training data (made once)
       <run>/pass-<p>/<coordinate>/            a coordinate's trainer output (model/, _shard.json, _report.json)
-      <run>/pass-<p>/<coordinate>.partitions/ a random effect's per-entity data
       <run>/pass-<p>/<coordinate>.scores/     ScoringResult of train/ and validation/ after that update
       <run>/pass-<p>/<coordinate>.metrics/    validation metrics after that update
       best/                                   the best GAME model (see glmix.game_model)
@@ -36,7 +36,7 @@ class Step:
     l2: float
     l1: float
     output: str                         # trainer output
-    partitions: str | None              # random effects: partitioned data
+    partitions: str | None              # random effects: partitioned data (one per coordinate)
     scores: str
     metrics: str
     offsets: str | None                 # ScoringResult of the training data from the step before
@@ -59,6 +59,9 @@ class GamePlan:
 
     def prepared(self, split: str) -> str:
         return join(self.root, "prepared", self.config.fixed_effect or "fixed", split)
+
+    def partitions(self, coordinate: str) -> str:
+        return join(self.root, "partitions", coordinate)
 
     @property
     def best(self) -> str:
@@ -94,7 +97,7 @@ class GamePlan:
                 l2, l1 = weights[name]
                 steps.append(Step(
                     run=run, pass_index=p, coordinate=name, l2=l2, l1=l1, output=output,
-                    partitions=join(where, f"{name}.partitions") if coordinate.type == "random" else None,
+                    partitions=self.partitions(name) if coordinate.type == "random" else None,
                     scores=join(where, f"{name}.scores"), metrics=join(where, f"{name}.metrics"),
                     offsets=join(steps[-1].scores, "train") if steps else None,
                     warm_start=previous.directory if previous and kind != "scores" else None,

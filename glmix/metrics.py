@@ -53,6 +53,31 @@ def precision_at_k(y: np.ndarray, margin: np.ndarray, k: int) -> float:
     return float(np.mean(y[top] > 0)) if len(top) else float("nan")
 
 
+def auc_per_group(codes: np.ndarray, y: np.ndarray, margin: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted AUC of every group (``codes`` 0..G-1) in one sort, as ``roc_auc_score`` per group
+    would give (a tied positive-negative pair counts half); nan where a group lacks a label.
+
+    A loop of ``roc_auc_score`` calls costs ~1 ms a group: seconds for a thousand users."""
+    order = np.lexsort((margin, codes))
+    group, score, positive, w = codes[order], margin[order], y[order] > 0, weight[order]
+    group_starts = np.r_[True, group[1:] != group[:-1]]
+    block_starts = group_starts | np.r_[True, score[1:] != score[:-1]]   # a block: one group's tied scores
+    block = np.cumsum(block_starts) - 1
+    block_group = group[block_starts]
+    positive_weight = np.bincount(block, w * positive)
+    negative_weight = np.bincount(block, w * ~positive)
+    negatives_before = np.cumsum(negative_weight) - negative_weight
+    negatives_below = negatives_before - negatives_before[np.flatnonzero(group_starts[block_starts])][
+        np.cumsum(group_starts[block_starts]) - 1]
+    groups = int(codes.max()) + 1 if len(codes) else 0
+    ranked = np.bincount(block_group, positive_weight * (negatives_below + 0.5 * negative_weight), minlength=groups)
+    pairs = np.bincount(block_group, positive_weight, minlength=groups) * \
+        np.bincount(block_group, negative_weight, minlength=groups)
+    both_labels = (np.bincount(codes, y > 0, minlength=groups) > 0) & (np.bincount(codes, y <= 0, minlength=groups) > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(both_labels, ranked / pairs, np.nan)
+
+
 def evaluate(evaluator: str, y: np.ndarray, margin: np.ndarray, weight: np.ndarray | None = None) -> float:
     """One ungrouped evaluator by name: AUC, AUPR, LOGISTIC_LOSS, RMSE, POISSON_LOSS or PRECISION@k."""
     if evaluator.startswith("PRECISION@"):

@@ -33,22 +33,27 @@ def index_keys(index: FeatureIndex) -> pa.Array:
                                                                  strict=True)], pa.string())
 
 
-def index_batch(batch: pa.RecordBatch, keys: pa.Array, intercept: bool, keep: list[str]) -> pa.RecordBatch:
-    """``keep`` columns plus ``indices`` (sorted) and ``values`` of one batch; features not in the index
-    or with value 0 are left out, and counted per row (non-zero or not) in ``_not_indexed``. A feature
-    repeated in a row is summed into one entry (counted in ``_repeated``): sorting by (row, column)
-    puts repeats side by side, so this costs one comparison per non-zero."""
-    features = batch.column("features")
-    rows = len(batch)
+def looked_up(features: pa.ListArray, keys: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray, pa.Array]:
+    """Every (name, term, value) of a list-of-structs column, flattened: its row, its position in
+    ``keys`` (null when absent), its value (null as 0) and its name (null for a null entry)."""
     lengths = pc.fill_null(pc.list_value_length(features), 0).to_numpy(zero_copy_only=False)
     flat = features.flatten()
     names = flat.field("name")
     found = pc.index_in(pc.binary_join_element_wise(names, pc.fill_null(flat.field("term"), ""), KEY_SEPARATOR),
                         value_set=keys)
-    row_of = np.repeat(np.arange(rows), lengths)
+    values = pc.fill_null(flat.field("value"), 0.0).to_numpy(zero_copy_only=False)
+    return np.repeat(np.arange(len(features)), lengths), found, values, names
+
+
+def index_batch(batch: pa.RecordBatch, keys: pa.Array, intercept: bool, keep: list[str]) -> pa.RecordBatch:
+    """``keep`` columns plus ``indices`` (sorted) and ``values`` of one batch; features not in the index
+    or with value 0 are left out, and counted per row (non-zero or not) in ``_not_indexed``. A feature
+    repeated in a row is summed into one entry (counted in ``_repeated``): sorting by (row, column)
+    puts repeats side by side, so this costs one comparison per non-zero."""
+    rows = len(batch)
+    row_of, found, values, names = looked_up(batch.column("features"), keys)
     unknown = pc.is_null(found).to_numpy(zero_copy_only=False)
     missing = unknown & pc.is_valid(names).to_numpy(zero_copy_only=False)
-    values = pc.fill_null(flat.field("value"), 0.0).to_numpy(zero_copy_only=False)
     used = ~unknown & (values != 0)
     row, column, value = row_of[used], pc.fill_null(found, 0).to_numpy(zero_copy_only=False)[used], values[used]
     if intercept:

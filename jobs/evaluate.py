@@ -28,6 +28,7 @@ from glmix.avro_io import write_avro_parts
 from glmix.errors import ConfigError, DataError
 from glmix.game_config import EVALUATOR
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
+from glmix.metrics import auc_per_group
 from glmix.metrics import evaluate as evaluate_one
 from glmix.schemas import parsed_schema
 from glmix.storage import join, publish_atomically, qualified, storage_for
@@ -38,6 +39,10 @@ METRICS_FILE = "metrics.json"
 def grouped_metric(metric: str, groups: np.ndarray, y: np.ndarray, score: np.ndarray,
                    weight: np.ndarray) -> tuple[float, int]:
     """Mean of ``metric`` over the groups where it is defined, and how many groups that is."""
+    if metric == "AUC":
+        values = auc_per_group(np.unique(groups, return_inverse=True)[1], y, score, weight)
+        defined = values[~np.isnan(values)]
+        return (float(np.mean(defined)) if len(defined) else float("nan")), len(defined)
     order = np.argsort(groups, kind="stable")
     boundaries = np.flatnonzero(groups[order][1:] != groups[order][:-1]) + 1
     values = []

@@ -21,21 +21,26 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DoubleType
 
 from glmix.config import BadRecordPolicy
 from glmix.errors import ConfigError, DataError
 from glmix.examples import ColumnNames
 from glmix.game_model import CoordinateModel, read_game_model
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
+from glmix.model_io import read_models
 from glmix.schemas import INTERCEPT_NAME, raw_schema
+from glmix.spark_indexing import KEY_SEPARATOR, looked_up
 from glmix.spark_input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features, read_scores
 from glmix.storage import join, publish_atomically, qualified
-
-KEY_SEPARATOR = "\u0001"
 
 
 def _key(name: Column, term: Column) -> Column:
@@ -58,20 +63,48 @@ def with_given_scores(spark: SparkSession, rows: DataFrame, model: CoordinateMod
             .withColumn(f"_s_{model.name}", F.coalesce("_score", F.lit(0.0))).drop("_score"))
 
 
-def with_coordinate_score(spark: SparkSession, rows: DataFrame, model: CoordinateModel) -> DataFrame:
+def with_fixed_effect_score(spark: SparkSession, rows: DataFrame, model: CoordinateModel) -> DataFrame:
+    """Adds ``_s_<name>`` and ``_has_<name>`` (always 1) for the fixed effect.
+
+    Each row's features are looked up in Arrow against the model's keys, shipped once as a
+    broadcast: Spark's map lookup scans a map's keys one by one, so a coefficient map would cost
+    the model's size for every feature of every row.
+    """
+    shard = model.shard()
+    fixed = list(read_models(qualified(model.coefficients)))
+    if len(fixed) != 1:
+        raise DataError(f"a fixed-effect model holds one model, found {len(fixed)}", path=model.coefficients)
+    means = fixed[0].means
+    table = spark.sparkContext.broadcast((
+        pa.array([f"{name}{KEY_SEPARATOR}{term or ''}" for name, term in means], pa.string()),
+        np.fromiter(means.values(), dtype=np.float64, count=len(means))))
+    intercept = means.get((INTERCEPT_NAME, ""), 0.0) if shard.intercept else 0.0
+
+    @F.arrow_udf(DoubleType())
+    def dot(features: pa.Array) -> pa.Array:
+        keys, coefficients = table.value
+        row_of, found, values, _ = looked_up(features, keys)
+        known = pc.is_valid(found).to_numpy(zero_copy_only=False)
+        position = pc.fill_null(found, 0).to_numpy(zero_copy_only=False)[known]
+        products = values[known] * coefficients[position]
+        return pa.array(np.bincount(row_of[known], weights=products, minlength=len(features)) + intercept)
+
+    features = merged_features(tuple(kept_bag_column(b) for b in shard.bags), rows.schema, merge_repeats=False)
+    return rows.withColumn(f"_s_{model.name}", dot(features)).withColumn(f"_has_{model.name}", F.lit(1))
+
+
+def with_random_effect_score(spark: SparkSession, rows: DataFrame, model: CoordinateModel) -> DataFrame:
     """Adds ``_s_<name>`` (the coordinate's score, 0 without a model) and ``_has_<name>`` to every row.
 
-    Each row meets its model's coefficient map through one join (broadcast for the fixed effect's
-    single model) and the dot product is a lookup per feature: no explode, no regrouping of rows.
+    Each row meets its entity's coefficient map through one join (an entity's map is small, so
+    looking a feature up in it is cheap) and the dot product is a lookup per feature: no explode,
+    no regrouping of rows.
     """
     shard = model.shard()
     maps = _model_maps(spark, model)
     coefficients = F.col(f"_m_{model.name}")
-    if model.type == "fixed":
-        joined = rows.crossJoin(F.broadcast(maps.drop(f"_id_{model.name}")))
-    else:
-        joined = rows.join(maps, rows[model.entity_field] == maps[f"_id_{model.name}"], "left") \
-            .drop(f"_id_{model.name}")
+    joined = rows.join(maps, rows[model.entity_field] == maps[f"_id_{model.name}"], "left") \
+        .drop(f"_id_{model.name}")
     features = merged_features(tuple(kept_bag_column(b) for b in shard.bags), rows.schema)
     dot = F.aggregate(features, F.lit(0.0), lambda acc, f: acc + f["value"] * F.coalesce(
         F.element_at(coefficients, _key(f["name"], f["term"])), F.lit(0.0)))
@@ -93,8 +126,9 @@ def score_frame(spark: SparkSession, dataset: str, uri: str, models: list[Coordi
                                             require_uid=True, policy=policy, keep_bags=True))
     rows = loaded.good_rows()
     for model in models:
-        rows = (with_given_scores(spark, rows, model, dataset) if model.type == "scores"
-                else with_coordinate_score(spark, rows, model))
+        add_score = {"scores": partial(with_given_scores, dataset=dataset), "fixed": with_fixed_effect_score,
+                     "random": with_random_effect_score}[model.type]
+        rows = add_score(spark, rows, model)
     names = [m.name for m in models]
     coordinate_map = F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
                                        F.array(*[F.col(f"_s_{n}") for n in names]))

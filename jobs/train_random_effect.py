@@ -1,12 +1,19 @@
 """Random-effect training: one GLM per entity, many entities per batch, on the Spark executors.
 
     spark-submit jobs/train_random_effect.py --data RE_PARTITIONS --index IDX --output OUT \
-        --task logistic --l2 1.0 [--l1 0] [--variance none|simple|full] [--warm-start PREVIOUS]
+        --task logistic --l2 1.0 [--l1 0] [--variance none|simple|full] [--warm-start PREVIOUS] \
+        [--offsets SCORES --offsets-exclude COORDINATE]
 
 Reads the active entities written by jobs/partition_random_effect (one row per entity, already
-projected onto its own features, offsets included) and solves them with glmix.batched inside
-``mapInArrow``: each Arrow batch of entities is solved together, so a Spark task's memory is
-bounded by its batch, not by the number of entities.
+projected onto its own features) and solves them with glmix.batched inside ``mapInArrow``: each
+Arrow batch of entities is solved together, so a Spark task's memory is bounded by its batch, not
+by the number of entities.
+
+``--offsets SCORES`` (ScoringResult Avro of the training data, or ``uid, score``) adds the other
+coordinates' scores to every row's offset, joined by uid (``--offsets-exclude`` names this
+coordinate, left out of the sum). Coordinate descent therefore partitions each random effect once
+and joins only the current offsets at every update, as Photon ML does. A row without a score is an
+error naming one of its uids.
 
 Output (published atomically): OUT/model/*.avro (Model schema, modelId = entity id, coefficients
 by feature name and term, those with |value| below --sparsity-threshold dropped),
@@ -20,21 +27,23 @@ import argparse
 import json
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from glmix.batched import EntityProblem, SolverSettings, solve_entities, variances
 from glmix.config import Settings, Task
+from glmix.errors import DataError
 from glmix.feature_index import SHARD_META, FeatureIndex
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.model_io import LOSS_FUNCTION, MODEL_CLASS
 from glmix.schemas import raw_schema
+from glmix.spark_input import read_scores
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
 
@@ -89,8 +98,11 @@ def _problem(row: dict, config: RandomEffectConfig, intercept: bool,
             if j is not None and key in variance_of:
                 prior_mean[j] = entry["value"]
                 prior_precision[j] = config.incremental_weight / max(variance_of[key], 1e-12)
+    offsets = np.asarray(row["offsets"], dtype=np.float64)
+    if row.get("score_offsets") is not None:
+        offsets = offsets + np.asarray(row["score_offsets"], dtype=np.float64)
     return EntityProblem(row["entity_id"], x, np.asarray(row["labels"]), np.asarray(row["weights"]),
-                         np.asarray(row["offsets"]), l2, np.full(d, config.l1), x0, prior_mean, prior_precision)
+                         offsets, l2, np.full(d, config.l1), x0, prior_mean, prior_precision)
 
 
 def solve_batches(batches: Iterator[pa.RecordBatch], config: RandomEffectConfig, intercept: bool,
@@ -132,13 +144,44 @@ def _previous(spark: SparkSession, uri: str, prefix: str) -> DataFrame:
         F.col("variances").alias(f"{prefix}_variances"))
 
 
+def with_score_offsets(spark: SparkSession, entities: DataFrame, offsets: str,
+                       exclude: str | None) -> tuple[DataFrame, Callable[[], None]]:
+    """Adds ``score_offsets``: the other coordinates' score of each of an entity's rows, in its row
+    order; and a check to call once the result was computed, which raises if a row had no score.
+
+    Only (entity, position, uid) go through the join and regrouping; the entity blocks meet the
+    result in one join by entity id."""
+    rows = entities.select("entity_id", F.posexplode("uids").alias("position", "uid"))
+    scored = rows.join(read_scores(spark, offsets, exclude), "uid", "left")
+    unscored = Observation(f"unscored-{id(scored)}")
+    counted = scored.observe(unscored, F.count_if(F.col("_score").isNull()).alias("rows"))
+    per_entity = counted.groupBy("entity_id").agg(F.sort_array(F.collect_list(
+        F.struct("position", F.coalesce("_score", F.lit(0.0)).alias("score")))).alias("_scored"))
+
+    def check() -> None:
+        missing = int(unscored.get.get("rows") or 0)
+        if missing:
+            example = scored.filter(F.col("_score").isNull()).select("uid").first()
+            raise DataError(f"{missing} training row(s) have no score in the offsets (e.g. uid "
+                            f"{example['uid'] if example else '?'})", path=offsets, field="uid")
+
+    return entities.join(per_entity.select("entity_id", F.col("_scored.score").alias("score_offsets")),
+                         "entity_id"), check
+
+
 def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: str,
-                        config: RandomEffectConfig, model_id: str = "random-effect") -> dict[str, Any]:
+                        config: RandomEffectConfig, model_id: str = "random-effect", offsets: str | None = None,
+                        offsets_exclude: str | None = None) -> dict[str, Any]:
     data, index_dir, output = qualified(data), qualified(index_dir), qualified(output)
+    offsets = qualified(offsets) if offsets else None
     report = JobReport("train_random_effect", {"data": data, "index": index_dir, "output": output,
+                                               "offsets": offsets, "offsets_exclude": offsets_exclude,
                                                "config": config.model_dump()})
     index = FeatureIndex.load(index_dir)
     entities = spark.read.parquet(join(data, "active")).drop("partition")
+    check_offsets: Callable[[], None] = lambda: None  # noqa: E731
+    if offsets:
+        entities, check_offsets = with_score_offsets(spark, entities, offsets, offsets_exclude)
     if config.warm_start:
         entities = entities.join(_previous(spark, qualified(config.warm_start), "warm"), "entity_id", "left")
     if config.prior:
@@ -151,6 +194,7 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
                           F.sum((~F.col("converged")).cast("int")).alias("not_converged"),
                           F.sum(F.size("uids")).alias("rows"), F.max("peak_rss_mb").alias("peak")).first()
     solve_seconds = time.monotonic() - started
+    check_offsets()
     histogram = {int(r["iterations"]): int(r["count"]) for r in
                  results.groupBy("iterations").count().orderBy("iterations").collect()}
     with publish_atomically(output) as tmp:
@@ -179,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", required=True, help="the random-effect shard's index")
     parser.add_argument("--output", required=True)
     parser.add_argument("--model-id", default="random-effect")
+    parser.add_argument("--offsets", help="scores of the other coordinates (ScoringResult Avro, or uid/score)")
+    parser.add_argument("--offsets-exclude", metavar="COORDINATE", help="this coordinate's name in the offsets")
     for name, field in RandomEffectConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")
         if field.annotation is bool:
@@ -192,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
     values = {k: v for k, v in vars(args).items() if k in RandomEffectConfig.model_fields and v is not None}
     config = RandomEffectConfig.parse(values, where="random_effect")
-    return train_random_effect(spark, args.data, args.index, args.output, config, args.model_id)
+    return train_random_effect(spark, args.data, args.index, args.output, config, args.model_id, args.offsets,
+                               args.offsets_exclude)
 
 
 if __name__ == "__main__":

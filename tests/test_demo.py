@@ -81,7 +81,7 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     assert statuses["p0-per-user-train"] == "succeeded" and statuses["report"] == "succeeded"
     state = json.loads((project / ".glmix-run" / "state.json").read_text())
     assert all(s["status"] == "succeeded" for s in state.values()) and len(state) == len(second)
-    log = (project / ".glmix-run" / "logs" / "p0-per-user-partition.log").read_text()
+    log = (project / ".glmix-run" / "logs" / "partition-per-user.log").read_text()
     assert log.startswith("$ ") and '"job": "partition_random_effect"' in log
 
 

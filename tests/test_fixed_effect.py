@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from glmix.config import FeatureShard
 from glmix.fixed_effect import FixedEffectConfig, Trainer, build_parser, config_from_args, read_model
@@ -105,7 +106,21 @@ def test_outputs_scores_variances_and_report(synthetic_prepared, tmp_path: Path)
     simple = np.array(list(read_model(str(tmp_path / "simple")).variances.values()))
     assert np.all(full > 0) and np.all(simple > 0) and np.all(simple <= full * (1 + 1e-9))  # 1/H_jj <= (H^-1)_jj
     assert simple_report["iterations"] == report["iterations"]
-    assert list((out / "tensorboard").iterdir()), "TensorBoard event files expected"
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [h["iteration"] for h in report["history"]]
+    assert {"loss", "gradient_norm"} <= set(events.Tags()["scalars"])
+
+
+def test_scipy_compute_in_one_process_never_imports_tensorflow(synthetic_prepared, tmp_path: Path) -> None:
+    task, index, train, validation = synthetic_prepared
+    script = ("import sys; from glmix.fixed_effect import main; "
+              f"code = main(['--index', {index!r}, '--train', {train!r}, '--validation', {validation!r}, "
+              f"'--output', {str(tmp_path / 'm')!r}, '--task', {task!r}, '--l2', '1', '--compute', 'scipy']); "
+              "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "tensorflow imported: False" in done.stdout
+    assert list((tmp_path / "m" / "tensorboard").iterdir())
 
 
 def test_warm_start_from_optimum_needs_few_iterations(synthetic_prepared, tmp_path: Path) -> None:

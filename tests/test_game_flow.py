@@ -57,6 +57,19 @@ def test_coordinate_errors_name_the_coordinate() -> None:
     del data["coordinates"]["per-user"]["entity_field"]
     with pytest.raises(ConfigError, match="coordinates.per-user.*entity_field"):
         GameConfig.from_dict(data)
+    data = example()
+    data["coordinates"]["per-user"]["compute"] = "scipy"
+    with pytest.raises(ConfigError, match="coordinates.per-user.*compute is a setting of a fixed-effect GLM"):
+        GameConfig.from_dict(data)
+
+
+def test_fixed_effect_compute_reaches_the_trainer(tmp_path: Path) -> None:
+    data = example()
+    data["coordinates"]["global"]["compute"] = "scipy"
+    build_project(GameConfig.from_dict(data), tmp_path / "p")
+    assert "--compute scipy" in JobSpec.from_yaml(tmp_path / "p" / "specs" / "p0-global.yaml").tasks["worker"].command
+    build_project(GameConfig.from_dict(example()), tmp_path / "default")
+    assert "--compute" not in JobSpec.from_yaml(tmp_path / "default" / "specs" / "p0-global.yaml").tasks["worker"].command
 
 
 def test_plan_unrolls_passes_and_chains_offsets() -> None:
@@ -75,11 +88,13 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     config = GameConfig.from_yaml(EXAMPLE)
     flow = read_project(build_project(config, tmp_path / "project"))
     nodes = {n.name: n for n in flow.nodes}
-    assert len(nodes) == 3 + 2 + 2 * (3 + 4 + 4) + 2
+    assert len(nodes) == 3 + 2 + 2 + 2 * (3 + 3 + 3) + 2   # index, prepare, partition once, passes, best + report
     assert nodes["p1-global-train"].depends_on == ["prepare-train", "prepare-validation", "p0-per-movie-score"]
-    assert nodes["p0-per-user-partition"].depends_on == ["index-movie", "p0-global-score"]
-    assert "--offsets hdfs:///glmix/movielens/game/run-0/pass-0/global.scores/train" in \
-        nodes["p0-per-user-partition"].command
+    assert nodes["partition-per-user"].depends_on == ["index-movie"]
+    assert "--offsets" not in nodes["partition-per-user"].command
+    assert nodes["p1-per-user-train"].depends_on == ["partition-per-user", "p1-global-score"]
+    assert "--offsets hdfs:///glmix/movielens/game/run-1/pass-1/global.scores/train --offsets-exclude per-user" \
+        .replace("run-1", "run-0") in nodes["p1-per-user-train"].command
     assert nodes["p0-per-user-train"].command.startswith("${spark.submit} --master ${spark.master}")
     assert nodes["p0-global-train"].command == \
         "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend}"

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
 from glmix.avro_io import read_avro_records
 from glmix.config import FeatureShard
+from glmix.errors import DataError
 from glmix.model_io import read_models
 from glmix.schemas import INTERCEPT_NAME
 from glmix.synthetic import generate, generic_spec
@@ -120,3 +122,30 @@ def test_warm_start_from_optimum_takes_at_most_one_iteration(spark, per_user, tm
         assert all(0 < v <= full[model.model_id][k] * (1 + 1e-9) for k, v in model.variances.items())
     scores = pq.read_table(str(tmp_path / "first" / "scores"))
     assert len(scores) == sum(e["n_rows"] for e in entity_arrays(per_user["data"]).values())
+
+
+def test_offsets_joined_at_training_match_offsets_joined_at_partitioning(spark, per_user, tmp_path: Path) -> None:
+    root = per_user["root"]
+    partition_random_effect(spark, str(root / "data" / "train"), "userId", per_user["index"], str(tmp_path / "plain"),
+                            lower_bound=3, partitions=3, task="logistic")
+    config = RandomEffectConfig(task="logistic", l2=1.0)
+    train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "joined-before"), config)
+    report = train_random_effect(spark, str(tmp_path / "plain"), per_user["index"], str(tmp_path / "joined-at"),
+                                 config, offsets=str(root / "offsets"))
+    assert report["entities_not_converged"] == 0
+    before = {m.model_id: m.means for m in read_models(str(tmp_path / "joined-before" / "model"))}
+    at = {m.model_id: m.means for m in read_models(str(tmp_path / "joined-at" / "model"))}
+    assert before.keys() == at.keys()
+    for entity, means in before.items():
+        assert at[entity] == pytest.approx(means, rel=1e-9, abs=1e-12)
+
+
+def test_a_training_row_without_a_score_is_named(spark, per_user, tmp_path: Path) -> None:
+    offsets = pq.read_table(per_user["root"] / "offsets")
+    gone = next(iter(entity_arrays(per_user["data"]).values()))["uids"][0]     # an active row's score is gone
+    (tmp_path / "offsets").mkdir()
+    pq.write_table(offsets.filter(pc.not_equal(offsets.column("uid"), gone)), tmp_path / "offsets" / "p.parquet")
+    with pytest.raises(DataError, match=rf"1 training row\(s\) have no score in the offsets \(e.g. uid {gone}\)"):
+        train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"),
+                            RandomEffectConfig(task="logistic"), offsets=str(tmp_path / "offsets"))
+    assert not (tmp_path / "m").exists()

@@ -112,6 +112,18 @@ def test_grouped_metrics_skip_groups_where_they_are_undefined() -> None:
     assert (value, count) == (1.0, 2)
 
 
+def test_grouped_auc_equals_roc_auc_score_per_group_with_ties_and_weights() -> None:
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 40, 3000).astype(str)
+    y = (rng.random(3000) < 0.3).astype(float)
+    score = np.round(rng.normal(size=3000), 1)     # many ties within a group
+    weight = rng.random(3000) * 2
+    expected = [roc_auc_score(y[groups == g], score[groups == g], sample_weight=weight[groups == g])
+                for g in np.unique(groups) if len(np.unique(y[groups == g])) == 2]
+    value, count = grouped_metric("AUC", groups, y, score, weight)
+    assert count == len(expected) and value == pytest.approx(np.mean(expected), rel=1e-12)
+
+
 def test_offsets_leave_out_the_coordinate_being_trained(spark, tmp_path: Path, game) -> None:
     data = write(tmp_path / "data" / "part-0.avro", SMALL)
     score(spark, {"train": data}, game, str(tmp_path / "scores"))
