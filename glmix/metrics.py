@@ -72,9 +72,10 @@ def auc_per_group(codes: np.ndarray, y: np.ndarray, margin: np.ndarray, weight: 
     block_group = group[block_starts]
     positive_weight = np.bincount(block, w * positive)
     negative_weight = np.bincount(block, w * ~positive)
-    negatives_before = np.cumsum(negative_weight) - negative_weight
-    negatives_below = negatives_before - negatives_before[np.flatnonzero(group_starts[block_starts])][
-        np.cumsum(group_starts[block_starts]) - 1]
+    negatives_before = np.cumsum(negative_weight) - negative_weight     # over all blocks so far
+    opens_group = group_starts[block_starts]
+    group_first_block = np.flatnonzero(opens_group)[np.cumsum(opens_group) - 1]
+    negatives_below = negatives_before - negatives_before[group_first_block]   # within the block's group
     groups = int(codes.max()) + 1 if len(codes) else 0
     ranked = np.bincount(block_group, positive_weight * (negatives_below + 0.5 * negative_weight), minlength=groups)
     pairs = np.bincount(block_group, positive_weight, minlength=groups) * \

@@ -179,7 +179,7 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
                                                "config": config.model_dump()})
     index = FeatureIndex.load(index_dir)
     entities = spark.read.parquet(join(data, "active")).drop("partition")
-    check_offsets: Callable[[], None] = lambda: None  # noqa: E731
+    check_offsets: Callable[[], None] | None = None
     if offsets:
         entities, check_offsets = with_score_offsets(spark, entities, offsets, offsets_exclude)
     if config.warm_start:
@@ -194,7 +194,12 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
                           F.sum((~F.col("converged")).cast("int")).alias("not_converged"),
                           F.sum(F.size("uids")).alias("rows"), F.max("peak_rss_mb").alias("peak")).first()
     solve_seconds = time.monotonic() - started
-    check_offsets()
+    if check_offsets is not None:
+        try:
+            check_offsets()
+        except DataError:
+            results.unpersist()
+            raise
     histogram = {int(r["iterations"]): int(r["count"]) for r in
                  results.groupBy("iterations").count().orderBy("iterations").collect()}
     with publish_atomically(output) as tmp:
