@@ -5,10 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SPARK_JARS := .cache/spark/jars/.spark-avro-4.1.1
+SPARK_CLASSES := .cache/spark/classes-4.1.1.jsa
 BENCH ?=
 export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install spark-jars hadoop-jars demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
+.PHONY: install spark-jars spark-classes hadoop-jars demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
 
 install: $(INSTALLED)
 
@@ -26,13 +27,19 @@ $(SPARK_JARS): jobs/pom.xml
 	mvn -q -B -f jobs/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.cache/spark/jars
 	touch $@
 
+# the class-data-sharing archive local Spark runs start from (glmix/spark_classes.py; ~70 s once)
+spark-classes: $(SPARK_CLASSES)
+
+$(SPARK_CLASSES): $(INSTALLED) $(SPARK_JARS)
+	$(PY) -m glmix.spark_classes
+
 hadoop-jars:
 	$(PYTHON) cluster/devcluster.py jars
 
-demo: install spark-jars
+demo: install spark-jars spark-classes
 	$(PY) -m glmix.cli demo --output .demo
 
-test: install spark-jars hadoop-jars
+test: install spark-jars spark-classes hadoop-jars
 	$(PY) -m pytest tests
 
 test-unit: install

@@ -266,7 +266,7 @@ def _initial_point(index: FeatureIndex, uri: str | None) -> np.ndarray:
 class Trainer:
     def __init__(self, config: FixedEffectConfig, index: str, train: str, output: str,
                  validation: str | None = None, context: WorkerContext | None = None,
-                 offsets: str | None = None, offsets_exclude: str | None = None) -> None:
+                 offsets: list[str] | None = None, offsets_exclude: str | None = None) -> None:
         self.config = config
         self.train_uri, self.output, self.validation_uri = train, output, validation
         self.offsets, self.offsets_exclude = offsets, offsets_exclude
@@ -467,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train", required=True, help="prepared fixed-effect data (jobs/prepare_fixed_effect)")
     parser.add_argument("--validation", help="prepared validation data (same index)")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--offsets", help="scores of the other coordinates (ScoringResult Avro, or uid/score)")
+    parser.add_argument("--offsets", nargs="+", metavar="SCORES",
+                        help="scores of the other coordinates, summed: uid/score sets, or ScoringResult Avro")
     parser.add_argument("--offsets-exclude", metavar="COORDINATE", help="this coordinate's name in the offsets")
     parser.add_argument("--config", help="JSON/YAML file with FixedEffectConfig keys (flags override)")
     for name, field in FixedEffectConfig.model_fields.items():

@@ -1,11 +1,12 @@
 """GAME config -> the flow of stages that trains it: one Azkaban command job per stage, passes unrolled.
 
-    index-<shard>                    jobs/index_features        (every shard, on the training data)
+    index                            jobs/index_features        (every shard in one pass, training data)
     prepare-train, prepare-validation jobs/prepare_fixed_effect (the fixed effect's shard)
     partition-<coord>                jobs/partition_random_effect   (each random effect, once)
     [r<k>-]p<p>-<coord>-train        launcher -> glmix.fixed_effect, or jobs/train_random_effect
-                                     (either joins the previous step's training scores as offsets)
-    [r<k>-]p<p>-<coord>-score        jobs/score: the GAME model after this update, train + validation
+                                     (offsets: the other coordinates' newest training scores, which
+                                     every trainer writes, so trains follow trains directly)
+    [r<k>-]p<p>-<coord>-score        jobs/score: the GAME model after this update, on validation
     [r<k>-]p<p>-<coord>-evaluate     jobs/evaluate on the validation scores
     select-best                      glmix.select_best: best step on the first evaluator -> best/
     report                           glmix.report: report/index.html
@@ -70,11 +71,10 @@ class FlowBuilder:
     def build(self) -> Flow:
         c, plan = self.config, self.plan
         reading = (("--bad-records", c.bad_records), ("--response", c.columns.response))
-        nodes = [Node(f"index-{s.name}", self.spark(
-            "index_features", ("--input", c.input.train), ("--output", plan.index(s.name)), ("--shard-name", s.name),
-            ("--bags", list(s.bags)), ("--no-intercept", not s.intercept), ("--min-count", s.min_count),
-            ("--whitelist", s.whitelist), *reading))
-            for s in c.feature_shards if s.name in {coordinate.shard for coordinate in c.coordinates.values()}]
+        used = [s for s in c.feature_shards if s.name in {coordinate.shard for coordinate in c.coordinates.values()}]
+        shards = json.dumps([s.model_dump(exclude_defaults=True) for s in used], separators=(",", ":"))
+        nodes = [Node("index", self.spark("index_features", ("--input", c.input.train),
+                                          ("--output", plan.index_root), ("--shards", shards), *reading))]
         if c.fixed_effect:
             shard = c.coordinates[c.fixed_effect].shard
             for split in ("train", "validation"):
@@ -82,7 +82,7 @@ class FlowBuilder:
                     "prepare_fixed_effect", ("--input", getattr(c.input, split)), ("--index", plan.index(shard)),
                     ("--output", plan.prepared(split)), ("--files", c.resources.spark.partitions), ("--task", c.task),
                     *reading),
-                    [f"index-{shard}"]))
+                    ["index"]))
         for name, coordinate in c.coordinates.items():
             if coordinate.type == "random":
                 nodes.append(Node(f"partition-{name}", self.spark(
@@ -90,14 +90,14 @@ class FlowBuilder:
                     ("--index", plan.index(coordinate.shard)), ("--output", plan.partitions(name)),
                     ("--lower-bound", coordinate.lower_bound), ("--upper-bound", coordinate.upper_bound),
                     ("--partitions", c.resources.spark.partitions), ("--task", c.task), *reading),
-                    [f"index-{coordinate.shard}"]))
+                    ["index"]))
         runs = plan.runs()
         for run in runs:
             previous: str | None = None
             for step in run:
                 name = step_node_name(step, len(runs))
                 nodes += self._step(step, name, previous)
-                previous = f"{name}-score"
+                previous = f"{name}-train"
         evaluations = [n.name for n in nodes if n.name.endswith("-evaluate")]
         nodes.append(Node("select-best", self.python("glmix.select_best", CONFIG_FILE), evaluations))
         nodes.append(Node("report", self.python("glmix.report", CONFIG_FILE), ["select-best"]))
@@ -126,18 +126,16 @@ class FlowBuilder:
             train = Node(f"{name}-train", self.spark(
                 "train_random_effect", ("--data", step.partitions), ("--index", plan.index(coordinate.shard)),
                 ("--output", step.output), ("--model-id", step.coordinate), ("--task", c.task), ("--l2", step.l2),
-                ("--l1", step.l1), ("--max-iterations", coordinate.max_iterations),
+                ("--intercept-l2", coordinate.intercept_l2), ("--l1", step.l1), ("--max-iterations", coordinate.max_iterations),
                 ("--variance", coordinate.variance), ("--warm-start", step.warm_start),
-                ("--offsets", step.offsets), ("--offsets-exclude", step.coordinate if step.offsets else None)),
+                ("--offsets", list(step.offsets) or None)),
                 [f"partition-{step.coordinate}", *after])
         nodes.append(train)
-        data = [("--data", f"validation={c.input.validation}")]
-        if not step.is_last_of_run:
-            data.insert(0, ("--data", f"train={c.input.train}"))
-        models = [(f"--{FLAG[m.type]}", f"{m.name}={m.entity_field + '=' if m.entity_field else ''}{m.directory}")
-                  for m in step.models]
+        # a fixed effect's validation scores are its trainer's own (looked up by uid, not recomputed)
+        models = [(f"--{FLAG['scores' if m.type == 'fixed' else m.type]}",
+                   f"{m.name}={m.entity_field + '=' if m.entity_field else ''}{m.directory}") for m in step.models]
         nodes.append(Node(f"{name}-score", self.spark(
-            "score", *data, *models, ("--output", step.scores), ("--model-id", c.name),
+            "score", ("--data", f"validation={c.input.validation}"), *models, ("--output", step.scores), ("--model-id", c.name),
             ("--id-fields", ",".join(c.id_fields)), ("--bad-records", c.bad_records),
             ("--response", c.columns.response)), [train.name]))
         nodes.append(Node(f"{name}-evaluate", self.spark(
@@ -151,8 +149,7 @@ class FlowBuilder:
         coordinate, launcher = c.coordinates[step.coordinate], c.resources.launcher
         data = (("--index", plan.index(coordinate.shard)), ("--train", plan.prepared("train")),
                 ("--validation", plan.prepared("validation")), ("--output", step.output), ("--task", c.task),
-                ("--model-id", step.coordinate), ("--offsets", step.offsets),
-                ("--offsets-exclude", step.coordinate if step.offsets else None))
+                ("--model-id", step.coordinate), ("--offsets", list(step.offsets) or None))
         if coordinate.model_type == "keras":
             k = coordinate.keras or KerasSettings()
             command = "python -m glmix.keras_fixed_effect " + _args(

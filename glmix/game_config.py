@@ -72,6 +72,8 @@ class CoordinateConfig(Settings):
     entity_field: str | None = Field(None, description="random effects: the entity id field, e.g. userId")
     l2: RegWeight | list[RegWeight] = 1.0
     l1: RegWeight | list[RegWeight] = 0.0
+    intercept_l2: RegWeight | None = Field(None, description="random effects: the intercept's L2 weight (default: "
+                                                             "l2); entity biases are often wider than their slopes")
     lower_bound: int = Field(1, ge=1, description="active-data lower bound: rows an entity needs for a model")
     upper_bound: int | None = Field(None, ge=1, description="active-data upper bound: down-sample above it")
     max_iterations: int | None = Field(None, ge=1)
@@ -94,6 +96,8 @@ class CoordinateConfig(Settings):
             raise ValueError("model_type keras is for the fixed effect")
         if self.keras is not None and self.model_type != "keras":
             raise ValueError("keras settings need model_type: keras")
+        if self.intercept_l2 is not None and self.type != "random":
+            raise ValueError("intercept_l2 is a setting of a random effect")
         if self.compute is not None and (self.type != "fixed" or self.model_type != "glm"):
             raise ValueError("compute is a setting of a fixed-effect GLM")
         if self.upper_bound is not None and self.upper_bound < self.lower_bound:

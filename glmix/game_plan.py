@@ -7,8 +7,9 @@ best-model selection and the report (which read the outputs) always agree::
       index/<shard>/                          feature index of each shard (training data)
       prepared/<fixed>/{train,validation}/    the fixed effect's indexed rows
       partitions/<coordinate>/                a random effect's per-entity training data (made once)
-      <run>/pass-<p>/<coordinate>/            a coordinate's trainer output (model/, _shard.json, _report.json)
-      <run>/pass-<p>/<coordinate>.scores/     ScoringResult of train/ and validation/ after that update
+      <run>/pass-<p>/<coordinate>/            a coordinate's trainer output (model/, scores/train/ -- the
+                                              next coordinates' offsets --, _shard.json, _report.json)
+      <run>/pass-<p>/<coordinate>.scores/     ScoringResult of validation/ after that update
       <run>/pass-<p>/<coordinate>.metrics/    validation metrics after that update
       best/                                   the best GAME model (see glmix.game_model)
       summary.json                            every step's metrics and the choice of best
@@ -28,7 +29,8 @@ from glmix.storage import join
 
 @dataclass(frozen=True)
 class Step:
-    """One coordinate update: train it against the others' scores, then score and evaluate the model."""
+    """One coordinate update: train it against the others' training scores, then score and evaluate
+    the GAME model on the validation data."""
 
     run: int
     pass_index: int
@@ -39,10 +41,9 @@ class Step:
     partitions: str | None              # random effects: partitioned data (one per coordinate)
     scores: str
     metrics: str
-    offsets: str | None                 # ScoringResult of the training data from the step before
+    offsets: tuple[str, ...]            # the other coordinates' newest training scores (summed by the trainer)
     warm_start: str | None              # this coordinate's model from the previous pass
     models: tuple[CoordinateModel, ...]  # the GAME model right after this step
-    is_last_of_run: bool
 
     @property
     def label(self) -> str:
@@ -54,8 +55,12 @@ class GamePlan:
         self.config = config
         self.root = config.output
 
+    @property
+    def index_root(self) -> str:
+        return join(self.root, "index")
+
     def index(self, shard: str) -> str:
-        return join(self.root, "index", shard)
+        return join(self.index_root, shard)
 
     def prepared(self, split: str) -> str:
         return join(self.root, "prepared", self.config.fixed_effect or "fixed", split)
@@ -84,13 +89,13 @@ class GamePlan:
         base = join(self.root, f"run-{run}")
         latest: dict[str, CoordinateModel] = {}
         steps: list[Step] = []
-        total = c.passes * len(c.update_sequence)
         for p in range(c.passes):
             for name in c.update_sequence:
                 coordinate = c.coordinates[name]
                 where = join(base, f"pass-{p}")
                 output = join(where, name)
                 previous = latest.get(name)
+                offsets = tuple(latest[n].scores("train") for n in c.update_sequence if n in latest and n != name)
                 kind = "scores" if coordinate.type == "external" or coordinate.model_type == "keras" \
                     else coordinate.type
                 latest[name] = CoordinateModel(name, kind, output, coordinate.entity_field)
@@ -99,10 +104,8 @@ class GamePlan:
                     run=run, pass_index=p, coordinate=name, l2=l2, l1=l1, output=output,
                     partitions=self.partitions(name) if coordinate.type == "random" else None,
                     scores=join(where, f"{name}.scores"), metrics=join(where, f"{name}.metrics"),
-                    offsets=join(steps[-1].scores, "train") if steps else None,
-                    warm_start=previous.directory if previous and kind != "scores" else None,
-                    models=tuple(latest[n] for n in c.update_sequence if n in latest),
-                    is_last_of_run=len(steps) + 1 == total))
+                    offsets=offsets, warm_start=previous.directory if previous and kind != "scores" else None,
+                    models=tuple(latest[n] for n in c.update_sequence if n in latest)))
         return steps
 
     def steps(self) -> list[Step]:

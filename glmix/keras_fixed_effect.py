@@ -4,7 +4,7 @@ workers with MultiWorkerMirroredStrategy (TF_CONFIG from the launcher), GDMix st
     python -m glmix.keras_fixed_effect --index IDX --train FE --validation FE_VALID --output MODEL \
         --task logistic [--model glmix.keras_models:wide_and_deep] [--model-args '{"hidden": [64, 32]}'] \
         [--optimizer adam|adagrad|rmsprop|sgd] [--learning-rate 0.003] [--epochs 5] [--steps-per-epoch N] \
-        [--batch-size 512] [--offsets SCORES --offsets-exclude NAME]
+        [--batch-size 512] [--offsets SCORES [SCORES ...]]
 
 Each worker loads its share of the rows (glmix.sparse_rows), pads them into ``indices`` /
 ``values`` matrices and feeds ``model(indices, values) + offset`` to the task's pointwise loss
@@ -98,7 +98,7 @@ def pointwise_loss(task: Task):
 
 class KerasTrainer:
     def __init__(self, config: KerasConfig, index: str, train: str, output: str, validation: str | None = None,
-                 offsets: str | None = None, offsets_exclude: str | None = None,
+                 offsets: list[str] | None = None, offsets_exclude: str | None = None,
                  backup_dir: str | None = None) -> None:
         self.config, self.train_uri, self.output, self.validation_uri = config, train, output, validation
         self.offsets, self.offsets_exclude = offsets, offsets_exclude
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train", required=True)
     parser.add_argument("--validation")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--offsets")
+    parser.add_argument("--offsets", nargs="+", metavar="SCORES")
     parser.add_argument("--offsets-exclude")
     parser.add_argument("--backup-dir", help="where epochs are backed up (default: local temp keyed by output)")
     for name in KerasConfig.model_fields:

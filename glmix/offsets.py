@@ -1,8 +1,9 @@
 """Offsets for coordinate descent: what the other coordinates already explain, joined by uid.
 
 A coordinate trains against ``offset_i + sum of the other coordinates' scores of row i``. The
-scores come from the scoring job (ScoringResult Avro, ``coordinateScores`` summed leaving out the
-coordinate being trained) or from any ``uid, score`` Parquet/Avro. A training row without a score
+scores come from the other coordinates' trainers (``uid, score`` Parquet, one set per coordinate,
+summed), from any ``uid, score`` Parquet/Avro, or from the scoring job (ScoringResult Avro,
+``coordinateScores`` summed leaving out the coordinate being trained). A training row without a score
 is an error: training on a silently wrong offset would be worse than stopping.
 """
 
@@ -46,12 +47,16 @@ def _needed_fields(schema: dict) -> dict:
     return {**schema, "fields": fields}
 
 
-def offsets_for(uids: np.ndarray, uri: str, exclude: str | None = None) -> np.ndarray:
-    """The other coordinates' score of each uid, in the given order; every uid must have one."""
-    table = read_offsets(uri, exclude)
-    by_uid = dict(zip(table.column("uid").to_pylist(), table.column("score").to_numpy(), strict=True))
-    missing = [u for u in uids.tolist() if u not in by_uid]
-    if missing:
-        raise DataError(f"{len(missing)} row(s) have no score in the offsets (e.g. uid {', '.join(missing[:3])})",
-                        path=uri, field="uid")
-    return np.fromiter((by_uid[u] for u in uids.tolist()), dtype=np.float64, count=len(uids))
+def offsets_for(uids: np.ndarray, uris: list[str], exclude: str | None = None) -> np.ndarray:
+    """The other coordinates' score of each uid, in the given order: the sum over ``uris`` (one
+    coordinate's scores each, or a ScoringResult); every uid must have a score in every source."""
+    total = np.zeros(len(uids))
+    for uri in uris:
+        table = read_offsets(uri, exclude)
+        by_uid = dict(zip(table.column("uid").to_pylist(), table.column("score").to_numpy(), strict=True))
+        missing = [u for u in uids.tolist() if u not in by_uid]
+        if missing:
+            raise DataError(f"{len(missing)} row(s) have no score in the offsets (e.g. uid "
+                            f"{', '.join(missing[:3])})", path=uri, field="uid")
+        total += np.fromiter((by_uid[u] for u in uids.tolist()), dtype=np.float64, count=len(uids))
+    return total

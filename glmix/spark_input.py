@@ -325,3 +325,17 @@ def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> Da
         raise DataError(f"offsets need columns uid and score (or coordinateScores); missing "
                         f"{', '.join(sorted(missing))}", path=uri)
     return frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))
+
+
+def read_summed_scores(spark: SparkSession, uris: list[str], exclude: str | None = None) -> DataFrame:
+    """``uid, _score``: the sum of several coordinates' scores (each a :func:`read_scores` source).
+    A uid missing from any source gets a null ``_score``, so callers count it as unscored rather
+    than train on a partial sum."""
+    if len(uris) == 1:
+        return read_scores(spark, uris[0], exclude)
+    sources = [read_scores(spark, uri, exclude).withColumn("_source", F.lit(k)) for k, uri in enumerate(uris)]
+    union = sources[0]
+    for source in sources[1:]:
+        union = union.unionByName(source)
+    summed = union.groupBy("uid").agg(F.sum("_score").alias("_score"), F.count_distinct("_source").alias("_n"))
+    return summed.select("uid", F.when(F.col("_n") == len(uris), F.col("_score")).alias("_score"))

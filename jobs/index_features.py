@@ -2,10 +2,14 @@
 
     spark-submit jobs/index_features.py --input DATA --output OUT --shard-name global \
         --bags features userFeatures [--min-count 5] [--whitelist FILE] [--no-intercept]
+    spark-submit jobs/index_features.py --input DATA --output ROOT \
+        --shards '[{"name": "global", "bags": ["features"]}, {"name": "user", "bags": ["userFeatures"]}]'
 
 Output (published atomically): OUT/index/*.parquet (name, term, index), OUT/summary/*.avro
-(FeatureSummary), OUT/_shard.json, OUT/_report.json. Nothing is collected on the driver: the
-distinct features are aggregated, filtered, sorted and numbered (zipWithIndex) on the executors.
+(FeatureSummary), OUT/_shard.json, OUT/_report.json; with ``--shards`` (FeatureShard objects, as
+in a GAME config) one such directory per shard, ROOT/<name>/, from one read of the data (rows are
+then checked on every shard's bags). Nothing is collected on the driver: the distinct features are
+aggregated, filtered, sorted and numbered (zipWithIndex) on the executors.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ import argparse
 import json
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from glmix.config import FeatureShard
+from glmix.errors import ConfigError
 from glmix.examples import ColumnNames
 from glmix.feature_index import write_shard_meta
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.schemas import INTERCEPT_NAME, raw_schema
-from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
+from glmix.spark_input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
 
@@ -37,20 +42,59 @@ def read_whitelist(spark: SparkSession, uri: str) -> DataFrame:
 
 def index_features(spark: SparkSession, data: str, output: str, shard: FeatureShard,
                    columns: ColumnNames = ColumnNames(), policy: str = "fail") -> dict[str, Any]:
-    data, output = (qualified(data), qualified(output))
-    report = JobReport("index_features", {"input": data, "output": output, "shard": shard.model_dump(),
-                                          "policy": policy})
-    loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, policy=policy))
-    exploded = loaded.good_rows().select(F.explode("features").alias("f")).select(
-        "f.name", F.coalesce("f.term", F.lit("")).alias("term"), "f.value")
-    stats = exploded.groupBy("name", "term").agg(
+    """Index one shard into ``output``."""
+    return index_shards(spark, data, {shard.name: output}, [shard], columns, policy)[shard.name]
+
+
+def index_shards(spark: SparkSession, data: str, outputs: dict[str, str], shards: list[FeatureShard],
+                 columns: ColumnNames = ColumnNames(), policy: str = "fail") -> dict[str, dict[str, Any]]:
+    """Index several shards of one dataset in one pass: the data is read once and every shard's
+    features are counted in one aggregation (a job per shard would repeat both). Rows are checked
+    on the union of the shards' bags. Returns each shard's report."""
+    data = qualified(data)
+    bags = tuple(dict.fromkeys(b for s in shards for b in s.bags))
+    loaded = load_examples(spark, InputSpec(uri=data, bags=bags, columns=columns, policy=policy, keep_bags=True,
+                                            merge_repeats=False))
+    rows = loaded.good_rows()
+    merged = [merged_features(tuple(kept_bag_column(b) for b in s.bags), rows.schema) for s in shards]
+    raw_sizes = [F.size(F.concat(*[F.col(kept_bag_column(b)) for b in s.bags])) for s in shards]
+    repeats = Observation(f"repeats-{id(rows)}")
+    # per row: (shard, its merged features) for every shard, and per shard the repeats its merge summed;
+    # two explodes (compiled) rather than tagging every feature in a lambda (interpreted)
+    per_shard = F.array(*[F.struct(F.lit(k).alias("shard"), features.alias("features"))
+                          for k, features in enumerate(merged)])
+    tagged = rows.select(per_shard.alias("s"), *[(size - F.size(features)).alias(f"_repeats_{k}")
+                                                 for k, (size, features) in enumerate(zip(raw_sizes, merged,
+                                                                                          strict=True))])
+    tagged = tagged.observe(repeats, *[F.sum(f"_repeats_{k}").alias(str(k)) for k in range(len(shards))])
+    exploded = (tagged.select(F.inline("s")).select("shard", F.explode("features").alias("f"))
+                .select("shard", "f.name", F.coalesce("f.term", F.lit("")).alias("term"), "f.value"))
+    stats = exploded.groupBy("shard", "name", "term").agg(
         F.count(F.lit(1)).alias("present"), F.sum(F.when(F.col("value") != 0, 1).otherwise(0)).alias("nnz"),
         F.sum("value").alias("sum"), F.sum(F.col("value") * F.col("value")).alias("sumsq"),
         F.min("value").alias("min_present"), F.max("value").alias("max_present")).cache()
-    distinct_features = stats.count()  # the action: the observation's counters are ready after it
+    distinct = {r["shard"]: r["count"] for r in stats.groupBy("shard").count().collect()}  # the action
     counts = loaded.check()
-    rows = counts["rows_in"] - sum(v for k, v in counts.items() if k.startswith("bad_"))
+    used = counts["rows_in"] - sum(v for k, v in counts.items() if k.startswith("bad_"))
+    repeated = repeats.get
+    reports = {}
+    for k, shard in enumerate(shards):
+        report = JobReport("index_features", {"input": data, "output": qualified(outputs[shard.name]),
+                                              "shard": shard.model_dump(), "policy": policy})
+        report.counters.update({"rows_in": counts["rows_in"], "rows_used": used, "dropped": dropped_by_reason(counts),
+                                "repeated_features_merged": int(repeated[str(k)] or 0),
+                                "distinct_features": int(distinct.get(k, 0))})
+        _publish_index(spark, stats.filter(F.col("shard") == k).drop("shard"), used, shard,
+                       qualified(outputs[shard.name]), report)
+        reports[shard.name] = report.to_dict()
+    stats.unpersist()
+    return reports
 
+
+def _publish_index(spark: SparkSession, stats: DataFrame, rows: int, shard: FeatureShard, output: str,
+                   report: JobReport) -> None:
+    """One shard's index (features seen in at least min_count rows, whitelisted, numbered in (name,
+    term) order after the intercept) and FeatureSummary, published atomically into ``output``."""
     kept = stats.filter(F.col("present") >= shard.min_count)
     if shard.whitelist:
         kept = kept.join(F.broadcast(read_whitelist(spark, shard.whitelist)), on=["name", "term"], how="left_semi")
@@ -82,23 +126,20 @@ def index_features(spark: SparkSession, data: str, output: str, shard: FeatureSh
             .save(join(tmp, "summary"))
         num_features = spark.read.parquet(join(tmp, "index")).count()
         write_shard_meta(tmp, shard, num_features)
-        report.counters.update({
-            "rows_in": counts["rows_in"], "rows_used": rows,
-            "dropped": dropped_by_reason(counts),
-            "repeated_features_merged": counts["repeated_features_merged"],
-            "distinct_features": distinct_features, "features_kept": num_features - first,
-            "features_filtered": distinct_features - (num_features - first), "num_features": num_features})
+        distinct_features = report.counters["distinct_features"]
+        report.counters.update({"features_kept": num_features - first,
+                                "features_filtered": distinct_features - (num_features - first),
+                                "num_features": num_features})
         report.write_into(tmp)
-    stats.unpersist()
-    return report.to_dict()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = job_parser("index_features", __doc__)
     parser.add_argument("--input", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--shard-name", required=True)
-    parser.add_argument("--bags", nargs="+", required=True)
+    parser.add_argument("--output", required=True, help="the shard's directory; with --shards, their parent")
+    parser.add_argument("--shards", help="JSON list of shards (name, bags, intercept, min_count, whitelist)")
+    parser.add_argument("--shard-name")
+    parser.add_argument("--bags", nargs="+")
     parser.add_argument("--min-count", type=int, default=1)
     parser.add_argument("--whitelist")
     parser.add_argument("--no-intercept", action="store_true")
@@ -109,10 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+    columns = ColumnNames(response=args.response)
+    if args.shards:
+        if args.shard_name or args.bags:
+            raise ConfigError("--shards describes every shard: drop --shard-name and --bags")
+        try:
+            listed = json.loads(args.shards)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--shards: not JSON ({exc})") from None
+        if not isinstance(listed, list) or not listed:
+            raise ConfigError("--shards: expected a non-empty JSON list of shards")
+        shards = [FeatureShard.parse(s, where=f"shards[{k}]") for k, s in enumerate(listed)]
+        outputs = {s.name: join(args.output, s.name) for s in shards}
+        return index_shards(spark, args.input, outputs, shards, columns, args.bad_records)
+    if not args.shard_name or not args.bags:
+        raise ConfigError("give --shard-name and --bags, or --shards")
     shard = FeatureShard.parse({"name": args.shard_name, "bags": args.bags, "intercept": not args.no_intercept,
                                 "min_count": args.min_count, "whitelist": args.whitelist}, where="shard")
-    return index_features(spark, args.input, args.output, shard, ColumnNames(response=args.response),
-                          args.bad_records)
+    return index_features(spark, args.input, args.output, shard, columns, args.bad_records)
 
 
 if __name__ == "__main__":

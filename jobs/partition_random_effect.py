@@ -12,7 +12,7 @@ For one random-effect type (an entity-id field):
   as passive data (for scoring);
 * entities with more rows than the *upper bound* are down-sampled to exactly the bound, reproducibly
   (rows ranked by a hash of (uid, seed)), and the kept rows' weights scaled by n / bound, as Photon
-  ML does;
+  ML does; the rows left out are passive data too (the trainer scores them with the entity's model);
 * each entity is projected onto the features present in its own rows: ``features`` lists them
   (sorted global indices); a row's ``indices`` are global too, so its local columns are
   ``searchsorted(features, indices)`` (the trainer's, vectorized; Spark has no compiled lookup);
@@ -21,7 +21,8 @@ For one random-effect type (an entity-id field):
 
 Output (published atomically): OUT/active/partition=K/*.parquet (one row per entity: ``entity_id,
 n_rows, sampled, features, uids, labels, weights, offsets, row_nnz, indices, vals``),
-OUT/passive/*.parquet (``uid, entity_id, label, weight, offset, indices, values``),
+OUT/passive/*.parquet (``uid, entity_id, label, weight, offset, indices, values``: the rows no model
+trains on),
 OUT/_partitions.json, OUT/_shard.json, OUT/_report.json.
 """
 
@@ -86,20 +87,23 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"))
     grouped = indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
         .withColumn("n_rows_before", F.size("_rows")).cache()
-    passive = (grouped.filter(F.col("n_rows_before") < lower_bound)
-               .select("entity_id", F.explode("_rows").alias("r"))
-               .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
+    passive_rows = grouped.filter(F.col("n_rows_before") < lower_bound).select("entity_id", "_rows")
     active = grouped.filter(F.col("n_rows_before") >= lower_bound)
     n_rows = F.col("n_rows_before")
     if upper_bound is not None:
         # down-sampling: the rows of smallest (hash(uid, seed), uid), weights scaled to keep the entity's total
-        # (lambdas, interpreted, but only for the entities over the bound)
+        # (lambdas, interpreted, but only for the entities over the bound); the others become passive rows
         scale = n_rows / F.lit(upper_bound)
         by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(F.xxhash64(r["uid"], F.lit(seed)).alias("h"),
                                                                         r.alias("r"))))
         kept = F.transform(F.slice(by_hash, 1, upper_bound), lambda s: s["r"].withField("weight", s["r"]["weight"] * scale))
+        removed = F.transform(F.slice(by_hash, upper_bound + 1, n_rows - upper_bound), lambda s: s["r"])
+        passive_rows = passive_rows.unionByName(
+            active.filter(n_rows > upper_bound).select("entity_id", removed.alias("_rows")))
         active = active.withColumn("_rows", F.when(n_rows > upper_bound, kept).otherwise(F.col("_rows")))
         n_rows = F.least(n_rows, F.lit(upper_bound))
+    passive = (passive_rows.select("entity_id", F.explode("_rows").alias("r"))
+               .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
     entities = _entity_blocks(active)
 
     with publish_atomically(output) as tmp:
@@ -123,7 +127,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
             F.sum(F.when(~is_passive, F.col("n_rows_before"))).alias("rows_before"),
             F.sum(F.when(~is_passive, n_rows)).alias("rows"),
             F.count_if(~is_passive & (n_rows < F.col("n_rows_before"))).alias("sampled")).first()
-        (passive if totals["passive"] else passive.limit(0)).write.parquet(join(tmp, "passive"))
+        (passive if totals["passive"] or totals["sampled"] else passive.limit(0)).write.parquet(join(tmp, "passive"))
         per_partition = (assignment.groupBy("partition").agg(F.count(F.lit(1)).alias("entities"),
                                                              F.sum("n_rows").alias("rows"))
                          .orderBy("partition").collect())

@@ -1,24 +1,25 @@
 """Random-effect training: one GLM per entity, many entities per batch, on the Spark executors.
 
     spark-submit jobs/train_random_effect.py --data RE_PARTITIONS --index IDX --output OUT \
-        --task logistic --l2 1.0 [--l1 0] [--variance none|simple|full] [--warm-start PREVIOUS] \
-        [--offsets SCORES --offsets-exclude COORDINATE]
+        --task logistic --l2 1.0 [--intercept-l2 0.5] [--l1 0] [--variance none|simple|full] \
+        [--warm-start PREVIOUS] [--offsets SCORES [SCORES ...]]
 
 Reads the active entities written by jobs/partition_random_effect (one row per entity, already
 projected onto its own features) and solves them with glmix.batched inside ``mapInArrow``: each
 Arrow batch of entities is solved together, so a Spark task's memory is bounded by its batch, not
 by the number of entities.
 
-``--offsets SCORES`` (ScoringResult Avro of the training data, or ``uid, score``) adds the other
-coordinates' scores to every row's offset, joined by uid (``--offsets-exclude`` names this
-coordinate, left out of the sum). Coordinate descent therefore partitions each random effect once
-and joins only the current offsets at every update, as Photon ML does. A row without a score is an
-error naming one of its uids.
+``--offsets SCORES...`` (each the ``uid, score`` of another coordinate's training rows, e.g. its
+trainer's OUT/scores/train, or ScoringResult Avro with ``--offsets-exclude`` naming this coordinate,
+left out of its sum) adds the other coordinates' scores to every row's offset, joined by uid.
+Coordinate descent therefore partitions each random effect once and joins only the current offsets
+at every update, as Photon ML does. A row without a score is an error naming one of its uids.
 
 Output (published atomically): OUT/model/*.avro (Model schema, modelId = entity id, coefficients
 by feature name and term, those with |value| below --sparsity-threshold dropped),
-OUT/scores/*.parquet (uid, score = x.b for the active rows), OUT/_report.json (entities trained,
-not converged, iteration histogram, time).
+OUT/scores/train/*.parquet (uid, score = x.b for every training row, passive ones included: the
+next coordinates' offsets), OUT/_report.json (entities trained, not converged, iteration histogram,
+time).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -43,7 +44,7 @@ from glmix.feature_index import SHARD_META, FeatureIndex
 from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
 from glmix.model_io import LOSS_FUNCTION, MODEL_CLASS
 from glmix.schemas import raw_schema
-from glmix.spark_input import read_scores
+from glmix.spark_input import read_summed_scores
 from glmix.storage import join, publish_atomically, qualified, storage_for
 
 
@@ -53,6 +54,8 @@ class RandomEffectConfig(Settings):
     l1: float = Field(0.0, ge=0)
     regularize_intercept: bool = Field(True, description="small entities need it: a separable entity "
                                                          "would otherwise push its intercept to infinity")
+    intercept_l2: float | None = Field(None, ge=0, description="the intercept's L2 weight (default: l2): entity "
+                                                               "biases are often wider than their slopes")
     max_iterations: int = Field(50, ge=1)
     gtol: float = Field(1e-10, ge=0)
     variance: Literal["none", "simple", "full"] = "none"
@@ -61,15 +64,30 @@ class RandomEffectConfig(Settings):
     prior: str | None = None
     incremental_weight: float = Field(1.0, gt=0)
 
+    @model_validator(mode="after")
+    def _intercept_weight_is_used(self) -> RandomEffectConfig:
+        if self.intercept_l2 is not None and not self.regularize_intercept:
+            raise ValueError("intercept_l2 is set but regularize_intercept is off")
+        return self
+
+    @property
+    def intercept_weight(self) -> float:
+        """The intercept's L2 weight: 0 when it is not regularized, else intercept_l2 or l2."""
+        if not self.regularize_intercept:
+            return 0.0
+        return self.l2 if self.intercept_l2 is None else self.intercept_l2
+
 
 NTV = pa.struct([("name", pa.string()), ("term", pa.string()), ("value", pa.float64())])
 RESULT_SCHEMA = pa.schema([
     ("entity_id", pa.string()), ("means", pa.list_(NTV)), ("variances", pa.list_(NTV)),
     ("iterations", pa.int32()), ("converged", pa.bool_()), ("objective", pa.float64()),
-    ("uids", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())), ("peak_rss_mb", pa.float64())])
+    ("uids", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())), ("features", pa.list_(pa.int64())),
+    ("coefficients", pa.list_(pa.float64())), ("peak_rss_mb", pa.float64())])
 RESULT_DDL = ("entity_id string, means array<struct<name:string,term:string,value:double>>, "
               "variances array<struct<name:string,term:string,value:double>>, iterations int, converged boolean, "
-              "objective double, uids array<string>, scores array<double>, peak_rss_mb double")
+              "objective double, uids array<string>, scores array<double>, features array<bigint>, "
+              "coefficients array<double>, peak_rss_mb double")
 
 
 def _problem(row: dict, config: RandomEffectConfig, intercept: bool,
@@ -80,8 +98,8 @@ def _problem(row: dict, config: RandomEffectConfig, intercept: bool,
     row_of = np.repeat(np.arange(n), row["row_nnz"])
     x[row_of, np.searchsorted(features, np.asarray(row["indices"], dtype=np.int64))] = row["vals"]
     l2 = np.full(d, config.l2)
-    if intercept and not config.regularize_intercept:
-        l2[features == 0] = 0.0
+    if intercept:
+        l2[features == 0] = config.intercept_weight
     x0 = np.zeros(d)
     position = {int(g): j for j, g in enumerate(features)}
     for entry in row.get("warm_means") or ():
@@ -133,8 +151,22 @@ def solve_batches(batches: Iterator[pa.RecordBatch], config: RandomEffectConfig,
             out["objective"].append(solution.objective)
             out["uids"].append(row["uids"])
             out["scores"].append((problem.x @ solution.coefficients).tolist())
+            out["features"].append(features.tolist())
+            out["coefficients"].append(solution.coefficients.tolist())
             out["peak_rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         yield pa.RecordBatch.from_pydict(out, schema=RESULT_SCHEMA)
+
+
+def training_scores(spark: SparkSession, data: str, results: DataFrame) -> DataFrame:
+    """``uid, score`` of every training row: the active rows' from their solve; the passive rows'
+    from their entity's model (rows removed by down-sampling), or 0 (entities without a model)."""
+    active = results.select(F.explode(F.arrays_zip("uids", "scores")).alias("s")).select(
+        F.col("s.uids").alias("uid"), F.col("s.scores").alias("score"))
+    models = results.select("entity_id", F.map_from_arrays("features", "coefficients").alias("_b"))
+    passive = spark.read.parquet(join(data, "passive")).join(models, "entity_id", "left")
+    dot = F.aggregate(F.arrays_zip("indices", "values"), F.lit(0.0), lambda acc, f: acc + f["values"] * F.coalesce(
+        F.element_at("_b", f["indices"]), F.lit(0.0)))
+    return active.unionByName(passive.select("uid", dot.alias("score")))
 
 
 def _previous(spark: SparkSession, uri: str, prefix: str) -> DataFrame:
@@ -144,15 +176,16 @@ def _previous(spark: SparkSession, uri: str, prefix: str) -> DataFrame:
         F.col("variances").alias(f"{prefix}_variances"))
 
 
-def with_score_offsets(spark: SparkSession, entities: DataFrame, offsets: str,
+def with_score_offsets(spark: SparkSession, entities: DataFrame, offsets: list[str],
                        exclude: str | None) -> tuple[DataFrame, Callable[[], None]]:
-    """Adds ``score_offsets``: the other coordinates' score of each of an entity's rows, in its row
-    order; and a check to call once the result was computed, which raises if a row had no score.
+    """Adds ``score_offsets``: the other coordinates' score of each of an entity's rows (summed over
+    the ``offsets`` sources), in its row order; and a check to call once the result was computed,
+    which raises if a row had no score in some source.
 
     Only (entity, position, uid) go through the join and regrouping; the entity blocks meet the
     result in one join by entity id."""
     rows = entities.select("entity_id", F.posexplode("uids").alias("position", "uid"))
-    scored = rows.join(read_scores(spark, offsets, exclude), "uid", "left")
+    scored = rows.join(read_summed_scores(spark, offsets, exclude), "uid", "left")
     unscored = Observation(f"unscored-{id(scored)}")
     counted = scored.observe(unscored, F.count_if(F.col("_score").isNull()).alias("rows"))
     per_entity = counted.groupBy("entity_id").agg(F.sort_array(F.collect_list(
@@ -163,17 +196,17 @@ def with_score_offsets(spark: SparkSession, entities: DataFrame, offsets: str,
         if missing:
             example = scored.filter(F.col("_score").isNull()).select("uid").first()
             raise DataError(f"{missing} training row(s) have no score in the offsets (e.g. uid "
-                            f"{example['uid'] if example else '?'})", path=offsets, field="uid")
+                            f"{example['uid'] if example else '?'})", path=", ".join(offsets), field="uid")
 
     return entities.join(per_entity.select("entity_id", F.col("_scored.score").alias("score_offsets")),
                          "entity_id"), check
 
 
 def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: str,
-                        config: RandomEffectConfig, model_id: str = "random-effect", offsets: str | None = None,
-                        offsets_exclude: str | None = None) -> dict[str, Any]:
+                        config: RandomEffectConfig, model_id: str = "random-effect",
+                        offsets: list[str] | None = None, offsets_exclude: str | None = None) -> dict[str, Any]:
     data, index_dir, output = qualified(data), qualified(index_dir), qualified(output)
-    offsets = qualified(offsets) if offsets else None
+    offsets = [qualified(uri) for uri in offsets or []]
     report = JobReport("train_random_effect", {"data": data, "index": index_dir, "output": output,
                                                "offsets": offsets, "offsets_exclude": offsets_exclude,
                                                "config": config.model_dump()})
@@ -206,9 +239,7 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
         models = results.select(F.col("entity_id").alias("modelId"), F.lit(MODEL_CLASS[config.task]).alias(
             "modelClass"), "means", "variances", F.lit(LOSS_FUNCTION[config.task]).alias("lossFunction"))
         models.write.format("avro").option("avroSchema", json.dumps(raw_schema("Model"))).save(join(tmp, "model"))
-        scores = results.select(F.explode(F.arrays_zip("uids", "scores")).alias("s")).select(
-            F.col("s.uids").alias("uid"), F.col("s.scores").alias("score"))
-        scores.write.parquet(join(tmp, "scores"))
+        training_scores(spark, data, results).write.parquet(join(tmp, "scores", "train"))
         entities_count = int(summary["entities"] or 0)
         report.counters.update({
             "model_id": model_id, "entities_trained": entities_count,
@@ -228,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", required=True, help="the random-effect shard's index")
     parser.add_argument("--output", required=True)
     parser.add_argument("--model-id", default="random-effect")
-    parser.add_argument("--offsets", help="scores of the other coordinates (ScoringResult Avro, or uid/score)")
+    parser.add_argument("--offsets", nargs="+", metavar="SCORES",
+                        help="scores of the other coordinates, summed: uid/score sets, or ScoringResult Avro")
     parser.add_argument("--offsets-exclude", metavar="COORDINATE", help="this coordinate's name in the offsets")
     for name, field in RandomEffectConfig.model_fields.items():
         flag = "--" + name.replace("_", "-")

@@ -61,6 +61,10 @@ def test_coordinate_errors_name_the_coordinate() -> None:
     data["coordinates"]["per-user"]["compute"] = "scipy"
     with pytest.raises(ConfigError, match="coordinates.per-user.*compute is a setting of a fixed-effect GLM"):
         GameConfig.from_dict(data)
+    data = example()
+    data["coordinates"]["global"]["intercept_l2"] = 0.5
+    with pytest.raises(ConfigError, match="coordinates.global.*intercept_l2 is a setting of a random effect"):
+        GameConfig.from_dict(data)
 
 
 def test_fixed_effect_compute_reaches_the_trainer(tmp_path: Path) -> None:
@@ -76,25 +80,36 @@ def test_plan_unrolls_passes_and_chains_offsets() -> None:
     plan = GamePlan(GameConfig.from_yaml(EXAMPLE))
     steps = plan.steps()
     assert [s.label for s in steps] == [f"pass-{p}/{c}" for p in (0, 1) for c in ("global", "per-user", "per-movie")]
-    assert steps[0].offsets is None and steps[0].warm_start is None
-    assert steps[1].offsets == steps[0].scores + "/train"
+    assert steps[0].offsets == () and steps[0].warm_start is None
+    assert steps[1].offsets == (steps[0].output + "/scores/train",)
+    # the other coordinates' newest training scores: pass 1's global, pass 0's per-movie
+    assert steps[4].offsets == (steps[3].output + "/scores/train", steps[2].output + "/scores/train")
     assert steps[3].warm_start == steps[0].output          # pass 1 starts from pass 0's model
     assert [m.name for m in steps[1].models] == ["global", "per-user"]
     assert steps[4].models[0].directory == steps[3].output  # the newest model of each coordinate
-    assert [s.is_last_of_run for s in steps] == [False] * 5 + [True]
 
 
 def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     config = GameConfig.from_yaml(EXAMPLE)
     flow = read_project(build_project(config, tmp_path / "project"))
     nodes = {n.name: n for n in flow.nodes}
-    assert len(nodes) == 3 + 2 + 2 + 2 * (3 + 3 + 3) + 2   # index, prepare, partition once, passes, best + report
-    assert nodes["p1-global-train"].depends_on == ["prepare-train", "prepare-validation", "p0-per-movie-score"]
-    assert nodes["partition-per-user"].depends_on == ["index-movie"]
+    assert len(nodes) == 1 + 2 + 2 + 2 * (3 + 3 + 3) + 2   # index, prepare, partition once, passes, best + report
+    assert "--shards '[{\"name\":\"global\",\"bags\":[\"features\",\"userFeatures\",\"movieFeatures\"]}," \
+        in nodes["index"].command
+    # trains follow trains: a score node only feeds its evaluation
+    assert nodes["p1-global-train"].depends_on == ["prepare-train", "prepare-validation", "p0-per-movie-train"]
+    assert nodes["partition-per-user"].depends_on == ["index"]
     assert "--offsets" not in nodes["partition-per-user"].command
-    assert nodes["p1-per-user-train"].depends_on == ["partition-per-user", "p1-global-score"]
-    assert "--offsets hdfs:///glmix/movielens/game/run-1/pass-1/global.scores/train --offsets-exclude per-user" \
-        .replace("run-1", "run-0") in nodes["p1-per-user-train"].command
+    assert nodes["p1-per-user-train"].depends_on == ["partition-per-user", "p1-global-train"]
+    game = "hdfs:///glmix/movielens/game/run-0"
+    assert nodes["p1-per-user-train"].command.endswith(
+        f"--offsets {game}/pass-1/global/scores/train {game}/pass-0/per-movie/scores/train")
+    assert "--intercept-l2 0.6" in nodes["p1-per-user-train"].command
+    assert nodes["p1-per-user-score"].depends_on == ["p1-per-user-train"]
+    score = nodes["p1-per-user-score"].command
+    assert "--data validation=" in score and "train=" not in score
+    assert f"--scores global={game}/pass-1/global --random-effect per-user=userId={game}/pass-1/per-user " \
+        f"--random-effect per-movie=movieId={game}/pass-0/per-movie " in score
     assert nodes["p0-per-user-train"].command.startswith("${spark.submit} --master ${spark.master}")
     assert nodes["p0-global-train"].command == \
         "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend}"
@@ -102,7 +117,8 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     assert all(n.config == {"retries": "1", "retry.backoff": "30000"} for n in flow.nodes)
     spec = JobSpec.from_yaml(tmp_path / "project" / "specs" / "p1-global.yaml")
     assert spec.tasks["worker"].instances == 2 and spec.max_attempts == 2
-    assert "--offsets-exclude global" in spec.tasks["worker"].command
+    assert f"--offsets {game}/pass-0/per-user/scores/train {game}/pass-0/per-movie/scores/train" \
+        in spec.tasks["worker"].command
 
 
 def test_project_file_and_zip_layout(tmp_path: Path) -> None:
@@ -172,7 +188,8 @@ def test_keras_and_external_coordinates_in_the_flow(tmp_path: Path) -> None:
     data["coordinates"]["global"] = {"type": "external", "scores": {"train": "hdfs:///s/t", "validation": "hdfs:///s/v"}}
     flow = read_project(build_project(GameConfig.from_dict(data), tmp_path / "external"))
     names = [n.name for n in flow.nodes]
-    assert "prepare-train" not in names and "index-global" not in names and "index-movie" in names
+    index = next(n for n in flow.nodes if n.name == "index").command
+    assert "prepare-train" not in names and '"name":"global"' not in index and '"name":"movie"' in index
     train = next(n for n in flow.nodes if n.name == "p0-global-train").command
     assert train.startswith("${glmix.python} -m glmix.external_scores --train hdfs:///s/t --validation hdfs:///s/v")
 

@@ -63,9 +63,11 @@ def entity_arrays(partitioned: str) -> dict[str, dict]:
     return {r["entity_id"]: r for r in pq.read_table(str(Path(partitioned) / "active")).to_pylist()}
 
 
-@pytest.mark.parametrize("l2,l1", [(1.0, 0.0), (0.5, 0.2)], ids=["l2", "elastic-net"])
-def test_every_entity_matches_scipy(spark, per_user, tmp_path: Path, l2: float, l1: float) -> None:
-    config = RandomEffectConfig(task="logistic", l2=l2, l1=l1)
+@pytest.mark.parametrize("l2,l1,intercept_l2", [(1.0, 0.0, None), (0.5, 0.2, None), (3.0, 0.0, 0.1)],
+                         ids=["l2", "elastic-net", "weaker-intercept-l2"])
+def test_every_entity_matches_scipy(spark, per_user, tmp_path: Path, l2: float, l1: float,
+                                    intercept_l2: float | None) -> None:
+    config = RandomEffectConfig(task="logistic", l2=l2, l1=l1, intercept_l2=intercept_l2)
     report = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"), config)
     assert report["entities_not_converged"] == 0
     models = {m.model_id: m.means for m in read_models(str(tmp_path / "m" / "model"))}
@@ -81,18 +83,26 @@ def test_every_entity_matches_scipy(spark, per_user, tmp_path: Path, l2: float, 
         x[np.repeat(np.arange(n), e["row_nnz"]), np.searchsorted(e["features"], e["indices"])] = e["vals"]
         y, w, o = np.array(e["labels"]), np.array(e["weights"]), np.array(e["offsets"])
         b = np.array([models[entity_id].get(keys[g], 0.0) for g in e["features"]])
+        l2s = np.where(np.asarray(e["features"]) == 0, l2 if intercept_l2 is None else intercept_l2, l2)
         loss_part = w @ (np.logaddexp(0, x @ b + o) - y * (x @ b + o))
-        ours = loss_part + 0.5 * l2 * b @ b + l1 * np.abs(b).sum()
-        expected = reference_objective(sp.csr_matrix(x), y, w, o, "logistic", np.full(d, l2), np.full(d, l1))
+        ours = loss_part + 0.5 * l2s @ (b * b) + l1 * np.abs(b).sum()
+        expected = reference_objective(sp.csr_matrix(x), y, w, o, "logistic", l2s, np.full(d, l1))
         worst = max(worst, (ours - expected) / abs(expected))
     assert worst < 1e-6
+
+
+def test_intercept_l2_needs_a_regularized_intercept() -> None:
+    assert RandomEffectConfig(task="logistic", l2=2.0).intercept_weight == 2.0
+    assert RandomEffectConfig(task="logistic", l2=2.0, regularize_intercept=False).intercept_weight == 0.0
+    with pytest.raises(ValueError, match="intercept_l2 is set but regularize_intercept is off"):
+        RandomEffectConfig(task="logistic", intercept_l2=0.5, regularize_intercept=False)
 
 
 def test_recovers_true_random_effects(spark, per_user, tmp_path: Path) -> None:
     """The identifiable part of each user's effect is its score on the user's rows: compare those."""
     train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"),
                         RandomEffectConfig(task="logistic", l2=1.0))
-    scores = pq.read_table(str(tmp_path / "m" / "scores"))
+    scores = pq.read_table(str(tmp_path / "m" / "scores" / "train"))
     learned = dict(zip(scores.column("uid").to_pylist(), scores.column("score").to_pylist(), strict=True))
     truth = {m.model_id: m.means for m in read_models(str(per_user["root"] / "data" / "truth" / "random-effect" /
                                                          "userId"))}
@@ -120,18 +130,25 @@ def test_warm_start_from_optimum_takes_at_most_one_iteration(spark, per_user, tm
     full = {m.model_id: m.variances for m in read_models(str(tmp_path / "first" / "model"))}
     for model in read_models(str(tmp_path / "simple" / "model")):
         assert all(0 < v <= full[model.model_id][k] * (1 + 1e-9) for k, v in model.variances.items())
-    scores = pq.read_table(str(tmp_path / "first" / "scores"))
-    assert len(scores) == sum(e["n_rows"] for e in entity_arrays(per_user["data"]).values())
+    scores = pq.read_table(str(tmp_path / "first" / "scores" / "train")).column("uid").to_pylist()
+    every_row = pq.read_table(per_user["root"] / "offsets").column("uid").to_pylist()
+    assert sorted(scores) == sorted(every_row)   # active and passive rows, each once
 
 
 def test_offsets_joined_at_training_match_offsets_joined_at_partitioning(spark, per_user, tmp_path: Path) -> None:
+    """At training, the offsets may come in several sources (one per coordinate): they are summed."""
     root = per_user["root"]
     partition_random_effect(spark, str(root / "data" / "train"), "userId", per_user["index"], str(tmp_path / "plain"),
                             lower_bound=3, partitions=3, task="logistic")
+    offsets = pq.read_table(root / "offsets")
+    for k, share in enumerate((0.25, 0.75)):
+        (tmp_path / f"source-{k}").mkdir()
+        pq.write_table(offsets.set_column(1, "score", pc.multiply(offsets.column("score"), share)),
+                       tmp_path / f"source-{k}" / "part-0.parquet")
     config = RandomEffectConfig(task="logistic", l2=1.0)
     train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "joined-before"), config)
     report = train_random_effect(spark, str(tmp_path / "plain"), per_user["index"], str(tmp_path / "joined-at"),
-                                 config, offsets=str(root / "offsets"))
+                                 config, offsets=[str(tmp_path / "source-0"), str(tmp_path / "source-1")])
     assert report["entities_not_converged"] == 0
     before = {m.model_id: m.means for m in read_models(str(tmp_path / "joined-before" / "model"))}
     at = {m.model_id: m.means for m in read_models(str(tmp_path / "joined-at" / "model"))}
@@ -147,5 +164,26 @@ def test_a_training_row_without_a_score_is_named(spark, per_user, tmp_path: Path
     pq.write_table(offsets.filter(pc.not_equal(offsets.column("uid"), gone)), tmp_path / "offsets" / "p.parquet")
     with pytest.raises(DataError, match=rf"1 training row\(s\) have no score in the offsets \(e.g. uid {gone}\)"):
         train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"),
-                            RandomEffectConfig(task="logistic"), offsets=str(tmp_path / "offsets"))
+                            RandomEffectConfig(task="logistic"), offsets=[str(tmp_path / "offsets")])
     assert not (tmp_path / "m").exists()
+
+
+def test_rows_without_a_trained_model_are_scored(spark, per_user, tmp_path: Path) -> None:
+    """Rows removed by down-sampling score with their entity's model, rows of entities under the lower
+    bound score 0: the scores cover every training row, as the next coordinate's offsets must."""
+    root = per_user["root"]
+    report = partition_random_effect(spark, str(root / "data" / "train"), "userId", per_user["index"],
+                                     str(tmp_path / "p"), lower_bound=60, upper_bound=400, partitions=2,
+                                     task="logistic")
+    assert report["entities_passive"] > 0 and report["rows_removed_by_down_sampling"] > 0
+    train_random_effect(spark, str(tmp_path / "p"), per_user["index"], str(tmp_path / "m"),
+                        RandomEffectConfig(task="logistic", l2=1.0))
+    table = pq.read_table(str(tmp_path / "m" / "scores" / "train"))
+    scores = dict(zip(table.column("uid").to_pylist(), table.column("score").to_pylist(), strict=True))
+    models = {m.model_id: m.means for m in read_models(str(tmp_path / "m" / "model"))}
+    rows = list(read_avro_records(str(root / "data" / "train")))
+    assert len(scores) == len(table) == len(rows)
+    expected = {r["uid"]: models[r["userId"]][(INTERCEPT_NAME, "")] + sum(
+        models[r["userId"]].get((f["name"], f["term"]), 0.0) * f["value"] for f in r["itemFeatures"])
+        if r["userId"] in models else 0.0 for r in rows}
+    assert scores == pytest.approx(expected, rel=1e-9, abs=1e-12)

@@ -135,12 +135,17 @@ def test_offsets_leave_out_the_coordinate_being_trained(spark, tmp_path: Path, g
     offsets = {uid: o for entity in active for uid, o in zip(entity["uids"], entity["offsets"], strict=True)}
     # the row's own offset plus the global score only
     assert offsets == pytest.approx({"1": 0.1, "2": -0.15, "3": 0.5 + 0.1, "4": 0.1})
-    from_avro = offsets_for(np.array(["3", "1"], dtype=object), scores, exclude="global")
+    from_avro = offsets_for(np.array(["3", "1"], dtype=object), [scores], exclude="global")
     assert from_avro == pytest.approx([1.0, 1.7])
 
 
-def test_a_row_without_an_offset_is_an_error(tmp_path: Path) -> None:
-    pq.write_table(pa.table({"uid": ["1", "2"], "score": [0.5, 0.25]}), tmp_path / "part-0.parquet")
-    assert offsets_for(np.array(["2", "1"], dtype=object), str(tmp_path)) == pytest.approx([0.25, 0.5])
+def test_offsets_sum_the_sources_and_a_row_missing_from_one_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pq.write_table(pa.table({"uid": ["1", "2"], "score": [0.5, 0.25]}), tmp_path / "a" / "part-0.parquet")
+    pq.write_table(pa.table({"uid": ["2", "1"], "score": [1.0, 2.0]}), tmp_path / "b" / "part-0.parquet")
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert offsets_for(np.array(["2", "1"], dtype=object), [a]) == pytest.approx([0.25, 0.5])
+    assert offsets_for(np.array(["2", "1"], dtype=object), [a, b]) == pytest.approx([1.25, 2.5])
     with pytest.raises(DataError, match=r"2 row\(s\) have no score in the offsets \(e.g. uid 7, 8\)"):
-        offsets_for(np.array(["1", "7", "8"], dtype=object), str(tmp_path))
+        offsets_for(np.array(["1", "7", "8"], dtype=object), [a, b])

@@ -18,7 +18,8 @@ from glmix.errors import DataError
 from glmix.feature_index import FeatureIndex
 from glmix.job import read_report
 from glmix.schemas import raw_schema, training_example_schema
-from jobs.index_features import index_features
+from glmix.storage import join
+from jobs.index_features import index_features, index_shards
 from jobs.partition_random_effect import partition_random_effect, snake_partition
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 
@@ -63,6 +64,21 @@ def test_index_map_and_statistics_by_hand(spark, tmp_path: Path) -> None:
     assert a["mean"] == pytest.approx(0.375) and a["variance"] == pytest.approx(4.25 / 4 - 0.375 ** 2)
     c = summary[("c", "")]
     assert (c["min"], c["max"], c["nnz"]) == (0.0, 3.0, 1) and c["mean"] == pytest.approx(0.75)
+
+
+def test_several_shards_in_one_pass_match_one_job_per_shard(spark, tmp_path: Path) -> None:
+    data = write(tmp_path / "data" / "part-0.avro", SMALL)
+    shards = [FeatureShard(name="g", bags=("features", "userFeatures")),
+              FeatureShard(name="u", bags=("userFeatures",), min_count=2, intercept=False)]
+    together = index_shards(spark, data, {s.name: str(tmp_path / "one-pass" / s.name) for s in shards}, shards)
+    for shard in shards:
+        alone = index_features(spark, data, str(tmp_path / "alone" / shard.name), shard)
+        for key in ("rows_used", "repeated_features_merged", "distinct_features", "num_features"):
+            assert together[shard.name][key] == alone[key]
+        one_pass, separate = (str(tmp_path / where / shard.name) for where in ("one-pass", "alone"))
+        assert FeatureIndex.load(one_pass).keys() == FeatureIndex.load(separate).keys()
+        assert sorted(read_avro_records(join(one_pass, "summary")), key=str) == \
+            sorted(read_avro_records(join(separate, "summary")), key=str)
 
 
 def test_min_count_whitelist_and_no_intercept(spark, tmp_path: Path) -> None:
@@ -169,7 +185,11 @@ def test_bounds_down_sampling_and_projection(spark, tmp_path: Path) -> None:
             assert got == expected
             start += nnz
     passive = pq.read_table(str(tmp_path / "re" / "passive")).to_pylist()
-    assert sorted(r["entity_id"] for r in passive) == ["u0", "u1", "u1"]
+    # the small entities' rows, and the rows down-sampling left out (unweighted), each row once
+    assert sorted(r["entity_id"] for r in passive) == ["u0", "u1", "u1"] + ["u4"] * 6 + ["u5"] * 22
+    left_out = {r["uid"] for r in passive if r["entity_id"] == "u5"}
+    assert not left_out & set(entities["u5"]["uids"]) and len(left_out | set(entities["u5"]["uids"])) == 32
+    assert all(r["weight"] == 1.0 for r in passive)
 
 
 def test_down_sampling_is_reproducible_and_seeded(spark, tmp_path: Path) -> None:
