@@ -74,7 +74,8 @@ class FlowBuilder:
         used = [s for s in c.feature_shards if s.name in {coordinate.shard for coordinate in c.coordinates.values()}]
         shards = json.dumps([s.model_dump(exclude_defaults=True) for s in used], separators=(",", ":"))
         nodes = [Node("index", self.spark("index_features", ("--input", c.input.train),
-                                          ("--output", plan.index_root), ("--shards", shards), *reading))]
+                                          ("--output", plan.index_root), ("--shards", shards), *reading))
+                 ] if used else []
         if c.fixed_effect:
             shard = c.coordinates[c.fixed_effect].shard
             for split in ("train", "validation"):
