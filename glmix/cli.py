@@ -189,8 +189,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from glmix.metrics import auc
 
     output = Path(args.output).resolve()
-    # parts written by worker processes: faster, and (measured) the flow that follows in this
-    # process runs ~3 s faster than after generating here
+    # parts written by worker processes: faster, and (measured, cause unknown) the flow that follows
+    # in this process ran 3-6 s faster than after generating here
     run_generate(load_spec("movielens", rows=args.rows, seed=args.seed), str(output / "data"),
                  processes=os.cpu_count() or 1)
     config = demo_config(output, args.passes)
