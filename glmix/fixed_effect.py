@@ -3,8 +3,9 @@
     python -m glmix.fixed_effect --train PREPARED --output MODEL_DIR --task logistic --l2 1.0 \
         [--validation PREPARED_VALIDATION] [--l1 0.1] [--variance simple]
 
-Each worker loads its share of the prepared rows once (CSR, see glmix.sparse_rows) and, every
-iteration, computes its local loss and gradient with TensorFlow; TensorFlow's collective all-reduce
+Each worker loads its share of the prepared rows once (CSR, see glmix.sparse_rows) into TensorFlow
+(padded chunks, XLA-compiled; see glmix.local_objective) and, every iteration, computes its local
+loss and gradient there; TensorFlow's collective all-reduce
 (MultiWorkerMirroredStrategy, from TF_CONFIG) sums them; every worker then runs the same
 deterministic L-BFGS / OWL-QN step (glmix.optim), so all workers hold the same coefficients and no
 parameter server is needed. Without TF_CONFIG it is a single process.
@@ -38,7 +39,7 @@ from pydantic import Field
 from glmix.config import Settings, Task
 from glmix.errors import GlmixError
 from glmix.feature_index import SHARD_META, FeatureIndex
-from glmix.losses import Loss
+from glmix.local_objective import OBJECTIVES
 from glmix.metrics import DEFAULT_METRIC, METRICS
 from glmix.model_io import LinearModel, read_models, write_models
 from glmix.offsets import offsets_for
@@ -128,113 +129,6 @@ class Collective:
         self.sum([np.zeros(1)])
 
 
-class TfObjective:
-    """Local weighted loss and gradient over this worker's rows, in TensorFlow (float64).
-
-    X is one tf.sparse.SparseTensor; X^T products use adjoint_a (a transposed copy was measured no
-    faster on a9a and would double the memory).
-    """
-
-    def __init__(self, rows: SparseRows, num_features: int, task: Task) -> None:
-        import tensorflow as tf
-
-        self.num_features = num_features
-        self._rows, self._task = rows, task
-        n = rows.rows
-        coo = np.empty((rows.nnz, 2), dtype=np.int64)  # filled in place: no int64 temporaries
-        coo[:, 0] = rows.row_ids()
-        coo[:, 1] = rows.indices
-        x = tf.sparse.SparseTensor(coo, rows.values, (n, num_features))
-        del coo
-        y, w, o = tf.constant(rows.label), tf.constant(rows.weight), tf.constant(rows.offset)
-
-        def margin(b):
-            return tf.sparse.sparse_dense_matmul(x, b[:, None])[:, 0] + o
-
-        def loss_and_derivatives(m):
-            if task == "logistic":
-                p = tf.math.sigmoid(m)
-                return tf.math.softplus(m) - y * m, p - y, p * (1 - p)
-            if task == "linear":
-                return 0.5 * tf.square(m - y), m - y, tf.ones_like(m)
-            e = tf.exp(m)
-            return e - y * m, e - y, e
-
-        @tf.function(reduce_retracing=True)
-        def value_and_gradient(b):
-            loss, d, _ = loss_and_derivatives(margin(b))
-            grad = tf.sparse.sparse_dense_matmul(x, (w * d)[:, None], adjoint_a=True)[:, 0]
-            return tf.reduce_sum(w * loss), grad
-
-        @tf.function(reduce_retracing=True)
-        def hessian_diagonal(b):
-            _, _, h = loss_and_derivatives(margin(b))
-            x_squared = tf.sparse.SparseTensor(x.indices, x.values * x.values, x.dense_shape)
-            return tf.sparse.sparse_dense_matmul(x_squared, (w * h)[:, None], adjoint_a=True)[:, 0]
-
-        @tf.function(reduce_retracing=True)
-        def scores(b):
-            return margin(b) - o
-
-        self._value_and_gradient = value_and_gradient
-        self._hessian_diagonal = hessian_diagonal
-        self._scores = scores
-
-    def value_and_gradient(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        f, g = self._value_and_gradient(b)
-        return np.array([float(f)]), g.numpy()
-
-    def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
-        return self._hessian_diagonal(b).numpy()
-
-    def hessian(self, b: np.ndarray) -> np.ndarray:
-        return _dense_hessian(self._rows, self.num_features, self._task, b)
-
-    def scores(self, b: np.ndarray) -> np.ndarray:
-        return self._scores(b).numpy()
-
-
-class ScipyObjective:
-    """The same local computation with scipy.sparse CSR products (the `compute: scipy` option).
-
-    On one CPU, scipy's CSR kernels beat TensorFlow's sparse ones several-fold (see bench
-    fixed_effect); the all-reduce between workers still goes through TensorFlow.
-    """
-
-    def __init__(self, rows: SparseRows, num_features: int, task: Task) -> None:
-        self.num_features = num_features
-        self._rows, self._loss, self._task = rows, Loss(task), task
-        self._x = rows.to_scipy(num_features)
-        self._xt = self._x.T  # a CSC view: no copy
-
-    def value_and_gradient(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        r = self._rows
-        m = self._x @ b + r.offset
-        return (np.array([float(np.dot(r.weight, self._loss.value(r.label, m)))]),
-                self._xt @ (r.weight * self._loss.derivative(r.label, m)))
-
-    def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
-        r = self._rows
-        h = r.weight * self._loss.second_derivative(r.label, self._x @ b + r.offset)
-        return self._x.multiply(self._x).T @ h
-
-    def hessian(self, b: np.ndarray) -> np.ndarray:
-        return _dense_hessian(self._rows, self.num_features, self._task, b)
-
-    def scores(self, b: np.ndarray) -> np.ndarray:
-        return self._x @ b
-
-
-def _dense_hessian(rows: SparseRows, num_features: int, task: Task, b: np.ndarray) -> np.ndarray:
-    """Dense X^T diag(w h) X of one worker's rows (FULL variances, small dimensions only)."""
-    x = rows.to_scipy(num_features)
-    h = rows.weight * Loss(task).second_derivative(rows.label, x @ b + rows.offset)
-    return (x.T @ x.multiply(h[:, None])).toarray()
-
-
-OBJECTIVES = {"tensorflow": TfObjective, "scipy": ScipyObjective}
-
-
 def read_model(uri: str) -> LinearModel:
     """The model of a fixed-effect output directory (or of a directory of Model Avro files)."""
     model_dir = join(uri, "model")
@@ -291,7 +185,10 @@ class Trainer:
         rows = load_rows(self.train_uri, self.context.index, self.context.count)
         if self.offsets:
             rows.offset = rows.offset + offsets_for(rows.uid, self.offsets, self.offsets_exclude)
-        objective = OBJECTIVES[c.compute](rows, self.index.size, c.task)
+        uid, data = rows.uid, {"rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz,
+                               "data_bytes_this_worker": rows.nbytes}
+        objective = OBJECTIVES[c.compute](rows, self.index.size, c.task, release_rows=True)
+        del rows
         load_seconds = time.monotonic() - load_started
         l2, l1 = self.penalty_masks()
         prior_mean, prior_precision = (_prior_arrays(self.index, c.prior) if c.prior
@@ -331,8 +228,8 @@ class Trainer:
         variances = self._variances(objective, result.x, l2 + prior_precision)
         if self.context.is_chief:
             self._write_tensorboard(result.history, validation_curve, metric_name)
-        report = self._publish(rows, objective, validation, result, variances, {
-            "load_seconds": load_seconds, "train_seconds": train_seconds,
+        report = self._publish(uid, objective, validation, result, variances, {
+            **data, "load_seconds": load_seconds, "compile_seconds": objective.compile_seconds, "train_seconds": train_seconds,
             "wall_seconds": time.monotonic() - started, "resumed_from_iteration": state.iteration if state else None})
         return report
 
@@ -396,12 +293,11 @@ class Trainer:
         hessian[np.diag_indices_from(hessian)] += ridge
         return np.diag(np.linalg.pinv(hessian)).copy()
 
-    def _publish(self, rows: SparseRows, objective, validation: SparseRows | None,
-                 result: OptimizeResult, variances: np.ndarray | None, timings: dict) -> dict:
+    def _publish(self, uid: np.ndarray, objective, validation: SparseRows | None,
+                 result: OptimizeResult, variances: np.ndarray | None, facts: dict) -> dict:
         """Every worker writes its scores into the shared temporary directory; the chief publishes."""
         worker = self.context.index
-        write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), rows.uid,
-                      objective.scores(result.x))
+        write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), uid, objective.scores(result.x))
         if self.validation_uri:
             part = load_rows(self.validation_uri, worker, self.context.count)
             scorer = OBJECTIVES[self.config.compute](part, self.index.size, self.config.task)
@@ -412,9 +308,8 @@ class Trainer:
             "model_id": self.config.model_id, "task": self.config.task, "workers": self.context.count,
             "iterations": result.iterations, "evaluations": result.evaluations, "final_objective": result.objective,
             "gradient_norm": result.gradient_norm, "stop_reason": result.reason, "converged": result.converged,
-            "rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz, "data_bytes_this_worker": rows.nbytes,
             "num_features": self.index.size, "peak_rss_mb_this_worker": _peak_rss_mb(),
-            "config": self.config.model_dump(), **timings,
+            "config": self.config.model_dump(), **facts,
             "history": [{"iteration": i, "objective": f, "gradient_norm": g} for i, f, g in result.history],
             "validation_curve": [{"iteration": i, "value": v} for i, v in self.validation_curve]}
         if not self.context.is_chief:

@@ -47,6 +47,11 @@ class SparseRows:
         """Memory of the numeric arrays (the 'in-memory size of the data')."""
         return sum(a.nbytes for a in (self.label, self.weight, self.offset, self.indptr, self.indices, self.values))
 
+    def release_features(self) -> None:
+        """Empty the non-zeros (every row then has none), once another structure holds a copy of them."""
+        self.indptr = np.zeros(self.rows + 1, dtype=np.int64)
+        self.indices, self.values = np.zeros(0, dtype=np.int32), np.zeros(0)
+
     def row_ids(self) -> np.ndarray:
         return np.repeat(np.arange(self.rows, dtype=np.int32), np.diff(self.indptr))
 
@@ -57,14 +62,20 @@ class SparseRows:
 
     @classmethod
     def concatenate(cls, pieces: list[SparseRows]) -> SparseRows:
-        """One set of rows from several, in order."""
+        """One set of rows from several, in order. The pieces are consumed: each field of theirs is
+        dropped as soon as it is joined, so the peak is the pieces plus one joined field, not twice
+        the rows."""
         if len(pieces) == 1:
             return pieces[0]
         indptr = [np.zeros(1, dtype=np.int64)]
         for piece in pieces:
             indptr.append(piece.indptr[1:] + indptr[-1][-1])
-        joined = {name: np.concatenate([getattr(p, name) for p in pieces])
-                  for name in ("uid", "label", "weight", "offset", "indices", "values")}
+        joined = {}
+        for name in ("values", "indices", "uid", "label", "weight", "offset"):
+            joined[name] = np.concatenate([getattr(piece, name) for piece in pieces])
+            for piece in pieces:
+                setattr(piece, name, None)
+        pa.default_memory_pool().release_unused()  # what pyarrow's allocator kept of the freed files
         return cls(indptr=np.concatenate(indptr), **joined)
 
     @classmethod

@@ -16,7 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from glmix.config import FeatureShard
 from glmix.fixed_effect import FixedEffectConfig, Trainer, build_parser, config_from_args, read_model
 from glmix.libsvm import import_libsvm
-from glmix.sparse_rows import load_rows
+from glmix.local_objective import PaddedRows, ScipyObjective, TfObjective
+from glmix.sparse_rows import SparseRows, load_rows
 from glmix.synthetic import generate, generic_spec
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
@@ -181,3 +182,38 @@ def test_checkpoint_of_another_run_is_not_resumed(synthetic_prepared, tmp_path: 
     report = Trainer(FixedEffectConfig(task=task, l2=1.0, validation_every=0), index, train,
                      str(tmp_path / "model")).run()
     assert report["resumed_from_iteration"] is None and report["converged"]
+
+
+def random_rows(lengths: list[int], num_features: int, seed: int = 0) -> SparseRows:
+    """Rows of the given lengths, each with distinct columns (as prepared rows are)."""
+    rng = np.random.default_rng(seed)
+    n, nnz = len(lengths), int(sum(lengths))
+    return SparseRows(uid=np.array([str(i) for i in range(n)], dtype=object), label=rng.integers(0, 2, n) * 1.0,
+                      weight=rng.uniform(0.5, 2.0, n), offset=rng.normal(size=n),
+                      indptr=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                      indices=np.concatenate([rng.choice(num_features, k, replace=False) for k in lengths] or [[]]).astype(np.int32),
+                      values=rng.normal(size=nnz))
+
+
+@pytest.mark.parametrize("lengths", [[5] * 40, [3, 0, 4, 5, 0, 2] * 10, [2] * 60 + [25], [0, 0, 0], []],
+                         ids=["uniform", "with-empty-rows", "one-long-row", "all-empty", "no-rows"])
+@pytest.mark.parametrize("task", ["logistic", "linear", "poisson"])
+def test_padded_tensorflow_products_equal_scipy_csr(lengths: list[int], task: str) -> None:
+    rows = random_rows(lengths, num_features=30)
+    padded, exact = TfObjective(rows, 30, task), ScipyObjective(rows, 30, task)
+    b = np.random.default_rng(1).normal(size=30) * 0.3
+    (f, g), (f_ref, g_ref) = padded.value_and_gradient(b), exact.value_and_gradient(b)
+    np.testing.assert_allclose(f, f_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(padded.hessian_diagonal(b), exact.hessian_diagonal(b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(padded.scores(b), exact.scores(b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(padded.hessian(b), exact.hessian(b), rtol=1e-12, atol=1e-12)
+
+
+def test_padded_rows_chunk_long_rows_instead_of_padding_every_row_to_them() -> None:
+    uniform = PaddedRows(random_rows([7] * 10 + [8], 20))
+    assert (uniform.width, uniform.chunks, uniform.owner) == (8, 11, None)  # padding 1.4%: one chunk per row
+    skewed = PaddedRows(random_rows([2] * 60 + [150], 200))
+    assert skewed.width < 150 and skewed.owner is not None
+    assert skewed.chunks * skewed.width < 2 * (120 + 150)
+    np.testing.assert_array_equal(np.bincount(skewed.owner)[:60], 1)
