@@ -106,7 +106,8 @@ class TfObjective:
 
     The rows are a PaddedRows matrix: X b is a gather and a row sum, X^T r one scatter-add, each
     fused by XLA into one loop. Against tf.sparse.sparse_dense_matmul on one SparseTensor (the
-    former engine) it measured 1.7x faster on a9a and 2.7x on 24.8M non-zeros, in half the memory.
+    former engine), one loss-and-gradient evaluation measured 1.6 ms vs 3.5 ms on a9a and 71-80 ms
+    vs 194 ms on 24.8M non-zeros, with half the bytes per non-zero.
     The functions are traced once, for a fixed input shape and without AutoGraph (no data-dependent
     control flow), and compiled here (``compile_seconds``), so the solver's calls pay neither.
     The rows' CSR arrays are not kept.
