@@ -189,6 +189,7 @@ class Trainer:
                                "data_bytes_this_worker": rows.nbytes}
         objective = OBJECTIVES[c.compute](rows, self.index.size, c.task, release_rows=True)
         del rows
+        compile_seconds = objective.compile()
         load_seconds = time.monotonic() - load_started
         l2, l1 = self.penalty_masks()
         prior_mean, prior_precision = (_prior_arrays(self.index, c.prior) if c.prior
@@ -229,7 +230,7 @@ class Trainer:
         if self.context.is_chief:
             self._write_tensorboard(result.history, validation_curve, metric_name)
         report = self._publish(uid, objective, validation, result, variances, {
-            **data, "load_seconds": load_seconds, "compile_seconds": objective.compile_seconds, "train_seconds": train_seconds,
+            **data, "load_seconds": load_seconds, "compile_seconds": compile_seconds, "train_seconds": train_seconds,
             "wall_seconds": time.monotonic() - started, "resumed_from_iteration": state.iteration if state else None})
         return report
 

@@ -110,7 +110,7 @@ class TfObjective:
     former engine), one loss-and-gradient evaluation measured 1.6 ms vs 3.5 ms on a9a and 71-80 ms
     vs 194 ms on 24.8M non-zeros, with half the bytes per non-zero.
     The functions are traced once, for a fixed input shape and without AutoGraph (no data-dependent
-    control flow), and compiled here (``compile_seconds``), so the solver's calls pay neither.
+    control flow), and the solver's ones compiled by ``compile``, so the solver's calls pay neither.
     The rows' CSR arrays are not kept.
     """
 
@@ -188,11 +188,15 @@ class TfObjective:
         self._hessian_diagonal = compiled(hessian_diagonal, vector)
         self._hessian_times = compiled(hessian_times, vector, vector)
         self._scores = compiled(scores, vector)
+
+    def compile(self) -> float:
+        """Compiles the solver's functions (XLA compiles a function at its first call), so that the
+        solver's time is the solver's; returns the seconds it took. Scoring compiles on first use."""
         started = time.monotonic()
-        zero = tf.zeros([d], tf.float64)
-        for function in (self._value_and_gradient, self._hessian_diagonal, self._scores):
-            function(zero)  # XLA compiles at a function's first call: do it now
-        self.compile_seconds = time.monotonic() - started
+        zero = _constant(np.zeros(self.num_features))
+        self._value_and_gradient(zero)
+        self._hessian_diagonal(zero)
+        return time.monotonic() - started
 
     def value_and_gradient(self, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f, g = self._value_and_gradient(_constant(b))
@@ -223,8 +227,6 @@ class ScipyObjective:
     fixed_effect); the all-reduce between workers still goes through TensorFlow.
     """
 
-    compile_seconds = 0.0  # nothing to compile
-
     def __init__(self, rows: SparseRows, num_features: int, task: Task, release_rows: bool = False) -> None:
         """``release_rows`` is moot: the matrix shares the rows' arrays."""
         self.num_features = num_features
@@ -244,6 +246,9 @@ class ScipyObjective:
 
     def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
         return self._x.multiply(self._x).T @ self._curvature(b)
+
+    def compile(self) -> float:
+        return 0.0  # nothing to compile
 
     def hessian(self, b: np.ndarray) -> np.ndarray:
         """Dense X^T diag(w h) X (small dimensions only)."""
