@@ -105,10 +105,12 @@ def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], res
     """Build the config's flow and run it here; returns the summary (raises if a stage failed)."""
     from glmix.flow import build_project
     from glmix.flow_runner import LocalRunner, print_timings
+    from glmix.spark import suits_quick_start
     from glmix.storage import storage_for
 
     build_project(config, project)
-    runner = LocalRunner(project, overrides, console, parallel)
+    quick_start = suits_quick_start([config.input.train, config.input.validation])
+    runner = LocalRunner(project, overrides, console, parallel, quick_start)
     started = time.monotonic()
     results = runner.run(restart=restart)
     print_timings(results, console)
@@ -160,7 +162,8 @@ def cmd_flow_validate(args: argparse.Namespace) -> None:
 def cmd_flow_run(args: argparse.Namespace) -> None:
     from glmix.flow_runner import LocalRunner, print_timings
 
-    results = LocalRunner(Path(args.project), _overrides(args.set), console, args.parallel).run(restart=args.restart)
+    results = LocalRunner(Path(args.project), _overrides(args.set), console, args.parallel,
+                          quick_start=not args.peak_jvm).run(restart=args.restart)
     print_timings(results, console)
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -265,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="PROPERTY=VALUE")
     run.add_argument("--restart", action="store_true")
     run.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="stages run at once at most")
+    run.add_argument("--peak-jvm", action="store_true",
+                     help="local Spark: compile for peak speed (large inputs) instead of a quick start")
     run.set_defaults(func=cmd_flow_run)
     upload = flow_sub.add_parser("upload", help="upload to Azkaban (password from $AZKABAN_PASSWORD)")
     upload.add_argument("project")

@@ -119,11 +119,15 @@ def _output_per_thread() -> Iterator[tuple[_ThreadLog, _ThreadLog]]:
 
 class LocalRunner:
     def __init__(self, project: Path, overrides: dict[str, str] | None = None,
-                 console: Console | None = None, parallel: int = DEFAULT_PARALLEL) -> None:
+                 console: Console | None = None, parallel: int = DEFAULT_PARALLEL,
+                 quick_start: bool = True) -> None:
+        """``quick_start``: start a local Spark JVM with the quick compiler (glmix.spark), as suits
+        the small flows this runner is mostly given; pass False for large local inputs."""
         if parallel < 1:
             raise ConfigError(f"parallel must be at least 1, got {parallel}")
         self.project = project.resolve()
         self.parallel = parallel
+        self.quick_start = quick_start
         self.flow: Flow = read_project(self.project)
         self.properties = {**self.flow.config, **local_properties(), **(overrides or {})}
         self.state_dir = self.project / STATE_DIR
@@ -268,7 +272,8 @@ class LocalRunner:
 
                 self._spark = session(options.master or "local[2]", f"glmix-flow-{self.flow.name}",
                                       executors=int(options.num_executors or 2),
-                                      executor_memory=options.executor_memory or "1g")
+                                      executor_memory=options.executor_memory or "1g",
+                                      quick_start=self.quick_start)
                 self._spark.sparkContext.setLogLevel("ERROR")  # stage logs carry the reports; warnings are noise
                 self._owns_spark = True
             return self._spark

@@ -20,21 +20,33 @@ from glmix.storage import storage_for
 REPO = Path(__file__).resolve().parents[1]
 SPARK_VERSION = pyspark.__version__
 AVRO_JAR = REPO / ".cache" / "spark" / "jars" / f"spark-avro_2.13-{SPARK_VERSION}.jar"
-# A local run is one short-lived JVM that sees many small queries: with the default thresholds its
-# optimizing (C2) compiler keeps a core busy for the whole demo flow (79 s of compile CPU in a 69 s
-# flow on 2 cores), compiling code that runs a few times. Raising the C2 thresholds ~10x leaves C2
-# the truly hot methods: compile CPU 53-55 s, flow 63-66 s (README, "GAME pipeline").
-LOCAL_JIT_OPTIONS = ("-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=20000 "
-                     "-XX:Tier4CompileThreshold=60000 -XX:Tier4BackEdgeThreshold=400000")
+# A local JVM's compilers. Peak: tiered compilation, its optimizing (C2) compiler held back ~10x
+# (the JDK's defaults kept a core busy compiling for a whole short flow). Quick: the C1 compiler
+# alone, for a run of many small queries on little data, where compiling costs more than the
+# compiled code saves: the demo flow (5.5 MB) spent 53-55 s of its 2 cores' ~125 s compiling with
+# peak, ~16 s with quick, and ran 61-63 -> 47-49 s; but 1M rows (314 MB) ran 2.2x slower with quick.
+# C1 alone needs room: its default code cache (48 MB) fills during the demo flow, after which new
+# code runs interpreted. A parallel young collector is cheaper than G1 for these heaps.
+PEAK_JVM_OPTIONS = ("-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=20000 "
+                    "-XX:Tier4CompileThreshold=60000 -XX:Tier4BackEdgeThreshold=400000")
+QUICK_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseParallelGC"
+# inputs up to this size start quick (measured: 36 MB ran 10-25% faster quick, 314 MB 2.2x slower)
+QUICK_START_MAX_BYTES = 64 << 20
 # made at install by glmix.spark_classes: the classes a local run loads, mapped from one file
 CLASS_ARCHIVE = REPO / ".cache" / "spark" / f"classes-{SPARK_VERSION}.jsa"
 
 
-def local_java_options() -> str:
+def local_java_options(quick_start: bool = False) -> str:
     """The driver JVM's options for a local run (the class archive when it was made)."""
+    options = QUICK_JVM_OPTIONS if quick_start else PEAK_JVM_OPTIONS
     if CLASS_ARCHIVE.exists():
-        return f"{LOCAL_JIT_OPTIONS} -XX:SharedArchiveFile={CLASS_ARCHIVE}"
-    return LOCAL_JIT_OPTIONS
+        return f"{options} -XX:SharedArchiveFile={CLASS_ARCHIVE}"
+    return options
+
+
+def suits_quick_start(inputs: list[str]) -> bool:
+    """Whether a local run over ``inputs`` is short enough for a quick-start JVM."""
+    return sum(storage_for(uri).size(uri) for uri in inputs) <= QUICK_START_MAX_BYTES
 
 
 def avro_jar() -> Path:
@@ -71,8 +83,9 @@ def spark_jars_archive() -> str:
 
 
 def spark_conf(master: str, app_name: str, executor_memory: str = "1g", executors: int = 2,
-               extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Spark configuration for a glmix job on ``master`` (local[N] or yarn)."""
+               extra: dict[str, str] | None = None, quick_start: bool = False) -> dict[str, str]:
+    """Spark configuration for a glmix job on ``master`` (local[N] or yarn); ``quick_start``: see
+    :data:`QUICK_JVM_OPTIONS` (local runs only)."""
     conf = {
         "spark.master": master,
         "spark.app.name": app_name,
@@ -87,7 +100,7 @@ def spark_conf(master: str, app_name: str, executor_memory: str = "1g", executor
         "spark.pyspark.driver.python": sys.executable,
     }
     if master.startswith("local"):
-        conf["spark.driver.extraJavaOptions"] = local_java_options()
+        conf["spark.driver.extraJavaOptions"] = local_java_options(quick_start)
     if master == "yarn":
         conf.update({
             "spark.submit.deployMode": "client",

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from glmix.spark import CLASS_ARCHIVE, LOCAL_JIT_OPTIONS, session
+from glmix.spark import CLASS_ARCHIVE, QUICK_JVM_OPTIONS, session
 
 ROWS = 3000
 
@@ -33,7 +33,7 @@ def make_archive(archive: Path = CLASS_ARCHIVE) -> float:
     partial = archive.with_suffix(".partial")
     partial.unlink(missing_ok=True)
     spark = session("local[2]", "glmix-class-archive", extra={
-        "spark.driver.extraJavaOptions": f"{LOCAL_JIT_OPTIONS} -XX:ArchiveClassesAtExit={partial} -Xlog:cds=off"})
+        "spark.driver.extraJavaOptions": f"{QUICK_JVM_OPTIONS} -XX:ArchiveClassesAtExit={partial} -Xlog:cds=off"})
     spark.sparkContext.setLogLevel("ERROR")
     gateway = spark.sparkContext._gateway
     with tempfile.TemporaryDirectory() as work:

@@ -63,6 +63,10 @@ class Storage(ABC):
         """Entries of a directory, sorted by name."""
 
     @abstractmethod
+    def file_size(self, uri: str) -> int:
+        """Bytes in one file."""
+
+    @abstractmethod
     def open_read(self, uri: str) -> BinaryIO:
         """A binary stream; use as a context manager."""
 
@@ -109,6 +113,10 @@ class Storage(ABC):
                 found.append(entry.uri)
         return found
 
+    def size(self, uri: str) -> int:
+        """Bytes in the data files of a file or directory (what :meth:`data_files` lists)."""
+        return sum(self.file_size(file) for file in self.data_files(uri))
+
 
 class LocalStorage(Storage):
     """The local filesystem; accepts plain paths and file:// URIs."""
@@ -130,6 +138,12 @@ class LocalStorage(Storage):
         return [FileInfo(uri=join(uri, p.name), name=p.name, is_dir=p.is_dir(),
                          size=0 if p.is_dir() else p.stat().st_size)
                 for p in sorted(path.iterdir())]
+
+    def file_size(self, uri: str) -> int:
+        try:
+            return self._path(uri).stat().st_size
+        except FileNotFoundError:
+            raise StorageError(f"{uri}: no such file") from None
 
     def open_read(self, uri: str) -> BinaryIO:
         try:
@@ -253,6 +267,12 @@ class HdfsStorage(Storage):
         return [FileInfo(uri=join(uri, name), name=name, is_dir=st["type"] == "DIRECTORY",
                          size=int(st.get("length", 0)))
                 for name, st in sorted(entries)]
+
+    def file_size(self, uri: str) -> int:
+        status = self._status(uri)
+        if status is None:
+            raise StorageError(f"{uri}: no such file")
+        return int(status["length"])
 
     def open_read(self, uri: str) -> BinaryIO:
         # Whole-file read: part files are bounded in size, and Avro readers need read(n) + seek.

@@ -76,6 +76,6 @@ def spark():
     """One local Spark session for the tests that run jobs in-process."""
     from glmix.spark import session
 
-    spark = session("local[2]", "glmix-tests")
+    spark = session("local[2]", "glmix-tests", quick_start=True)   # many small jobs: see glmix.spark
     yield spark
     spark.stop()

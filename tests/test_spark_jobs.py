@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import fastavro
@@ -18,6 +20,7 @@ from glmix.errors import DataError
 from glmix.feature_index import FeatureIndex
 from glmix.job import read_report
 from glmix.schemas import raw_schema, training_example_schema
+from glmix.spark import QUICK_START_MAX_BYTES, spark_conf, suits_quick_start
 from glmix.storage import join
 from jobs.index_features import index_features, index_shards
 from jobs.partition_random_effect import partition_random_effect, snake_partition
@@ -49,6 +52,23 @@ def write(path: Path, records: list[dict]) -> str:
     with open(path, "wb") as out:
         fastavro.writer(out, SCHEMA, records)
     return str(path.parent)
+
+
+def test_local_jvm_starts_quick_only_for_small_inputs(tmp_path: Path) -> None:
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.mkdir(), large.mkdir()
+    (small / "part-0.avro").write_bytes(b"0" * 1000)
+    with open(large / "part-0.avro", "wb") as sparse_file:
+        sparse_file.truncate(QUICK_START_MAX_BYTES)
+    assert suits_quick_start([str(small)])
+    assert not suits_quick_start([str(small), str(large)])
+    quick = spark_conf("local[2]", "t", quick_start=True)["spark.driver.extraJavaOptions"]
+    peak = spark_conf("local[2]", "t")["spark.driver.extraJavaOptions"]
+    assert "-XX:TieredStopAtLevel=1" in quick and "-XX:TieredStopAtLevel" not in peak
+    for options in (quick, peak):   # this JDK accepts every flag
+        result = subprocess.run([shutil.which("java") or "java", *options.split(), "-version"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
 
 
 def test_index_map_and_statistics_by_hand(spark, tmp_path: Path) -> None:

@@ -45,6 +45,16 @@ def test_data_files_skip_hidden_and_recurse(storage_root: str) -> None:
     assert [f.rsplit("/", 1)[1] for f in found] == ["part-0.avro", "part-1.avro"]
 
 
+def test_size_counts_data_files_only(storage_root: str) -> None:
+    storage = storage_for(storage_root)
+    for name, data in [("x/part-0.avro", b"12345"), ("x/_SUCCESS", b"1"), ("x/sub/part-1.avro", b"123")]:
+        storage.write_bytes(join(storage_root, name), data)
+    assert storage.size(join(storage_root, "x")) == 8
+    assert storage.size(join(storage_root, "x", "part-0.avro")) == 5
+    with pytest.raises(StorageError, match="part-9.avro"):
+        storage.file_size(join(storage_root, "x", "part-9.avro"))
+
+
 def test_publish_atomically_replaces_and_marks_success(storage_root: str) -> None:
     storage = storage_for(storage_root)
     dest = join(storage_root, "out")
