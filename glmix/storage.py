@@ -99,23 +99,32 @@ class Storage(ABC):
 
     def data_files(self, uri: str, suffix: str = "") -> list[str]:
         """The data files of a file or directory (recursively), skipping hidden entries."""
+        if not self._is_existing_dir(uri):
+            return [uri]
+        return [entry.uri for entry in self._data_entries(uri, suffix)]
+
+    def size(self, uri: str) -> int:
+        """Bytes in the data files of a file or directory (what :meth:`data_files` lists); the
+        sizes come with the directory listings, not from one more call per file."""
+        if not self._is_existing_dir(uri):
+            return self.file_size(uri)
+        return sum(entry.size for entry in self._data_entries(uri, ""))
+
+    def _is_existing_dir(self, uri: str) -> bool:
         if not self.exists(uri):
             raise StorageError(f"{uri}: no such file or directory")
-        if not self.is_dir(uri):
-            return [uri]
-        found: list[str] = []
-        for entry in self.list(uri):
+        return self.is_dir(uri)
+
+    def _data_entries(self, directory: str, suffix: str) -> list[FileInfo]:
+        found: list[FileInfo] = []
+        for entry in self.list(directory):
             if is_hidden(entry.name):
                 continue
             if entry.is_dir:
-                found.extend(self.data_files(entry.uri, suffix))
+                found.extend(self._data_entries(entry.uri, suffix))
             elif entry.name.endswith(suffix):
-                found.append(entry.uri)
+                found.append(entry)
         return found
-
-    def size(self, uri: str) -> int:
-        """Bytes in the data files of a file or directory (what :meth:`data_files` lists)."""
-        return sum(self.file_size(file) for file in self.data_files(uri))
 
 
 class LocalStorage(Storage):
