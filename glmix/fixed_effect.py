@@ -23,6 +23,7 @@ resumes from it exactly.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -39,7 +40,7 @@ from pydantic import Field
 from glmix.config import Settings, Task
 from glmix.errors import GlmixError
 from glmix.feature_index import SHARD_META, FeatureIndex
-from glmix.local_objective import OBJECTIVES
+from glmix.local_objective import OBJECTIVES, configure_tensorflow
 from glmix.metrics import DEFAULT_METRIC, METRICS
 from glmix.model_io import LinearModel, read_models, write_models
 from glmix.offsets import offsets_for
@@ -166,7 +167,9 @@ class Trainer:
         self.offsets, self.offsets_exclude = offsets, offsets_exclude
         self.context = context or WorkerContext.from_environment()
         self.index = FeatureIndex.load(index)
-        self.collective = Collective(self.context)
+        if config.compute == "tensorflow":
+            configure_tensorflow()
+        self.collective: Collective | None = None  # started by run() once the rows are in memory
         self.checkpoint_dir = sibling_dir(output, "._checkpoints-")
         self.tmp = sibling_dir(output, f"._tmp-{self.context.run_id}-")
         self.tensorboard_dir: str | None = None          # the chief's local event files
@@ -187,6 +190,8 @@ class Trainer:
             rows.offset = rows.offset + offsets_for(rows.uid, self.offsets, self.offsets_exclude)
         uid, data = rows.uid, {"rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz,
                                "data_bytes_this_worker": rows.nbytes}
+        # After loading: TensorFlow's runtime (which the all-reduce starts) would add to the loading's peak.
+        self.collective = Collective(self.context)
         objective = OBJECTIVES[c.compute](rows, self.index.size, c.task, release_rows=True)
         del rows
         compile_seconds = objective.compile()
@@ -227,9 +232,14 @@ class Trainer:
                           state=state, callback=on_iteration, preconditioner=preconditioner)
         train_seconds = time.monotonic() - train_started
         variances = self._variances(objective, result.x, l2 + prior_precision)
+        train_scores = objective.scores(result.x)
+        # The rows' tensors are freed before the outputs are written (else the run's peak); the
+        # traced functions hold the objective in reference cycles, hence the collection.
+        objective = None
+        gc.collect()
         if self.context.is_chief:
             self._write_tensorboard(result.history, validation_curve, metric_name)
-        report = self._publish(uid, objective, validation, result, variances, {
+        report = self._publish(uid, train_scores, validation, result, variances, {
             **data, "load_seconds": load_seconds, "compile_seconds": compile_seconds, "train_seconds": train_seconds,
             "wall_seconds": time.monotonic() - started, "resumed_from_iteration": state.iteration if state else None})
         return report
@@ -294,11 +304,11 @@ class Trainer:
         hessian[np.diag_indices_from(hessian)] += ridge
         return np.diag(np.linalg.pinv(hessian)).copy()
 
-    def _publish(self, uid: np.ndarray, objective, validation: SparseRows | None,
+    def _publish(self, uid: np.ndarray, train_scores: np.ndarray, validation: SparseRows | None,
                  result: OptimizeResult, variances: np.ndarray | None, facts: dict) -> dict:
         """Every worker writes its scores into the shared temporary directory; the chief publishes."""
         worker = self.context.index
-        write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), uid, objective.scores(result.x))
+        write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), uid, train_scores)
         if self.validation_uri:
             part = load_rows(self.validation_uri, worker, self.context.count)
             scorer = OBJECTIVES[self.config.compute](part, self.index.size, self.config.task)

@@ -8,6 +8,7 @@ same numbers: TensorFlow (the default, GDMix's design) and scipy.sparse (`comput
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -46,25 +47,44 @@ def _adopt(array: np.ndarray):
     return tf.raw_ops.DeepCopy(x=tf.experimental.dlpack.from_dlpack(array.__dlpack__()))
 
 
-class PaddedRows:
-    """A worker's rows as fixed-width chunks ("ELLPACK"), the layout XLA turns into tight loops.
+def configure_tensorflow() -> None:
+    """Settings for TensorFlow's runtime, read when it starts (so called before): environment
+    defaults, which a user's own settings override. Kept out of the import itself, which before the
+    rows are loaded would add TensorFlow's memory to the loading's peak.
 
-    Every row's non-zeros are cut into chunks of ``width`` entries (zero-padded): ``index`` and
-    ``value`` are [chunks, width]. When ``width`` covers the longest row there is one chunk per row
-    and ``owner`` is None; otherwise ``owner`` names each chunk's row. The width is the longest row
-    when that pads by at most a quarter, else the power of two with the least padding plus chunk
-    bookkeeping, so a few long rows do not blow up the matrix. 12 bytes per stored entry (int32
-    index, float64 value) against 24 for a SparseTensor's int64 COO indices. The chunks come in
-    ``blocks`` of ``block`` (the last one padded with empty chunks), so that X^T r can be summed
-    block by block.
+    - TF_NUM_INTRAOP_THREADS: one CPU fewer than this process may use (at least one). The solver's
+      Python thread works between TensorFlow calls; with a compute thread on every CPU the idle
+      ones spin-wait on the CPU it needs (measured on 2 CPUs: a9a fit 0.90 -> 0.64 s, 24.8M
+      non-zeros no slower).
+    - TF_ENABLE_ONEDNN_OPTS=0: the compiled functions use no oneDNN kernels, and oneDNN's CPU
+      allocator keeps what is freed: dropping the rows' tensors before the outputs are written
+      returned nothing to the system with it, 290 MB (of 308 MB of rows) without it.
+    """
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, len(os.sched_getaffinity(0)) - 1)))
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+class PaddedRows:
+    """The layout of a worker's rows as fixed-width chunks ("ELLPACK"), which XLA turns into tight loops.
+
+    Every row's non-zeros are cut into chunks of ``width`` entries (zero-padded): ``pad`` turns a
+    CSR array (the indices, the values) into a [chunks, width] one. When ``width`` covers the longest
+    row there is one chunk per row and ``owner`` is None; otherwise ``owner`` names each chunk's row.
+    The width is the longest row when that pads by at most a quarter, else the power of two with the
+    least padding plus chunk bookkeeping, so a few long rows do not blow up the matrix. 12 bytes per
+    stored entry (int32 index, float64 value) against 24 for a SparseTensor's int64 COO indices. The
+    chunks come in ``blocks`` of ``block`` (the last one padded with empty chunks), so that X^T r can
+    be summed block by block.
     """
 
     MAX_PADDING = 1.25
-    BLOCK_ENTRIES = 1 << 20  # the transposed product runs over blocks of this many entries
+    # X^T r runs over blocks of this many entries: its temporary is one block (16 MB), not the whole
+    # matrix (8 bytes per entry). Blocks of 2M entries measured as fast as one block on 24.8M non-zeros.
+    BLOCK_ENTRIES = 1 << 21
 
-    def __init__(self, rows: SparseRows) -> None:
-        lengths = np.diff(rows.indptr)
-        self.rows = rows.rows
+    def __init__(self, indptr: np.ndarray) -> None:
+        lengths = np.diff(indptr)
+        self.rows = len(lengths)
         self.width = self.choose_width(lengths)
         chunks_per_row = np.maximum(-(-lengths // self.width), 1)
         direct = bool(np.all(chunks_per_row == 1))
@@ -75,19 +95,21 @@ class PaddedRows:
         self.owner = None if direct else np.zeros(self.chunks, dtype=np.int32)
         if self.owner is not None:
             self.owner[:used] = np.repeat(np.arange(self.rows, dtype=np.int32), chunks_per_row)
-        first_chunk = np.concatenate([[0], np.cumsum(chunks_per_row)[:-1]])
-        self.index = aligned_zeros((self.chunks, self.width), np.int32)
-        self.value = aligned_zeros((self.chunks, self.width), np.float64)
-        # Entry p of every row at once, for p = 0, 1, ...: the rows longer than p are a prefix of the
-        # rows sorted by length, so the work is one pass over the non-zeros, with row-sized temporaries.
-        by_length = np.argsort(-lengths, kind="stable")
-        longer_than = self.rows - np.cumsum(np.bincount(lengths, minlength=1))
-        for p in range(int(lengths.max(initial=0))):
-            members = by_length[:longer_than[p]]
-            source = rows.indptr[members] + p
-            chunk, slot = first_chunk[members] + p // self.width, p % self.width
-            self.index[chunk, slot] = rows.indices[source]
-            self.value[chunk, slot] = rows.values[source]
+        self._indptr = indptr
+        self._first_chunk = np.concatenate([[0], np.cumsum(chunks_per_row)[:-1]])
+        # The rows longer than p are a prefix of the rows sorted by length (see pad).
+        self._by_length = np.argsort(-lengths, kind="stable")
+        self._longer_than = self.rows - np.cumsum(np.bincount(lengths, minlength=1))
+
+    def pad(self, flat: np.ndarray) -> np.ndarray:
+        """The [chunks, width] padded form of a CSR array of these rows (aligned for _adopt).
+        Entry p of every row at once, for p = 0, 1, ...: one pass over the non-zeros, with row-sized
+        temporaries."""
+        padded = aligned_zeros((self.chunks, self.width), flat.dtype)
+        for p in range(len(self._longer_than) - 1):
+            members = self._by_length[:self._longer_than[p]]
+            padded[self._first_chunk[members] + p // self.width, p % self.width] = flat[self._indptr[members] + p]
+        return padded
 
     @classmethod
     def choose_width(cls, lengths: np.ndarray) -> int:
@@ -106,7 +128,7 @@ class TfObjective:
     """The local objective in TensorFlow (float64), compiled by XLA.
 
     The rows are a PaddedRows matrix: X b is a gather and a row sum (one loop, as XLA fuses it),
-    X^T r one scatter-add. Against tf.sparse.sparse_dense_matmul on one SparseTensor (the
+    X^T r a scatter-add per block. Against tf.sparse.sparse_dense_matmul on one SparseTensor (the
     former engine), one loss-and-gradient evaluation measured 1.6 ms vs 3.5 ms on a9a and 71-80 ms
     vs 194 ms on 24.8M non-zeros, with half the bytes per non-zero.
     The functions are traced once, for a fixed input shape and without AutoGraph (no data-dependent
@@ -115,19 +137,28 @@ class TfObjective:
     """
 
     def __init__(self, rows: SparseRows, num_features: int, task: Task, release_rows: bool = False) -> None:
-        """``release_rows``: empty the rows' CSR arrays once copied, so the peak holds two copies of
-        the non-zeros, not three (CSR, padded numpy, TensorFlow's)."""
+        """``release_rows``: empty the rows' CSR arrays, each dropped once padded, so the peak holds
+        the non-zeros about 1.7 times (20 bytes per entry for 12), not 3 times (CSR, padded numpy and
+        TensorFlow's copy at once)."""
         import tensorflow as tf
 
         self.num_features = num_features
         n, d = rows.rows, num_features
-        padded = PaddedRows(rows)
+        layout = PaddedRows(rows.indptr)
+        indices, values = rows.indices, rows.values
         if release_rows:
-            rows.release_features()
-        chunks, width, block, blocks = padded.chunks, padded.width, padded.block, padded.blocks
-        index, value = _adopt(padded.index), _adopt(padded.value)
-        owner = None if padded.owner is None else _adopt(padded.owner)
+            rows.release_features()  # ``indices`` and ``values`` are now the last references
+        padded = layout.pad(indices)
+        del indices
+        index = _adopt(padded)
         del padded
+        padded = layout.pad(values)
+        del values
+        value = _adopt(padded)
+        del padded
+        chunks, width, block, blocks = layout.chunks, layout.width, layout.block, layout.blocks
+        owner = None if layout.owner is None else _adopt(layout.owner)
+        del layout
         y, w, o = _adopt(rows.label), _adopt(rows.weight), _adopt(rows.offset)
 
         def product(b, values):
@@ -135,23 +166,20 @@ class TfObjective:
             chunk_sums = tf.reduce_sum(tf.gather(b, index) * values, axis=1)
             return chunk_sums[:n] if owner is None else tf.math.unsorted_segment_sum(chunk_sums, owner, n)
 
-        def transposed_product(r, squared=False, blocked=False):
-            """X^T r (with X's values squared if asked). XLA does not fuse the products into the
-            scatter-add, so they take a temporary the size of X; ``blocked`` (for the rarely called
-            curvature functions) sums one block of chunks at a time instead, measured 40% slower."""
+        def transposed_product(r, squared=False):
+            """X^T r (with X's values squared if asked), one block of chunks at a time: XLA does not
+            fuse the products into the scatter-add, so they take a temporary the size of what it adds."""
             per_chunk = tf.pad(r, [[0, chunks - n]]) if owner is None else tf.gather(r, owner)
-            size = block if blocked else chunks
 
             def add_block(k, total):
-                start = k * size
-                block_value = tf.slice(value, [start, 0], [size, width])
+                start = k * block
+                block_value = tf.slice(value, [start, 0], [block, width])
                 block_value = block_value * block_value if squared else block_value
-                updates = block_value * tf.slice(per_chunk, [start], [size])[:, None]
+                updates = block_value * tf.slice(per_chunk, [start], [block])[:, None]
                 return k + 1, total + tf.math.unsorted_segment_sum(
-                    tf.reshape(updates, [-1]), tf.reshape(tf.slice(index, [start, 0], [size, width]), [-1]), d)
+                    tf.reshape(updates, [-1]), tf.reshape(tf.slice(index, [start, 0], [block, width]), [-1]), d)
 
-            count = blocks if blocked else 1
-            return tf.while_loop(lambda k, _: k < count, add_block, (tf.constant(0), tf.zeros([d], tf.float64)))[1]
+            return tf.while_loop(lambda k, _: k < blocks, add_block, (tf.constant(0), tf.zeros([d], tf.float64)))[1]
 
         def loss_and_derivatives(m):
             if task == "logistic":
@@ -168,12 +196,12 @@ class TfObjective:
 
         def hessian_diagonal(b):
             _, _, curvature = loss_and_derivatives(product(b, value) + o)
-            return transposed_product(w * curvature, squared=True, blocked=True)
+            return transposed_product(w * curvature, squared=True)
 
         def hessian_times(b, v):
             """H v = X^T diag(w loss'') X v."""
             _, _, curvature = loss_and_derivatives(product(b, value) + o)
-            return transposed_product(w * curvature * product(v, value), blocked=True)
+            return transposed_product(w * curvature * product(v, value))
 
         def scores(b):
             return product(b, value)

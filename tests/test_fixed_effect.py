@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from glmix.config import FeatureShard
 from glmix.fixed_effect import FixedEffectConfig, Trainer, build_parser, config_from_args, read_model
 from glmix.libsvm import import_libsvm
-from glmix.local_objective import PaddedRows, ScipyObjective, TfObjective
+from glmix.local_objective import PaddedRows, ScipyObjective, TfObjective, configure_tensorflow
 from glmix.sparse_rows import SparseRows, load_rows
 from glmix.synthetic import generate, generic_spec
 from jobs.index_features import index_features
@@ -198,7 +199,10 @@ def random_rows(lengths: list[int], num_features: int, seed: int = 0) -> SparseR
 @pytest.mark.parametrize("lengths", [[5] * 40, [3, 0, 4, 5, 0, 2] * 10, [2] * 60 + [25], [0, 0, 0], []],
                          ids=["uniform", "with-empty-rows", "one-long-row", "all-empty", "no-rows"])
 @pytest.mark.parametrize("task", ["logistic", "linear", "poisson"])
-def test_padded_tensorflow_products_equal_scipy_csr(lengths: list[int], task: str) -> None:
+@pytest.mark.parametrize("block_entries", [PaddedRows.BLOCK_ENTRIES, 16], ids=["one-block", "blocks-of-16"])
+def test_padded_tensorflow_products_equal_scipy_csr(lengths: list[int], task: str, block_entries: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PaddedRows, "BLOCK_ENTRIES", block_entries)
     rows = random_rows(lengths, num_features=30)
     padded, exact = TfObjective(rows, 30, task), ScipyObjective(rows, 30, task)
     b = np.random.default_rng(1).normal(size=30) * 0.3
@@ -211,9 +215,22 @@ def test_padded_tensorflow_products_equal_scipy_csr(lengths: list[int], task: st
 
 
 def test_padded_rows_chunk_long_rows_instead_of_padding_every_row_to_them() -> None:
-    uniform = PaddedRows(random_rows([7] * 10 + [8], 20))
+    uniform = PaddedRows(random_rows([7] * 10 + [8], 20).indptr)
     assert (uniform.width, uniform.chunks, uniform.owner) == (8, 11, None)  # padding 1.4%: one chunk per row
-    skewed = PaddedRows(random_rows([2] * 60 + [150], 200))
+    skewed = PaddedRows(random_rows([2] * 60 + [150], 200).indptr)
     assert skewed.width < 150 and skewed.owner is not None
     assert skewed.chunks * skewed.width < 2 * (120 + 150)
     np.testing.assert_array_equal(np.bincount(skewed.owner)[:60], 1)
+
+
+def test_tensorflow_settings_are_defaults_a_user_setting_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    configure_tensorflow()
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "3"  # one CPU left to the solver's thread
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"   # the user's value stays
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    configure_tensorflow()
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
