@@ -45,7 +45,7 @@ from glmix.metrics import DEFAULT_METRIC, METRICS
 from glmix.model_io import LinearModel, read_models, write_models
 from glmix.offsets import offsets_for
 from glmix.optim import OptimizeResult, OptimizerState, minimize
-from glmix.sparse_rows import SparseRows, load_rows
+from glmix.sparse_rows import load_rows
 from glmix.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for, write_file_atomically
 
 VarianceKind = Literal["none", "simple", "full"]
@@ -234,12 +234,12 @@ class Trainer:
         variances = self._variances(objective, result.x, l2 + prior_precision)
         train_scores = objective.scores(result.x)
         # The rows' tensors are freed before the outputs are written (else the run's peak); the
-        # traced functions hold the objective in reference cycles, hence the collection.
-        objective = None
+        # traced functions hold the objectives in reference cycles, hence the collection.
+        objective = validation_objective = validation = None
         gc.collect()
         if self.context.is_chief:
             self._write_tensorboard(result.history, validation_curve, metric_name)
-        report = self._publish(uid, train_scores, validation, result, variances, {
+        report = self._publish(uid, train_scores, result, variances, {
             **data, "load_seconds": load_seconds, "compile_seconds": compile_seconds, "train_seconds": train_seconds,
             "wall_seconds": time.monotonic() - started, "resumed_from_iteration": state.iteration if state else None})
         return report
@@ -304,8 +304,8 @@ class Trainer:
         hessian[np.diag_indices_from(hessian)] += ridge
         return np.diag(np.linalg.pinv(hessian)).copy()
 
-    def _publish(self, uid: np.ndarray, train_scores: np.ndarray, validation: SparseRows | None,
-                 result: OptimizeResult, variances: np.ndarray | None, facts: dict) -> dict:
+    def _publish(self, uid: np.ndarray, train_scores: np.ndarray, result: OptimizeResult,
+                 variances: np.ndarray | None, facts: dict) -> dict:
         """Every worker writes its scores into the shared temporary directory; the chief publishes."""
         worker = self.context.index
         write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), uid, train_scores)

@@ -97,6 +97,7 @@ class PaddedRows:
             self.owner[:used] = np.repeat(np.arange(self.rows, dtype=np.int32), chunks_per_row)
         self._indptr = indptr
         self._first_chunk = np.concatenate([[0], np.cumsum(chunks_per_row)[:-1]])
+        self._longest = int(lengths.max(initial=0))
         # The rows longer than p are a prefix of the rows sorted by length (see pad).
         self._by_length = np.argsort(-lengths, kind="stable")
         self._longer_than = self.rows - np.cumsum(np.bincount(lengths, minlength=1))
@@ -106,7 +107,7 @@ class PaddedRows:
         Entry p of every row at once, for p = 0, 1, ...: one pass over the non-zeros, with row-sized
         temporaries."""
         padded = aligned_zeros((self.chunks, self.width), flat.dtype)
-        for p in range(len(self._longer_than) - 1):
+        for p in range(self._longest):
             members = self._by_length[:self._longer_than[p]]
             padded[self._first_chunk[members] + p // self.width, p % self.width] = flat[self._indptr[members] + p]
         return padded
