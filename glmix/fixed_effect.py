@@ -167,8 +167,7 @@ class Trainer:
         self.offsets, self.offsets_exclude = offsets, offsets_exclude
         self.context = context or WorkerContext.from_environment()
         self.index = FeatureIndex.load(index)
-        if config.compute == "tensorflow":
-            configure_tensorflow()
+        configure_tensorflow()  # before its runtime starts: the all-reduce uses TensorFlow whatever the compute
         self.collective: Collective | None = None  # started by run() once the rows are in memory
         self.checkpoint_dir = sibling_dir(output, "._checkpoints-")
         self.tmp = sibling_dir(output, f"._tmp-{self.context.run_id}-")
