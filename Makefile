@@ -27,11 +27,11 @@ $(SPARK_JARS): jobs/pom.xml
 	mvn -q -B -f jobs/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.cache/spark/jars
 	touch $@
 
-# the class-data-sharing archive local Spark runs start from (glmix/spark_classes.py; ~70 s once)
+# the class-data-sharing archive local Spark runs start from (glmix/spark/class_archive.py; ~70 s once)
 spark-classes: $(SPARK_CLASSES)
 
 $(SPARK_CLASSES): $(INSTALLED) $(SPARK_JARS)
-	$(PY) -m glmix.spark_classes
+	$(PY) -m glmix.spark.class_archive
 
 hadoop-jars:
 	$(PYTHON) cluster/devcluster.py jars
@@ -39,7 +39,7 @@ hadoop-jars:
 demo: install spark-jars spark-classes
 	$(PY) -m glmix.cli demo --output .demo
 
-test: install spark-jars spark-classes hadoop-jars
+test: install spark-jars spark-classes hadoop-jars lint
 	$(PY) -m pytest tests
 
 test-unit: install
@@ -48,11 +48,13 @@ test-unit: install
 test-integration: install spark-jars hadoop-jars
 	$(PY) -m pytest -m integration tests
 
-bench: install spark-jars
+bench: install spark-jars hadoop-jars
 	$(PY) -m bench $(BENCH)
 
+# ruff (style, complexity, annotations) and mypy (strict on the core packages: see pyproject.toml)
 lint: install
 	$(PY) -m ruff check glmix jobs launcher bench tests cluster
+	$(PY) -m mypy
 
 cluster-up:
 	$(PYTHON) cluster/devcluster.py up

@@ -10,10 +10,11 @@ import avro.datafile
 import avro.io
 
 from bench.report import print_table
-from glmix.examples import ExampleReader
-from glmix.synthetic import generate, generic_spec
+from bench.sizes import size
+from glmix.data.synthetic import generate, generic_spec
+from glmix.io.examples import ExampleReader
 
-ROWS = 50_000
+ROWS = size(50_000, 2_000)
 
 
 def run() -> None:

@@ -15,26 +15,29 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from bench.datasets import CACHE, synthetic
 from bench.dev_cluster import running_cluster
 from bench.report import print_table
-from glmix.config import FeatureShard
-from glmix.spark import session
-from glmix.storage import join, qualified, storage_for
+from bench.sizes import SMOKE, size, sizes
+from glmix.io.storage import join, qualified, storage_for
+from glmix.settings import FeatureShard
+from glmix.spark.session import session
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 
 BAGS = ("features", "userFeatures", "itemFeatures")
 FILES = 4
-WARM_UP_ROWS = 100_000
+WARM_UP_ROWS = size(100_000, 2_000)
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
@@ -42,24 +45,25 @@ def timed(fn) -> float:
 
 def run() -> None:
     master = os.environ.get("GLMIX_BENCH_MASTER", "local[2]")
-    sizes = [int(s) for s in os.environ.get("GLMIX_BENCH_ROWS", "1000000,10000000").split(",")]
+    rows_list = sizes("1000000,10000000", "5000", "GLMIX_BENCH_ROWS")
     root = "hdfs:///bench" if master == "yarn" else None
     with running_cluster() if master == "yarn" else nullcontext():
         spark = session(master, "glmix-bench-data-jobs", executor_memory="2g", executors=2,
                         extra={"spark.driver.memory": "4g"})
         print(f"warm-up: every job and floor once on {WARM_UP_ROWS:,} rows (JIT-compiles both sides' code paths)")
         bench_size(spark, master, WARM_UP_ROWS, root, show=False)
-        for rows in sizes:
+        for rows in rows_list:
             bench_size(spark, master, rows, root)
         spark.stop()
 
 
 def repeats_for(rows: int) -> int:
     """Small sizes vary ~10% from run to run (JIT, GC): the median of 3 there, one run above 1M rows."""
-    return 3 if rows <= 1_000_000 else 1
+    return 1 if SMOKE or rows > 1_000_000 else 3
 
 
-def median_times(floor, job, output: str, repeats: int) -> tuple[float, float]:
+def median_times(floor: Callable[[], object], job: Callable[[], object], output: str,
+                 repeats: int) -> tuple[float, float]:
     """Median seconds of the job and of its floor, run alternately ``repeats`` times."""
     jobs, floors = [], []
     for _ in range(repeats):
@@ -69,7 +73,7 @@ def median_times(floor, job, output: str, repeats: int) -> tuple[float, float]:
     return statistics.median(jobs), statistics.median(floors)
 
 
-def bench_size(spark, master: str, rows: int, root: str | None, show: bool = True) -> None:
+def bench_size(spark: SparkSession, master: str, rows: int, root: str | None, show: bool = True) -> None:
     data = qualified(join(synthetic(rows, root=root), "train"))
     out = qualified(join(root or str(CACHE), f"out-{rows}"))
     storage_for(out).delete(out)

@@ -18,23 +18,26 @@ peak memory per worker against the in-memory size of its data.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from bench.datasets import CACHE, libsvm, synthetic
 from bench.report import print_table
-from glmix.config import FeatureShard
-from glmix.fixed_effect import FixedEffectConfig, Trainer
-from glmix.losses import Loss
-from glmix.sparse_rows import load_rows
-from glmix.storage import is_published, join
+from bench.sizes import SMOKE, size
+from glmix.data.sparse_rows import load_rows
+from glmix.glm.losses import Loss
+from glmix.io.storage import is_published, join
+from glmix.settings import FeatureShard
+from glmix.train.fixed_effect import FixedEffectConfig, Trainer
 from launcher.local import LocalBackend
 from launcher.spec import JobSpec
 
@@ -47,7 +50,7 @@ def prepared(name: str, data: str, bags: tuple[str, ...]) -> tuple[str, str]:
     """Index and prepare a dataset once (cached next to it)."""
     index, rows = str(CACHE / f"{name}-index"), str(CACHE / f"{name}-fe")
     if not is_published(rows):
-        from glmix.spark import session
+        from glmix.spark.session import session
         from jobs.index_features import index_features
         from jobs.prepare_fixed_effect import prepare_fixed_effect
 
@@ -58,7 +61,7 @@ def prepared(name: str, data: str, bags: tuple[str, ...]) -> tuple[str, str]:
     return index, rows
 
 
-def objective(x, y, b: np.ndarray, intercept: float) -> float:
+def objective(x: sp.csr_matrix, y: np.ndarray, b: np.ndarray, intercept: float) -> float:
     m = x @ b + intercept
     return float(Loss("logistic").value(y, m).sum() + 0.5 * L2 * b @ b)
 
@@ -68,11 +71,11 @@ def run_ours(index: str, rows: str, compute: str, n_rows: int, precondition: boo
     out = str(CACHE / f"fe-model-{compute}-{n_rows}")
     config = FixedEffectConfig(task="logistic", l2=L2, ftol=FTOL, gtol=TOL * n_rows, compute=compute,
                                validation_every=0, max_iterations=5000, precondition=precondition)
-    report = Trainer(config, index, rows, out).run()
+    report = Trainer(config, index, rows, out).run().report
     return report["train_seconds"], report["final_objective"], report["iterations"]
 
 
-def run_sklearn(x, y) -> tuple[float, float, int]:
+def run_sklearn(x: sp.csr_matrix, y: np.ndarray) -> tuple[float, float, int]:
     model = LogisticRegression(solver="lbfgs", C=1.0 / L2, tol=TOL, max_iter=5000)
     started = time.perf_counter()
     model.fit(x, y)
@@ -80,11 +83,11 @@ def run_sklearn(x, y) -> tuple[float, float, int]:
     return seconds, objective(x, y, model.coef_[0], model.intercept_[0]), int(model.n_iter_[0])
 
 
-def run_spark_mllib(x, y) -> tuple[float, float, int]:
+def run_spark_mllib(x: sp.csr_matrix, y: np.ndarray) -> tuple[float, float, int]:
     from pyspark.ml.classification import LogisticRegression as SparkLR
     from pyspark.ml.linalg import SparseVector
 
-    from glmix.spark import session
+    from glmix.spark.session import session
 
     spark = session("local[2]", "bench-mllib", extra={"spark.driver.memory": "6g"})
     n, d = x.shape
@@ -112,12 +115,12 @@ def compare(name: str, index: str, rows_uri: str, with_spark: bool, repeats: int
     # the prepared rows carry the intercept as column 0; peers fit their own intercept instead
     x = rows.to_scipy(d)[:, 1:].tocsr()
     y = rows.label
-    solvers = {"glmix (1 worker, tensorflow)": lambda: run_ours(index, rows_uri, "tensorflow", rows.rows),
+    solvers: dict[str, Callable[[], tuple[float, float, int]]] = {"glmix (1 worker, tensorflow)": lambda: run_ours(index, rows_uri, "tensorflow", rows.rows),
                "glmix (1 worker, tensorflow, no preconditioner)": lambda: run_ours(index, rows_uri, "tensorflow",
                                                                                   rows.rows, precondition=False),
                "glmix (1 worker, scipy)": lambda: run_ours(index, rows_uri, "scipy", rows.rows),
                "scikit-learn lbfgs": lambda: run_sklearn(x, y)}
-    runs = {key: [] for key in solvers}
+    runs: dict[str, list[tuple[float, float, int]]] = {key: [] for key in solvers}
     for _ in range(repeats):
         for key, solve in solvers.items():
             runs[key].append(solve())
@@ -132,15 +135,16 @@ def compare(name: str, index: str, rows_uri: str, with_spark: bool, repeats: int
                 [[k, s, it, f, (f - best) / abs(best), s / sk_seconds] for k, (s, f, it) in results.items()])
 
 
-def run_workers(index: str, rows_uri: str, workers: int, name: str) -> dict:
+def run_workers(index: str, rows_uri: str, workers: int, name: str) -> dict[str, Any]:
     """Train with ``workers`` local worker processes; the chief's (worker 0) report."""
     out = CACHE / f"fe-{name}"
-    command = (f"{sys.executable} -m glmix.fixed_effect --index {index} --train {rows_uri} --output {out} "
+    command = (f"{sys.executable} -m glmix.train.fixed_effect --index {index} --train {rows_uri} --output {out} "
                f"--task logistic --l2 {L2} --ftol {FTOL} --gtol {TOL * 1e5} --validation-every 0")
     result = LocalBackend(CACHE / "launcher-runs").submit(JobSpec.from_dict(
         {"name": f"bench-fe-{name}", "tasks": {"worker": {"instances": workers, "command": command}}}))
     assert result.final_status == "SUCCEEDED", result.failed
-    return json.loads((out / "_report.json").read_text())
+    report: dict[str, Any] = json.loads((out / "_report.json").read_text())
+    return report
 
 
 def empty_copy(rows_uri: str) -> str:
@@ -176,9 +180,10 @@ def scaling(index: str, rows_uri: str) -> None:
 def run() -> None:
     a9a = libsvm("a9a")
     index, rows = prepared("a9a", a9a, ("features",))
-    compare("a9a", index, rows, with_spark=True, repeats=5)
-    n_rows = int(os.environ.get("GLMIX_BENCH_FE_ROWS", "1000000"))
-    data = join(synthetic(n_rows, users=n_rows // 10, items=10_000, context_dimension=100_000, context_nnz=20),
+    compare("a9a", index, rows, with_spark=not SMOKE, repeats=size(5, 1))
+    n_rows = size(1_000_000, 5_000, "GLMIX_BENCH_FE_ROWS")
+    data = join(synthetic(n_rows, users=n_rows // 10, items=size(10_000, 100),
+                          context_dimension=size(100_000, 1_000), context_nnz=20),
                 "train")
     index, rows = prepared(f"synthetic-{n_rows}", data, ("features", "userFeatures", "itemFeatures"))
     compare(f"synthetic {Path(data).parent.name}", index, rows, with_spark=True)

@@ -16,18 +16,19 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.report import print_table
-from glmix.demo import demo_config, true_margins
-from glmix.flow import build_project
-from glmix.flow_runner import LocalRunner
-from glmix.metrics import auc
-from glmix.synthetic import generate, movielens_spec
+from bench.sizes import size
+from glmix.data.synthetic import generate, movielens_spec
+from glmix.flow.runner import LocalRunner
+from glmix.game.demo import demo_config, true_margins
+from glmix.game.flow_builder import build_project
+from glmix.glm.metrics import auc
 
 
 def run() -> None:
     with tempfile.TemporaryDirectory(prefix="glmix-bench-game-") as tmp:
         root = Path(tmp)
         # in worker processes, as the demo does (the flow after in-process generation ran 3-6 s slower)
-        generate(movielens_spec(rows=100_000, seed=0), str(root / "data"), processes=os.cpu_count() or 1)
+        generate(movielens_spec(rows=size(100_000, 5_000), seed=0), str(root / "data"), processes=os.cpu_count() or 1)
         config = demo_config(root, passes=2)
         project = build_project(config, root / "flow")
         started = time.monotonic()

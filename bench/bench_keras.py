@@ -13,20 +13,24 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from bench.datasets import CACHE
 from bench.dev_cluster import running_cluster
 from bench.report import print_table
-from glmix.config import FeatureShard
-from glmix.spark import session
-from glmix.storage import is_published, join, storage_for
-from glmix.synthetic import generate, generic_spec
+from bench.sizes import size
+from glmix.data.synthetic import generate, generic_spec
+from glmix.io.storage import is_published, join, storage_for
+from glmix.settings import FeatureShard
+from glmix.spark.session import session
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
+from launcher.backend import Backend
 from launcher.local import LocalBackend
 from launcher.spec import JobSpec
 
-ROWS = 200_000
+ROWS = size(200_000, 2_000)
+EPOCHS = size(3, 1)
 
 
 def prepared() -> Path:
@@ -41,26 +45,27 @@ def prepared() -> Path:
     return root
 
 
-def train(backend, data: str, workers: int, output: str) -> dict:
-    command = (f"{sys.executable} -m glmix.keras_fixed_effect --index {data}/index --train {data}/fe "
-               f"--output {output} --task logistic --epochs 3 --batch-size 512 "
+def train(backend: Backend, data: str, workers: int, output: str) -> dict[str, Any]:
+    command = (f"{sys.executable} -m glmix.train.keras_fixed_effect --index {data}/index --train {data}/fe "
+               f"--output {output} --task logistic --epochs {EPOCHS} --batch-size 512 "
                f"--backup-dir {tempfile.mkdtemp(prefix='glmix-bench-backup-')}")
     spec = JobSpec.from_dict({"name": "glmix-bench-keras", "tasks": {"worker": {
         "instances": workers, "memory": 3072, "command": command}}})
     result = backend.submit(spec)
     assert result.final_status == "SUCCEEDED", result.failed
-    return json.loads(storage_for(output).read_bytes(join(output, "_report.json")))
+    report: dict[str, Any] = json.loads(storage_for(output).read_bytes(join(output, "_report.json")))
+    return report
 
 
 def run() -> None:
-    from glmix.storage import copy_tree
+    from glmix.io.storage import copy_tree
 
     root = prepared()
     rows = []
     with running_cluster():
         from launcher.yarn import YarnBackend
 
-        hdfs = "hdfs:///tmp/glmix-bench-keras"
+        hdfs = f"hdfs:///tmp/glmix-bench-keras-{ROWS}"
         for part in ("index", "fe"):
             if not is_published(f"{hdfs}/{part}"):
                 copy_tree(str(root / part), f"{hdfs}/{part}")
@@ -72,5 +77,5 @@ def run() -> None:
                 busy = report["input_seconds"] + report["fit_seconds"]
                 rows.append([name, workers, report["examples_per_second"], report["fit_seconds"],
                              report["input_seconds"], f"{report['input_seconds'] / busy:.0%}"])
-    print_table(f"Keras wide-and-deep fixed effect, {ROWS:,} rows x ~30 non-zeros, 3 epochs, batch 512/worker",
+    print_table(f"Keras wide-and-deep fixed effect, {ROWS:,} rows x ~30 non-zeros, {EPOCHS} epochs, batch 512/worker",
                 ["backend", "workers", "examples/s", "fit seconds", "input seconds", "input share"], rows)

@@ -12,16 +12,19 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.dev_cluster import running_cluster
 from bench.report import print_table
+from bench.sizes import size
+from launcher.backend import Backend
 from launcher.local import LocalBackend
 from launcher.spec import JobSpec
 
-RUNS = 3
+RUNS = size(3, 1)
 
 
-def latency(backend, marks: Path) -> float:
+def latency(backend: Backend, marks: Path) -> float:
     command = f"date +%s.%N > {marks}/$GLMIX_TASK_TYPE-$GLMIX_TASK_INDEX"
     spec = JobSpec.from_dict({"name": "glmix-bench-latency", "tasks": {"worker": {
         "instances": 2, "memory": 512, "command": command}}})
@@ -35,7 +38,7 @@ def run() -> None:
     with running_cluster():
         from launcher.yarn import YarnBackend
 
-        rows = []
+        rows: list[list[Any]] = []
         results = {}
         for name, backend in (("local processes", LocalBackend(tempfile.mkdtemp())), ("YARN (Skein)", YarnBackend())):
             samples = []
@@ -46,5 +49,5 @@ def run() -> None:
             rows.append([name, results[name], min(samples), max(samples)])
         for row in rows:
             row.append(row[1] - results["local processes"])
-        print_table("submit-to-TF_CONFIG latency, 2 workers (seconds; median of 3)",
+        print_table(f"submit-to-TF_CONFIG latency, 2 workers (seconds; median of {RUNS})",
                     ["backend", "median", "min", "max", "overhead vs local"], rows)

@@ -16,15 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from bench.report import print_table
-from glmix.metrics import auc
-from glmix.synthetic import SyntheticSpec, World, movielens_spec
+from bench.sizes import size
+from glmix.data.synthetic import SyntheticSpec, World, movielens_spec
+from glmix.glm.metrics import auc
 
 NEWTON_STEPS = 50
+ROWS = size(100_000, 5_000)
 
 
 def _world(user: tuple[float, float], movie: tuple[float, float], global_std: float) -> SyntheticSpec:
     """The demo's shape with other (slope std, intercept std) per entity type and global std."""
-    spec = movielens_spec().model_dump()
+    spec = movielens_spec(rows=ROWS).model_dump()
     for entity, (slopes, intercept) in zip(spec["entities"], (user, movie), strict=True):
         entity["random_effect_std"], entity["intercept_std"] = slopes, intercept
     spec["global_std"] = global_std
@@ -55,7 +57,8 @@ def _map_scores(x_index: np.ndarray, entity: np.ndarray, count: int, width: int,
                 break
         coefficients[e] = b
     chosen = coefficients[entity]
-    return chosen[:, 0] + np.take_along_axis(chosen[:, 1:], x_index, axis=1).sum(axis=1)
+    scores: np.ndarray = chosen[:, 0] + np.take_along_axis(chosen[:, 1:], x_index, axis=1).sum(axis=1)
+    return scores
 
 
 def oracle(spec: SyntheticSpec) -> dict[str, float]:
@@ -83,12 +86,12 @@ def oracle(spec: SyntheticSpec) -> dict[str, float]:
 
 
 def run() -> None:
-    worlds = [("demo: global 2.5; user 0.2 / 1.3, movie 0.15 / 1.3", movielens_spec()),
+    worlds = [("demo: global 2.5; user 0.2 / 1.3, movie 0.15 / 1.3", movielens_spec(rows=ROWS)),
               ("wide tastes: global 0.8; user 1.0 / 0.8, movie 0.6 / 0.8", _world((1.0, 0.8), (0.6, 0.8), 0.8)),
               ("global 2.0; user 0.15 / 1.0, movie 0.15 / 1.0", _world((0.15, 1.0), (0.15, 1.0), 2.0))]
     table = []
     for name, spec in worlds:
         r = oracle(spec)
         table.append((name, *(f"{v:.4f}" for v in (r["global"], r["oracle"], r["truth"], r["truth"] - r["oracle"]))))
-    print_table("validation AUC on 100k rows of the demo's shape (one draw; slope std / intercept std)",
+    print_table(f"validation AUC on {ROWS:,} rows of the demo's shape (one draw; slope std / intercept std)",
                 ["world", "true global only", "oracle bound", "truth", "truth - oracle"], table)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from glmix.libsvm import import_libsvm
-from glmix.storage import is_published, join
-from glmix.synthetic import generate, generic_spec
+from glmix.data.synthetic import generate, generic_spec
+from glmix.io.libsvm import import_libsvm
+from glmix.io.storage import is_published, join
+from glmix.settings import Task
 
 CACHE = Path(os.environ.get("GLMIX_BENCH_DIR", Path(__file__).resolve().parents[1] / ".bench"))
 SHARED_DATA = Path(os.environ.get("GLMIX_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def synthetic(rows: int, users: int | None = None, items: int = 10_000, context_dimension: int = 100_000,
-              context_nnz: int = 20, task: str = "logistic", root: str | None = None) -> str:
+              context_nnz: int = 20, task: Task = "logistic", root: str | None = None) -> str:
     """A generic synthetic dataset (~context_nnz + 10 non-zeros a row); returns its directory."""
     users = users or max(1, rows // 10)
     name = f"synthetic-{task}-{rows}-{users}-{items}-{context_dimension}-{context_nnz}"

@@ -25,6 +25,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,7 +309,7 @@ class Cluster:
             if pending:
                 time.sleep(0.5)
 
-    def _get_json(self, port: int, path: str) -> dict | None:
+    def _get_json(self, port: int, path: str) -> Any:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
                 return json.load(response)
@@ -321,7 +322,7 @@ class Cluster:
         beans = (info or {}).get("beans") or [{}]
         state = self._get_json(self.ports["namenode-http"], "/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo")
         nn_beans = (state or {}).get("beans") or [{}]
-        return beans[0].get("NumLiveDataNodes", 0) >= 1 and nn_beans[0].get("Safemode", "x") == ""
+        return bool(beans[0].get("NumLiveDataNodes", 0) >= 1 and nn_beans[0].get("Safemode", "x") == "")
 
     def yarn_ready(self) -> bool:
         metrics = self._get_json(self.ports["rm-http"], "/ws/v1/cluster/metrics")

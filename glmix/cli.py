@@ -9,17 +9,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from glmix.data.synthetic import GenerationSummary, SyntheticSpec, generate, load_spec
 from glmix.errors import GlmixError
-from glmix.examples import ColumnNames, ExampleReader, ReadStats
-from glmix.flow_runner import DEFAULT_PARALLEL
-from glmix.game_config import GameConfig
-from glmix.libsvm import import_libsvm
-from glmix.synthetic import GenerationSummary, SyntheticSpec, generate, load_spec
+from glmix.flow.runner import DEFAULT_PARALLEL
+from glmix.game.config import GameConfig
+from glmix.io.examples import ColumnNames, ExampleReader, ReadStats
+from glmix.io.libsvm import import_libsvm
 
 console = Console(stderr=False)
 
@@ -87,7 +88,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     console.print(table)
 
 
-def print_summary(summary: dict, title: str) -> None:
+def print_summary(summary: dict[str, Any], title: str) -> None:
     """The validation metrics after every coordinate update; the chosen step marked."""
     names = list(summary["steps"][0]["metrics"])
     table = Table(title=title)
@@ -101,12 +102,12 @@ def print_summary(summary: dict, title: str) -> None:
 
 
 def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], restart: bool,
-               parallel: int = DEFAULT_PARALLEL) -> dict:
+               parallel: int = DEFAULT_PARALLEL) -> dict[str, Any]:
     """Build the config's flow and run it here; returns the summary (raises if a stage failed)."""
-    from glmix.flow import build_project
-    from glmix.flow_runner import LocalRunner, print_timings
-    from glmix.spark import suits_quick_start
-    from glmix.storage import storage_for
+    from glmix.flow.runner import LocalRunner, print_timings
+    from glmix.game.flow_builder import build_project
+    from glmix.io.storage import storage_for
+    from glmix.spark.session import suits_quick_start
 
     build_project(config, project)
     quick_start = suits_quick_start([config.input.train, config.input.validation])
@@ -120,7 +121,8 @@ def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], res
                          "run the same command again to resume from it")
     console.print(f"flow {config.name}: {len(results)} stages in {time.monotonic() - started:.1f}s")
     summary_path = f"{config.output}/summary.json"
-    return json.loads(storage_for(summary_path).read_bytes(summary_path))
+    summary: dict[str, Any] = json.loads(storage_for(summary_path).read_bytes(summary_path))
+    return summary
 
 
 def _overrides(values: list[str] | None) -> dict[str, str]:
@@ -142,8 +144,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_flow_build(args: argparse.Namespace) -> None:
-    from glmix.azkaban import zip_project
-    from glmix.flow import build_project
+    from glmix.flow.azkaban import zip_project
+    from glmix.game.flow_builder import build_project
 
     config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
     project = build_project(config, Path(args.project))
@@ -153,14 +155,14 @@ def cmd_flow_build(args: argparse.Namespace) -> None:
 
 
 def cmd_flow_validate(args: argparse.Namespace) -> None:
-    from glmix.azkaban import read_project
+    from glmix.flow.azkaban import read_project
 
     flow = read_project(Path(args.project))
     console.print(f"{args.project}: flow {flow.name} is valid ({len(flow.nodes)} nodes)")
 
 
 def cmd_flow_run(args: argparse.Namespace) -> None:
-    from glmix.flow_runner import LocalRunner, print_timings
+    from glmix.flow.runner import LocalRunner, print_timings
 
     results = LocalRunner(Path(args.project), _overrides(args.set), console, args.parallel,
                           quick_start=not args.peak_jvm).run(restart=args.restart)
@@ -171,8 +173,8 @@ def cmd_flow_run(args: argparse.Namespace) -> None:
 
 
 def cmd_flow_upload(args: argparse.Namespace) -> None:
-    from glmix.azkaban import zip_project
-    from glmix.azkaban_client import AzkabanClient
+    from glmix.flow.azkaban import zip_project
+    from glmix.flow.azkaban_client import AzkabanClient
 
     client = AzkabanClient(args.url)
     client.login(args.user, os.environ.get("AZKABAN_PASSWORD", ""))
@@ -188,8 +190,8 @@ def cmd_flow_upload(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Generate MovieLens-shaped data and train the GLMix model on it with the local flow runner."""
-    from glmix.demo import demo_config, true_margins
-    from glmix.metrics import auc
+    from glmix.game.demo import demo_config, true_margins
+    from glmix.glm.metrics import auc
 
     output = Path(args.output).resolve()
     # parts written by worker processes: faster, and (measured, cause unknown) the flow that follows

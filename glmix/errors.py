@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 
 class GlmixError(Exception):
@@ -37,11 +38,12 @@ class DataError(GlmixError):
         super().__init__(f"{': '.join(where)}: {message}" if where else message)
 
 
-def run_command(body: Callable[[], str]) -> int:
-    """A command's body: print the line it returns (exit 0), or its GlmixError as one line on stderr (exit 1)."""
+def run_command(body: Callable[[], str], out: TextIO | None = None) -> int:
+    """A command's body: print the line it returns (exit 0), or its GlmixError as one line (exit 1);
+    to ``out`` when given (a flow node's log), else to stdout and stderr."""
     try:
-        print(body())
+        print(body(), file=out or sys.stdout)
     except GlmixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=out or sys.stderr)
         return 1
     return 0

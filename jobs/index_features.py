@@ -14,7 +14,6 @@ aggregated, filtered, sorted and numbered (zipWithIndex) on the executors.
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
@@ -22,14 +21,15 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from glmix.config import FeatureShard
+from glmix.data.feature_index import write_shard_meta
 from glmix.errors import ConfigError
-from glmix.examples import ColumnNames
-from glmix.feature_index import write_shard_meta
-from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.schemas import INTERCEPT_NAME, raw_schema
-from glmix.spark_input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features
-from glmix.storage import join, publish_atomically, qualified, storage_for
+from glmix.io.examples import ColumnNames
+from glmix.io.schemas import INTERCEPT_NAME, raw_schema
+from glmix.io.storage import join, publish_atomically, qualified, storage_for
+from glmix.settings import BadRecordPolicy, FeatureShard
+from glmix.spark.input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features
+from glmix.spark.job import JobReport, run_main
+from glmix.spark.job_args import IndexArgs
 
 
 def read_whitelist(spark: SparkSession, uri: str) -> DataFrame:
@@ -41,13 +41,13 @@ def read_whitelist(spark: SparkSession, uri: str) -> DataFrame:
 
 
 def index_features(spark: SparkSession, data: str, output: str, shard: FeatureShard,
-                   columns: ColumnNames = ColumnNames(), policy: str = "fail") -> dict[str, Any]:
+                   columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail") -> dict[str, Any]:
     """Index one shard into ``output``."""
     return index_shards(spark, data, {shard.name: output}, [shard], columns, policy)[shard.name]
 
 
 def index_shards(spark: SparkSession, data: str, outputs: dict[str, str], shards: list[FeatureShard],
-                 columns: ColumnNames = ColumnNames(), policy: str = "fail") -> dict[str, dict[str, Any]]:
+                 columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail") -> dict[str, dict[str, Any]]:
     """Index several shards of one dataset in one pass: the data is read once and every shard's
     features are counted in one aggregation (a job per shard would repeat both). Rows are checked
     on the union of the shards' bags. Returns each shard's report."""
@@ -133,42 +133,22 @@ def _publish_index(spark: SparkSession, stats: DataFrame, rows: int, shard: Feat
         report.write_into(tmp)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = job_parser("index_features", __doc__)
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--output", required=True, help="the shard's directory; with --shards, their parent")
-    parser.add_argument("--shards", help="JSON list of shards (name, bags, intercept, min_count, whitelist)")
-    parser.add_argument("--shard-name")
-    parser.add_argument("--bags", nargs="+")
-    parser.add_argument("--min-count", type=int, default=1)
-    parser.add_argument("--whitelist")
-    parser.add_argument("--no-intercept", action="store_true")
-    parser.add_argument("--response", help="label column (default: label or response)")
-    parser.add_argument("--bad-records", choices=["fail", "drop"], default="fail")
-    add_spark_arguments(parser)
-    return parser
+ARGS = IndexArgs  # this job's command line (glmix.spark.job_args)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: IndexArgs) -> dict[str, Any]:
     columns = ColumnNames(response=args.response)
     if args.shards:
         if args.shard_name or args.bags:
             raise ConfigError("--shards describes every shard: drop --shard-name and --bags")
-        try:
-            listed = json.loads(args.shards)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--shards: not JSON ({exc})") from None
-        if not isinstance(listed, list) or not listed:
-            raise ConfigError("--shards: expected a non-empty JSON list of shards")
-        shards = [FeatureShard.parse(s, where=f"shards[{k}]") for k, s in enumerate(listed)]
-        outputs = {s.name: join(args.output, s.name) for s in shards}
-        return index_shards(spark, args.input, outputs, shards, columns, args.bad_records)
+        outputs = {s.name: join(args.output, s.name) for s in args.shards}
+        return index_shards(spark, args.input, outputs, list(args.shards), columns, args.bad_records)
     if not args.shard_name or not args.bags:
         raise ConfigError("give --shard-name and --bags, or --shards")
-    shard = FeatureShard.parse({"name": args.shard_name, "bags": args.bags, "intercept": not args.no_intercept,
+    shard = FeatureShard.parse({"name": args.shard_name, "bags": args.bags, "intercept": args.intercept,
                                 "min_count": args.min_count, "whitelist": args.whitelist}, where="shard")
     return index_features(spark, args.input, args.output, shard, columns, args.bad_records)
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(build_parser(), run))
+    raise SystemExit(run_main(ARGS, run, __doc__))

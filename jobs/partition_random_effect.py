@@ -28,20 +28,23 @@ OUT/_partitions.json, OUT/_shard.json, OUT/_report.json.
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession, Window
 from pyspark.sql import functions as F
 
+from glmix.data.feature_index import FeatureIndex, write_shard_meta
 from glmix.errors import DataError
-from glmix.examples import ColumnNames
-from glmix.feature_index import FeatureIndex, write_shard_meta
-from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.spark_indexing import index_rows, indexing_counts
-from glmix.spark_input import InputSpec, dropped_by_reason, load_examples, read_scores
-from glmix.storage import join, publish_atomically, qualified, storage_for
+from glmix.io.examples import ColumnNames
+from glmix.io.storage import join, publish_atomically, qualified, storage_for
+from glmix.settings import BadRecordPolicy, Task
+from glmix.spark.indexing import index_rows, indexing_counts
+from glmix.spark.input import InputSpec, dropped_by_reason, load_examples, read_scores
+from glmix.spark.job import JobReport, run_main
+from glmix.spark.job_args import PartitionArgs
 
 ROW_COLUMNS = ["uid", "entity_id", "label", "weight", "offset"]
 ROW_FIELDS = ["uid", "label", "weight", "offset", "indices", "values"]  # of a row inside its entity
@@ -56,7 +59,7 @@ def snake_partition(rank: Column, partitions: int) -> Column:
 def partition_random_effect(spark: SparkSession, data: str, entity_field: str, index_dir: str, output: str,
                             offsets: str | None = None, lower_bound: int = 1, upper_bound: int | None = None,
                             partitions: int = 4, seed: int = 0, columns: ColumnNames = ColumnNames(),
-                            task: str | None = None, policy: str = "fail",
+                            task: Task | None = None, policy: BadRecordPolicy = "fail",
                             offsets_exclude: str | None = None) -> dict[str, Any]:
     if lower_bound < 1 or partitions < 1 or (upper_bound is not None and upper_bound < lower_bound):
         raise ValueError("need lower_bound >= 1, partitions >= 1 and upper_bound >= lower_bound")
@@ -72,88 +75,136 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
                                             task=task, require_uid=offsets is not None, policy=policy,
                                             merge_repeats=False))
     rows = loaded.good_rows().withColumnRenamed(entity_field, "entity_id")
-    missing_offsets = scored = None
+    offset_check = None
     if offsets is not None:
-        scored = rows.join(read_scores(spark, offsets, offsets_exclude), on="uid", how="left")
-        missing_offsets = Observation(f"offsets-{id(scored)}")
-        rows = scored.observe(missing_offsets, F.sum(F.when(F.col("_score").isNull(), 1).otherwise(0)).alias("n"))
-        if policy == "drop":
-            rows = rows.filter(F.col("_score").isNotNull())
-        rows = rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score")
-
+        rows, offset_check = _with_offsets(spark, rows, offsets, offsets_exclude, policy)
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
-    # one shuffle: every entity's rows together; active and passive outputs both derive from it (cached).
-    # uid leads the row struct, so sorting an entity's rows (a compiled sort_array) orders them by uid.
-    row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"))
-    grouped = indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
-        .withColumn("n_rows_before", F.size("_rows")).cache()
-    passive_rows = grouped.filter(F.col("n_rows_before") < lower_bound).select("entity_id", "_rows")
-    active = grouped.filter(F.col("n_rows_before") >= lower_bound)
-    n_rows = F.col("n_rows_before")
-    if upper_bound is not None:
-        # down-sampling: the rows of smallest (hash(uid, seed), uid), weights scaled to keep the entity's total
-        # (lambdas, interpreted, but only for the entities over the bound); the others become passive rows
-        scale = n_rows / F.lit(upper_bound)
-        by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(F.xxhash64(r["uid"], F.lit(seed)).alias("h"),
-                                                                        r.alias("r"))))
-        kept = F.transform(F.slice(by_hash, 1, upper_bound), lambda s: s["r"].withField("weight", s["r"]["weight"] * scale))
-        removed = F.transform(F.slice(by_hash, upper_bound + 1, n_rows - upper_bound), lambda s: s["r"])
-        passive_rows = passive_rows.unionByName(
-            active.filter(n_rows > upper_bound).select("entity_id", removed.alias("_rows")))
-        active = active.withColumn("_rows", F.when(n_rows > upper_bound, kept).otherwise(F.col("_rows")))
-        n_rows = F.least(n_rows, F.lit(upper_bound))
-    passive = (passive_rows.select("entity_id", F.explode("_rows").alias("r"))
-               .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
-    entities = _entity_blocks(active)
+    grouped = _group_by_entity(indexed)
+    bounded = _bounded(grouped, lower_bound, upper_bound, seed)
 
     with publish_atomically(output) as tmp:
-        # one task ranks all entities (two small columns per entity), largest first
-        rank = F.row_number().over(Window.orderBy(F.desc("n_rows"), "entity_id")) - 1
-        assignment = active.select("entity_id", n_rows.alias("n_rows")).select(
-            "entity_id", "n_rows", snake_partition(rank, partitions).alias("partition"))
-        (entities.join(assignment.drop("n_rows"), "entity_id").repartition("partition")
+        assignment = _assignment(bounded, partitions)
+        (_entity_blocks(bounded.active).join(assignment.drop("n_rows"), "entity_id").repartition("partition")
          .sortWithinPartitions("entity_id").write.partitionBy("partition").parquet(join(tmp, "active")))
         counts = loaded.check()
-        n_missing = int((missing_offsets.get.get("n") if missing_offsets else 0) or 0)
-        if n_missing and policy == "fail":
-            example = scored.filter(F.col("_score").isNull()).select("uid").first()
-            raise DataError(f"{n_missing} row(s) have no score in the offsets (e.g. uid "
-                            f"{example['uid'] if example else '?'}); policy 'fail'", path=offsets, field="uid")
-        # the report's numbers come from the cached entity sizes (two int columns), not from re-reading outputs
-        is_passive = F.col("n_rows_before") < lower_bound
-        totals = grouped.agg(
-            F.count_if(~is_passive).alias("active"), F.count_if(is_passive).alias("passive"),
-            F.sum(F.when(is_passive, F.col("n_rows_before"))).alias("rows_passive"),
-            F.sum(F.when(~is_passive, F.col("n_rows_before"))).alias("rows_before"),
-            F.sum(F.when(~is_passive, n_rows)).alias("rows"),
-            F.count_if(~is_passive & (n_rows < F.col("n_rows_before"))).alias("sampled")).first()
-        (passive if totals["passive"] or totals["sampled"] else passive.limit(0)).write.parquet(join(tmp, "passive"))
-        per_partition = (assignment.groupBy("partition").agg(F.count(F.lit(1)).alias("entities"),
-                                                             F.sum("n_rows").alias("rows"))
-                         .orderBy("partition").collect())
-        partition_list = [{"partition": r["partition"], "path": f"active/partition={r['partition']}",
-                           "entities": r["entities"], "rows": int(r["rows"])} for r in per_partition]
-        storage_for(tmp).write_bytes(join(tmp, "_partitions.json"), json.dumps(partition_list, indent=2).encode())
+        n_missing = offset_check() if offset_check else 0
+        totals = _totals(grouped, bounded.n_rows, lower_bound)
+        passive = bounded.passive_rows()
+        (passive if totals["entities_passive"] or totals["entities_down_sampled"] else passive.limit(0)) \
+            .write.parquet(join(tmp, "passive"))
+        partition_list = _write_partition_list(tmp, assignment)
         write_shard_meta(tmp, shard, index_meta.size)
         dropped = dropped_by_reason(counts)
         if n_missing:
             dropped["missing_offset"] = n_missing
         row_sizes = [p["rows"] for p in partition_list]
         report.counters.update({
-            "rows_in": counts["rows_in"], "dropped": dropped,
-            **indexing_counts(indexing),
-            "entities_active": int(totals["active"]),
-            "entities_passive": int(totals["passive"]),
-            "entities_down_sampled": int(totals["sampled"]),
-            "rows_active": int(totals["rows"] or 0),
-            "rows_removed_by_down_sampling": int((totals["rows_before"] or 0) - (totals["rows"] or 0)),
-            "rows_passive": int(totals["rows_passive"] or 0),
+            "rows_in": counts["rows_in"], "dropped": dropped, **indexing_counts(indexing), **totals,
             "partitions": len(partition_list),
             "partition_rows": {"min": min(row_sizes, default=0), "max": max(row_sizes, default=0),
                                "mean": sum(row_sizes) / max(1, len(row_sizes))}})
         report.write_into(tmp)
         grouped.unpersist()
     return report.to_dict()
+
+
+def _with_offsets(spark: SparkSession, rows: DataFrame, offsets: str, exclude: str | None,
+                  policy: BadRecordPolicy) -> tuple[DataFrame, Callable[[], int]]:
+    """The other coordinates' scores joined by uid and added to each row's offset; and a check to
+    call once the rows were computed: it returns how many rows had no score (dropped under
+    ``drop``), or raises naming one under ``fail``."""
+    scored = rows.join(read_scores(spark, offsets, exclude), on="uid", how="left")
+    missing = Observation(f"offsets-{id(scored)}")
+    rows = scored.observe(missing, F.sum(F.when(F.col("_score").isNull(), 1).otherwise(0)).alias("n"))
+    if policy == "drop":
+        rows = rows.filter(F.col("_score").isNotNull())
+
+    def check() -> int:
+        n_missing = int(missing.get.get("n") or 0)
+        if n_missing and policy == "fail":
+            example = scored.filter(F.col("_score").isNull()).select("uid").first()
+            raise DataError(f"{n_missing} row(s) have no score in the offsets (e.g. uid "
+                            f"{example['uid'] if example else '?'}); policy 'fail'", path=offsets, field="uid")
+        return n_missing
+
+    return rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score"), check
+
+
+def _group_by_entity(indexed: DataFrame) -> DataFrame:
+    """One shuffle: every entity's rows together (cached; the active and passive outputs and the
+    report all derive from it). uid leads the row struct, so sorting an entity's rows (a compiled
+    sort_array) orders them by uid."""
+    row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"))
+    return indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
+        .withColumn("n_rows_before", F.size("_rows")).cache()
+
+
+@dataclass
+class _Bounded:
+    """The entities with a model (``active``, rows down-sampled to the upper bound; ``n_rows`` their
+    row count after it) and the rows no model trains on (``passive``)."""
+
+    active: DataFrame
+    passive: DataFrame          # entity_id, _rows
+    n_rows: Column
+
+    def passive_rows(self) -> DataFrame:
+        return (self.passive.select("entity_id", F.explode("_rows").alias("r"))
+                .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
+
+
+def _bounded(grouped: DataFrame, lower_bound: int, upper_bound: int | None, seed: int) -> _Bounded:
+    """Entities below the lower bound become passive; those above the upper bound keep the rows of
+    smallest (hash(uid, seed), uid), their weights scaled to keep the entity's total, and the rows
+    left out become passive (lambdas, interpreted, but only for the entities over the bound)."""
+    passive = grouped.filter(F.col("n_rows_before") < lower_bound).select("entity_id", "_rows")
+    active = grouped.filter(F.col("n_rows_before") >= lower_bound)
+    n_rows = F.col("n_rows_before")
+    if upper_bound is None:
+        return _Bounded(active, passive, n_rows)
+    scale = n_rows / F.lit(upper_bound)
+    by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(F.xxhash64(r["uid"], F.lit(seed)).alias("h"),
+                                                                    r.alias("r"))))
+    kept = F.transform(F.slice(by_hash, 1, upper_bound), lambda s: s["r"].withField("weight", s["r"]["weight"] * scale))
+    removed = F.transform(F.slice(by_hash, upper_bound + 1, n_rows - upper_bound), lambda s: s["r"])
+    passive = passive.unionByName(active.filter(n_rows > upper_bound).select("entity_id", removed.alias("_rows")))
+    active = active.withColumn("_rows", F.when(n_rows > upper_bound, kept).otherwise(F.col("_rows")))
+    return _Bounded(active, passive, F.least(n_rows, F.lit(upper_bound)))
+
+
+def _assignment(bounded: _Bounded, partitions: int) -> DataFrame:
+    """Each active entity's partition (``entity_id, n_rows, partition``): one task ranks all
+    entities (two small columns per entity), largest first, and deals them in snake order."""
+    rank = F.row_number().over(Window.orderBy(F.desc("n_rows"), "entity_id")) - 1
+    return bounded.active.select("entity_id", bounded.n_rows.alias("n_rows")).select(
+        "entity_id", "n_rows", snake_partition(rank, partitions).alias("partition"))
+
+
+def _totals(grouped: DataFrame, n_rows: Column, lower_bound: int) -> dict[str, int]:
+    """The report's entity and row counts, from the cached entity sizes (not by re-reading outputs)."""
+    is_passive = F.col("n_rows_before") < lower_bound
+    totals = grouped.agg(
+        F.count_if(~is_passive).alias("active"), F.count_if(is_passive).alias("passive"),
+        F.sum(F.when(is_passive, F.col("n_rows_before"))).alias("rows_passive"),
+        F.sum(F.when(~is_passive, F.col("n_rows_before"))).alias("rows_before"),
+        F.sum(F.when(~is_passive, n_rows)).alias("rows"),
+        F.count_if(~is_passive & (n_rows < F.col("n_rows_before"))).alias("sampled")).first()
+    assert totals is not None  # an aggregate has one row
+    return {"entities_active": int(totals["active"]), "entities_passive": int(totals["passive"]),
+            "entities_down_sampled": int(totals["sampled"]), "rows_active": int(totals["rows"] or 0),
+            "rows_removed_by_down_sampling": int((totals["rows_before"] or 0) - (totals["rows"] or 0)),
+            "rows_passive": int(totals["rows_passive"] or 0)}
+
+
+def _write_partition_list(directory: str, assignment: DataFrame) -> list[dict[str, Any]]:
+    """``_partitions.json``: entities and rows of every partition."""
+    per_partition = (assignment.groupBy("partition").agg(F.count(F.lit(1)).alias("entities"),
+                                                         F.sum("n_rows").alias("rows"))
+                     .orderBy("partition").collect())
+    partition_list = [{"partition": r["partition"], "path": f"active/partition={r['partition']}",
+                       "entities": r["entities"], "rows": int(r["rows"])} for r in per_partition]
+    storage_for(directory).write_bytes(join(directory, "_partitions.json"), json.dumps(partition_list, indent=2).encode())
+    return partition_list
 
 
 def _entity_blocks(active: DataFrame) -> DataFrame:
@@ -170,27 +221,10 @@ def _entity_blocks(active: DataFrame) -> DataFrame:
         F.flatten("rows.values").alias("vals"))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = job_parser("partition_random_effect", __doc__)
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--entity-field", required=True, help="e.g. userId (top-level field or metadataMap key)")
-    parser.add_argument("--index", required=True, help="output directory of index_features for the shard")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--offsets", help="scores of the other coordinates (uid, score), or ScoringResult Avro")
-    parser.add_argument("--offsets-exclude", metavar="COORDINATE",
-                        help="with ScoringResult offsets: the coordinate being trained, left out of the sum")
-    parser.add_argument("--lower-bound", type=int, default=1, help="active-data lower bound (rows per entity)")
-    parser.add_argument("--upper-bound", type=int, help="active-data upper bound (down-sample above it)")
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--task", choices=["logistic", "linear", "poisson"])
-    parser.add_argument("--response", help="label column (default: label or response)")
-    parser.add_argument("--bad-records", choices=["fail", "drop"], default="fail")
-    add_spark_arguments(parser)
-    return parser
+ARGS = PartitionArgs  # this job's command line (glmix.spark.job_args)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: PartitionArgs) -> dict[str, Any]:
     return partition_random_effect(spark, args.input, args.entity_field, args.index, args.output, args.offsets,
                                    args.lower_bound, args.upper_bound, args.partitions, args.seed,
                                    ColumnNames(response=args.response), args.task, args.bad_records,
@@ -198,4 +232,4 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(build_parser(), run))
+    raise SystemExit(run_main(ARGS, run, __doc__))

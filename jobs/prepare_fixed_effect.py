@@ -15,25 +15,26 @@ a multiple of, or at least, the number of workers.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from glmix.examples import ColumnNames
-from glmix.feature_index import FeatureIndex, write_shard_meta
-from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.spark_indexing import index_rows, indexing_counts
-from glmix.spark_input import InputSpec, dropped_by_reason, load_examples
-from glmix.storage import publish_atomically, qualified
+from glmix.data.feature_index import FeatureIndex, write_shard_meta
+from glmix.io.examples import ColumnNames
+from glmix.io.storage import publish_atomically, qualified
+from glmix.settings import BadRecordPolicy, Task
+from glmix.spark.indexing import index_rows, indexing_counts
+from glmix.spark.input import InputSpec, dropped_by_reason, load_examples
+from glmix.spark.job import JobReport, run_main
+from glmix.spark.job_args import PrepareArgs
 
 ROW_COLUMNS = ["uid", "label", "weight", "offset"]
 
 
 def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output: str, files: int,
-                         columns: ColumnNames = ColumnNames(), task: str | None = None,
-                         policy: str = "fail") -> dict[str, Any]:
+                         columns: ColumnNames = ColumnNames(), task: Task | None = None,
+                         policy: BadRecordPolicy = "fail") -> dict[str, Any]:
     if files < 1:
         raise ValueError("files must be >= 1")
     index_meta = FeatureIndex.load(index_dir)
@@ -60,23 +61,13 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
     return report.to_dict()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = job_parser("prepare_fixed_effect", __doc__)
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--index", required=True, help="output directory of index_features for the shard")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--files", type=int, default=1, help="number of balanced output files (>= 1)")
-    parser.add_argument("--task", choices=["logistic", "linear", "poisson"], help="validates labels for the task")
-    parser.add_argument("--response", help="label column (default: label or response)")
-    parser.add_argument("--bad-records", choices=["fail", "drop"], default="fail")
-    add_spark_arguments(parser)
-    return parser
+ARGS = PrepareArgs  # this job's command line (glmix.spark.job_args)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: PrepareArgs) -> dict[str, Any]:
     return prepare_fixed_effect(spark, args.input, args.index, args.output, args.files,
                                 ColumnNames(response=args.response), args.task, args.bad_records)
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(build_parser(), run))
+    raise SystemExit(run_main(ARGS, run, __doc__))

@@ -19,8 +19,8 @@ the random effects, and of ``--id-fields``, are copied into ``metadataMap``.
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -31,16 +31,17 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
-from glmix.config import BadRecordPolicy
 from glmix.errors import ConfigError, DataError
-from glmix.examples import ColumnNames
-from glmix.game_model import CoordinateModel, read_game_model
-from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.model_io import read_models
-from glmix.schemas import INTERCEPT_NAME, raw_schema
-from glmix.spark_indexing import KEY_SEPARATOR, looked_up
-from glmix.spark_input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features, read_scores
-from glmix.storage import join, publish_atomically, qualified
+from glmix.io.examples import ColumnNames
+from glmix.io.schemas import INTERCEPT_NAME, raw_schema
+from glmix.io.storage import join, publish_atomically, qualified
+from glmix.model.game_model import CoordinateModel, read_game_model
+from glmix.model.linear_model import read_models
+from glmix.settings import BadRecordPolicy
+from glmix.spark.indexing import KEY_SEPARATOR, looked_up
+from glmix.spark.input import InputSpec, dropped_by_reason, kept_bag_column, load_examples, merged_features, read_scores
+from glmix.spark.job import JobReport, run_main
+from glmix.spark.job_args import ScoreArgs
 
 
 def _key(name: Column, term: Column) -> Column:
@@ -80,7 +81,7 @@ def with_fixed_effect_score(spark: SparkSession, rows: DataFrame, model: Coordin
         np.fromiter(means.values(), dtype=np.float64, count=len(means))))
     intercept = means.get((INTERCEPT_NAME, ""), 0.0) if shard.intercept else 0.0
 
-    @F.arrow_udf(DoubleType())
+    @F.arrow_udf(DoubleType())  # type: ignore[attr-defined,untyped-decorator]  # re-exported by a star import
     def dot(features: pa.Array) -> pa.Array:
         keys, coefficients = table.value
         row_of, found, values, _ = looked_up(features, keys)
@@ -103,6 +104,7 @@ def with_random_effect_score(spark: SparkSession, rows: DataFrame, model: Coordi
     shard = model.shard()
     maps = _model_maps(spark, model)
     coefficients = F.col(f"_m_{model.name}")
+    assert model.entity_field is not None, "a random effect has an entity field"
     joined = rows.join(maps, rows[model.entity_field] == maps[f"_id_{model.name}"], "left") \
         .drop(f"_id_{model.name}")
     features = merged_features(tuple(kept_bag_column(b) for b in shard.bags), rows.schema)
@@ -126,8 +128,10 @@ def score_frame(spark: SparkSession, dataset: str, uri: str, models: list[Coordi
                                             require_uid=True, policy=policy, keep_bags=True))
     rows = loaded.good_rows()
     for model in models:
-        add_score = {"scores": partial(with_given_scores, dataset=dataset), "fixed": with_fixed_effect_score,
-                     "random": with_random_effect_score}[model.type]
+        scorers: dict[str, Callable[[SparkSession, DataFrame, CoordinateModel], DataFrame]] = {
+            "scores": partial(with_given_scores, dataset=dataset), "fixed": with_fixed_effect_score,
+            "random": with_random_effect_score}
+        add_score = scorers[model.type]
         rows = add_score(spark, rows, model)
     names = [m.name for m in models]
     coordinate_map = F.map_from_arrays(F.array(*[F.lit(n) for n in names]),
@@ -178,41 +182,17 @@ def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateMode
     return report.to_dict()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = job_parser("score", __doc__)
-    parser.add_argument("--data", action="append", required=True, metavar="NAME=URI",
-                        help="a dataset to score; written to OUTPUT/NAME")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--model", help="a published GAME model directory (model-metadata.json)")
-    parser.add_argument("--fixed-effect", action="append", default=[], metavar="NAME=DIR")
-    parser.add_argument("--random-effect", action="append", default=[], metavar="NAME=ENTITY_FIELD=DIR")
-    parser.add_argument("--scores", action="append", default=[], metavar="NAME=DIR",
-                        help="a coordinate given by its scores: DIR/scores/<dataset>/ (uid, score), e.g. a "
-                             "Keras fixed effect or an external model")
-    parser.add_argument("--model-id", default="game")
-    parser.add_argument("--response", help="label column (default: label or response)")
-    parser.add_argument("--bad-records", choices=["fail", "drop"], default="fail")
-    parser.add_argument("--files", type=int, default=2, help="output files per dataset")
-    parser.add_argument("--id-fields", default="", help="more entity ids to copy into metadataMap (for grouped "
-                                                        "metrics), comma-separated")
-    add_spark_arguments(parser)
-    return parser
+ARGS = ScoreArgs  # this job's command line (glmix.spark.job_args)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
+def run(spark: SparkSession, args: ScoreArgs) -> dict[str, Any]:
     models = read_game_model(args.model)[0] if args.model else []
     models += [CoordinateModel.from_flag("fixed", v) for v in args.fixed_effect]
     models += [CoordinateModel.from_flag("random", v) for v in args.random_effect]
     models += [CoordinateModel.from_flag("scores", v) for v in args.scores]
-    data = {}
-    for value in args.data:
-        name, sep, uri = value.partition("=")
-        if not sep or not name or not uri:
-            raise ConfigError(f"--data {value!r}: expected NAME=URI")
-        data[name] = uri
-    return score(spark, data, models, args.output, args.model_id, ColumnNames(response=args.response),
-                 args.bad_records, args.files, tuple(f for f in args.id_fields.split(",") if f))
+    return score(spark, args.datasets(), models, args.output, args.model_id, ColumnNames(response=args.response),
+                 args.bad_records, args.files, tuple(args.id_fields))
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(build_parser(), run))
+    raise SystemExit(run_main(ARGS, run, __doc__))

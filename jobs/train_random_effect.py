@@ -5,7 +5,7 @@
         [--warm-start PREVIOUS] [--offsets SCORES [SCORES ...]]
 
 Reads the active entities written by jobs/partition_random_effect (one row per entity, already
-projected onto its own features) and solves them with glmix.batched inside ``mapInArrow``: each
+projected onto its own features) and solves them with glmix.train.random_effect inside ``mapInArrow``: each
 Arrow batch of entities is solved together, so a Spark task's memory is bounded by its batch, not
 by the number of entities.
 
@@ -24,137 +24,24 @@ time).
 
 from __future__ import annotations
 
-import argparse
 import json
-import resource
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
-import pyarrow as pa
-from pydantic import Field, model_validator
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from glmix.batched import EntityProblem, SolverSettings, solve_entities, variances
-from glmix.config import Settings, Task
+from glmix.data.feature_index import FeatureIndex
 from glmix.errors import DataError
-from glmix.feature_index import SHARD_META, FeatureIndex
-from glmix.job import JobReport, add_spark_arguments, job_parser, run_main
-from glmix.model_io import LOSS_FUNCTION, MODEL_CLASS
-from glmix.schemas import raw_schema
-from glmix.spark_input import read_summed_scores
-from glmix.storage import join, publish_atomically, qualified, storage_for
-
-
-class RandomEffectConfig(Settings):
-    task: Task
-    l2: float = Field(1.0, ge=0)
-    l1: float = Field(0.0, ge=0)
-    regularize_intercept: bool = Field(True, description="small entities need it: a separable entity "
-                                                         "would otherwise push its intercept to infinity")
-    intercept_l2: float | None = Field(None, ge=0, description="the intercept's L2 weight (default: l2): entity "
-                                                               "biases are often wider than their slopes")
-    max_iterations: int = Field(50, ge=1)
-    gtol: float = Field(1e-10, ge=0)
-    variance: Literal["none", "simple", "full"] = "none"
-    sparsity_threshold: float = Field(0.0, ge=0)
-    warm_start: str | None = None
-    prior: str | None = None
-    incremental_weight: float = Field(1.0, gt=0)
-
-    @model_validator(mode="after")
-    def _intercept_weight_is_used(self) -> RandomEffectConfig:
-        if self.intercept_l2 is not None and not self.regularize_intercept:
-            raise ValueError("intercept_l2 is set but regularize_intercept is off")
-        return self
-
-    @property
-    def intercept_weight(self) -> float:
-        """The intercept's L2 weight: 0 when it is not regularized, else intercept_l2 or l2."""
-        if not self.regularize_intercept:
-            return 0.0
-        return self.l2 if self.intercept_l2 is None else self.intercept_l2
-
-
-NTV = pa.struct([("name", pa.string()), ("term", pa.string()), ("value", pa.float64())])
-RESULT_SCHEMA = pa.schema([
-    ("entity_id", pa.string()), ("means", pa.list_(NTV)), ("variances", pa.list_(NTV)),
-    ("iterations", pa.int32()), ("converged", pa.bool_()), ("objective", pa.float64()),
-    ("uids", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())), ("features", pa.list_(pa.int64())),
-    ("coefficients", pa.list_(pa.float64())), ("peak_rss_mb", pa.float64())])
-RESULT_DDL = ("entity_id string, means array<struct<name:string,term:string,value:double>>, "
-              "variances array<struct<name:string,term:string,value:double>>, iterations int, converged boolean, "
-              "objective double, uids array<string>, scores array<double>, features array<bigint>, "
-              "coefficients array<double>, peak_rss_mb double")
-
-
-def _problem(row: dict, config: RandomEffectConfig, intercept: bool,
-             lookup: dict[tuple[str, str], int]) -> EntityProblem:
-    features = np.asarray(row["features"], dtype=np.int64)
-    d, n = len(features), row["n_rows"]
-    x = np.zeros((n, d))
-    row_of = np.repeat(np.arange(n), row["row_nnz"])
-    x[row_of, np.searchsorted(features, np.asarray(row["indices"], dtype=np.int64))] = row["vals"]
-    l2 = np.full(d, config.l2)
-    if intercept:
-        l2[features == 0] = config.intercept_weight
-    x0 = np.zeros(d)
-    position = {int(g): j for j, g in enumerate(features)}
-    for entry in row.get("warm_means") or ():
-        j = position.get(lookup.get((entry["name"], entry["term"]), -1))
-        if j is not None:
-            x0[j] = entry["value"]
-    prior_mean = prior_precision = None
-    if row.get("prior_means") is not None:
-        prior_mean, prior_precision = np.zeros(d), np.zeros(d)
-        variance_of = {(v["name"], v["term"]): v["value"] for v in row.get("prior_variances") or ()}
-        for entry in row["prior_means"]:
-            key = (entry["name"], entry["term"])
-            j = position.get(lookup.get(key, -1))
-            if j is not None and key in variance_of:
-                prior_mean[j] = entry["value"]
-                prior_precision[j] = config.incremental_weight / max(variance_of[key], 1e-12)
-    offsets = np.asarray(row["offsets"], dtype=np.float64)
-    if row.get("score_offsets") is not None:
-        offsets = offsets + np.asarray(row["score_offsets"], dtype=np.float64)
-    return EntityProblem(row["entity_id"], x, np.asarray(row["labels"]), np.asarray(row["weights"]),
-                         offsets, l2, np.full(d, config.l1), x0, prior_mean, prior_precision)
-
-
-def solve_batches(batches: Iterator[pa.RecordBatch], config: RandomEffectConfig, intercept: bool,
-                  names: np.ndarray, terms: np.ndarray) -> Iterator[pa.RecordBatch]:
-    """The mapInArrow body: solve each batch of entities together."""
-    lookup = {(n, t): i for i, (n, t) in enumerate(zip(names.tolist(), terms.tolist(), strict=True))}
-    settings = SolverSettings(task=config.task, max_iterations=config.max_iterations, gtol=config.gtol)
-    for batch in batches:
-        rows = batch.to_pylist()
-        problems = [_problem(r, config, intercept, lookup) for r in rows]
-        solutions = solve_entities(problems, settings, want_hessian=config.variance != "none")
-        out: dict[str, list] = {name: [] for name in RESULT_SCHEMA.names}
-        for row, problem, solution in zip(rows, problems, solutions, strict=True):
-            features = np.asarray(row["features"], dtype=np.int64)
-            keep = np.abs(solution.coefficients) >= config.sparsity_threshold if config.sparsity_threshold \
-                else np.ones(len(features), dtype=bool)
-            out["entity_id"].append(row["entity_id"])
-            out["means"].append([{"name": names[g], "term": terms[g], "value": float(v)}
-                                 for g, v, k in zip(features, solution.coefficients, keep, strict=True) if k])
-            if config.variance != "none":
-                var = variances(solution.hessian, config.variance)
-                out["variances"].append([{"name": names[g], "term": terms[g], "value": float(v)}
-                                         for g, v, k in zip(features, var, keep, strict=True) if k])
-            else:
-                out["variances"].append(None)
-            out["iterations"].append(solution.iterations)
-            out["converged"].append(solution.converged)
-            out["objective"].append(solution.objective)
-            out["uids"].append(row["uids"])
-            out["scores"].append((problem.x @ solution.coefficients).tolist())
-            out["features"].append(features.tolist())
-            out["coefficients"].append(solution.coefficients.tolist())
-            out["peak_rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        yield pa.RecordBatch.from_pydict(out, schema=RESULT_SCHEMA)
+from glmix.io.schemas import raw_schema
+from glmix.io.storage import join, publish_atomically, qualified, storage_for
+from glmix.model.linear_model import LOSS_FUNCTION, MODEL_CLASS
+from glmix.settings import SHARD_META
+from glmix.spark.input import read_summed_scores
+from glmix.spark.job import JobReport, run_main
+from glmix.spark.job_args import TrainRandomEffectArgs
+from glmix.train.random_effect import RESULT_DDL, RandomEffectConfig, solve_batches
 
 
 def training_scores(spark: SparkSession, data: str, results: DataFrame) -> DataFrame:
@@ -226,6 +113,7 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
     summary = results.agg(F.count(F.lit(1)).alias("entities"),
                           F.sum((~F.col("converged")).cast("int")).alias("not_converged"),
                           F.sum(F.size("uids")).alias("rows"), F.max("peak_rss_mb").alias("peak")).first()
+    assert summary is not None  # an aggregate has one row
     solve_seconds = time.monotonic() - started
     if check_offsets is not None:
         try:
@@ -253,31 +141,13 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
     return report.to_dict()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = job_parser("train_random_effect", __doc__)
-    parser.add_argument("--data", required=True, help="output of jobs/partition_random_effect")
-    parser.add_argument("--index", required=True, help="the random-effect shard's index")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--model-id", default="random-effect")
-    parser.add_argument("--offsets", nargs="+", metavar="SCORES",
-                        help="scores of the other coordinates, summed: uid/score sets, or ScoringResult Avro")
-    parser.add_argument("--offsets-exclude", metavar="COORDINATE", help="this coordinate's name in the offsets")
-    for name, field in RandomEffectConfig.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            parser.add_argument(flag, default=None)
-    add_spark_arguments(parser)
-    return parser
+ARGS = TrainRandomEffectArgs  # this job's command line (glmix.spark.job_args)
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict[str, Any]:
-    values = {k: v for k, v in vars(args).items() if k in RandomEffectConfig.model_fields and v is not None}
-    config = RandomEffectConfig.parse(values, where="random_effect")
-    return train_random_effect(spark, args.data, args.index, args.output, config, args.model_id, args.offsets,
+def run(spark: SparkSession, args: TrainRandomEffectArgs) -> dict[str, Any]:
+    return train_random_effect(spark, args.data, args.index, args.output, args.config(), args.model_id, args.offsets,
                                args.offsets_exclude)
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(build_parser(), run))
+    raise SystemExit(run_main(ARGS, run, __doc__))

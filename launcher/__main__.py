@@ -14,34 +14,41 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any, TextIO
 
 from rich.console import Console
 
 from glmix.errors import GlmixError
-from glmix.storage import storage_for
+from glmix.io.storage import storage_for
+from launcher.backend import Backend, Status
 from launcher.events import read_events
 from launcher.spec import JobSpec
 
-console = Console(stderr=True)
+
+def status_line(status: Status) -> str:
+    """One line of live progress: the application, the attempt, every task's state."""
+    tasks = ", ".join(f"{task}={state}" for task, state in sorted(status.tasks.items()))
+    return f"{status.app_id} attempt {status.attempt}: {tasks}"
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    spec = JobSpec.from_yaml(args.spec, args.set or [])
+def cmd_submit(args: argparse.Namespace, console: Console, cwd: Path) -> int:
+    spec = JobSpec.from_yaml(cwd / args.spec, args.set or [])
+    backend: Backend
     if args.backend == "local":
         from launcher.local import LocalBackend
 
-        backend = LocalBackend()
+        backend = LocalBackend(cwd / ".launcher")
     else:
         from launcher.yarn import YarnBackend
 
         backend = YarnBackend()
-    last: dict = {}
+    shown: list[Status] = []
 
-    def on_status(app_id, states) -> None:
-        if states != last.get("states"):
-            last["states"] = dict(states)
-            summary = ", ".join(f"{task}={state}" for task, state in sorted(states.items()))
-            console.print(f"[dim]{app_id}[/dim] {summary}", highlight=False)
+    def on_status(status: Status) -> None:
+        if not shown or status != shown[-1]:
+            shown[:] = [status]
+            console.print(status_line(status), highlight=False)
 
     result = backend.submit(spec, on_status)
     console.print(f"{result.app_id}: {result.final_status} after {result.attempts} attempt(s)"
@@ -53,11 +60,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, console: Console, cwd: Path) -> int:
     return subprocess.call(["yarn", "application", "-status", args.app_id])
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
+def cmd_logs(args: argparse.Namespace, console: Console, cwd: Path) -> int:
     command = ["yarn", "logs", "-applicationId", args.app_id]
     if args.task:
         service, _, index = args.task.partition(":")
@@ -65,33 +72,37 @@ def cmd_logs(args: argparse.Namespace) -> int:
         output = subprocess.run(command, capture_output=True, text=True).stdout
         blocks = output.split("Container: ")
         wanted = [b for b in blocks if f"{service}.log" in b]
-        print("Container: ".join(wanted[int(index or 0):int(index or 0) + 1]) if wanted else output)
+        console.print("Container: ".join(wanted[int(index or 0):int(index or 0) + 1]) if wanted else output,
+                      highlight=False, markup=False)
         return 0
     return subprocess.call(command)
 
 
-def cmd_kill(args: argparse.Namespace) -> int:
+def cmd_kill(args: argparse.Namespace, console: Console, cwd: Path) -> int:
     return subprocess.call(["yarn", "application", "-kill", args.app_id])
 
 
-def cmd_history(args: argparse.Namespace) -> int:
+def cmd_history(args: argparse.Namespace, console: Console, cwd: Path) -> int:
     from launcher.yarn import history_dir
 
     root = history_dir()
     storage = storage_for(root)
     if args.app_id:
         for event in read_events(f"{root}/{args.app_id}.jsonl"):
-            print(event)
+            console.print(event, highlight=False, markup=False)
         return 0
     for entry in storage.list(root) if storage.exists(root) else []:
         events = read_events(entry.uri)
-        finished = next((e for e in reversed(events) if e["event"] == "application_finished"), {})
-        print(f"{entry.name.removesuffix('.jsonl')}  {finished.get('final_status', 'RUNNING'):10s} "
-              f"attempts={finished.get('attempts', '-')}  seconds={finished.get('seconds', '-')}")
+        finished: dict[str, Any] = next((e for e in reversed(events) if e["event"] == "application_finished"), {})
+        console.print(f"{entry.name.removesuffix('.jsonl')}  {finished.get('final_status', 'RUNNING'):10s} "
+                      f"attempts={finished.get('attempts', '-')}  seconds={finished.get('seconds', '-')}",
+                      highlight=False, markup=False)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: Path | None = None) -> int:
+    """``out``: where to print (default stderr); ``cwd``: where a relative spec path and the local
+    backend's run directories are (default the working directory). A flow runner passes both."""
     parser = argparse.ArgumentParser(prog="launcher", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     history.add_argument("app_id", nargs="?")
     history.set_defaults(func=cmd_history)
     args = parser.parse_args(argv)
+    console = Console(file=out, soft_wrap=True) if out is not None else Console(stderr=True)
     try:
-        return args.func(args)
+        return int(args.func(args, console, cwd or Path()))
     except GlmixError as exc:
         console.print(f"error: {exc}", highlight=False)
         return 2

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from glmix.storage import storage_for
+from glmix.io.storage import storage_for
 
 
 class EventLog:

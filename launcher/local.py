@@ -15,35 +15,21 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from launcher.backend import (
+    AttemptStatus,
+    JobResult,
+    Status,
+    StatusCallback,
+    TaskOutcome,
+    interrupted,
+    run_attempts,
+)
 from launcher.events import EventLog
 from launcher.spec import JobSpec
 
 POLL_S = 0.2
-
-
-@dataclass
-class TaskOutcome:
-    task: str
-    exit_code: int | None
-    stderr_tail: str
-    where: str
-
-
-@dataclass
-class JobResult:
-    app_id: str
-    final_status: str                    # SUCCEEDED, FAILED or KILLED
-    attempts: int
-    reason: str = ""
-    failed: TaskOutcome | None = None
-    attempt_ids: list[str] = field(default_factory=list)  # YARN: one application per attempt
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.final_status == "SUCCEEDED" else 1
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -57,7 +43,7 @@ class LocalBackend:
     def __init__(self, root: str | Path = ".launcher") -> None:
         self.root = Path(root)
 
-    def submit(self, spec: JobSpec, on_status=None) -> JobResult:
+    def submit(self, spec: JobSpec, on_status: StatusCallback | None = None) -> JobResult:
         app_id = f"local_{time.strftime('%Y%m%d%H%M%S')}_{uuid.uuid4().hex[:6]}"
         run_dir = self.root / app_id
         run_dir.mkdir(parents=True)
@@ -66,28 +52,17 @@ class LocalBackend:
         events.emit("application_started", app_id=app_id, name=spec.name, backend="local",
                     tensorboard_log_dir=spec.tensorboard_log_dir)
         started = time.monotonic()
-        result = JobResult(app_id, "FAILED", 0)
-        try:
-            for attempt in range(1, spec.max_attempts + 1):
-                result.attempts = attempt
-                status, failed = self._attempt(spec, run_dir, app_id, attempt, events, started, on_status)
-                if status == "SUCCEEDED":
-                    result.final_status, result.failed = "SUCCEEDED", None
-                    break
-                result.failed = failed
-                result.reason = status
-                if status in ("chief_failed", "job_timeout") or attempt == spec.max_attempts:
-                    break
-                events.emit("attempt_restarted", app_id=app_id, attempt=attempt, reason=status)
-        except KeyboardInterrupt:
-            result.final_status, result.reason = "KILLED", "interrupted"
+        result = run_attempts(
+            spec, JobResult(app_id, "FAILED", 0),
+            lambda attempt: self._attempt(spec, run_dir, app_id, attempt, events, started, on_status),
+            lambda attempt, reason: events.emit("attempt_restarted", app_id=app_id, attempt=attempt, reason=reason))
         events.emit("application_finished", app_id=app_id, final_status=result.final_status,
                     attempts=result.attempts, reason=result.reason, seconds=round(time.monotonic() - started, 3))
         return result
 
     def _attempt(self, spec: JobSpec, run_dir: Path, app_id: str, attempt: int, events: EventLog,
-                 started: float, on_status) -> tuple[str, TaskOutcome | None]:
-        procs: dict[str, tuple[subprocess.Popen, Path, float]] = {}
+                 started: float, on_status: StatusCallback | None) -> tuple[AttemptStatus, TaskOutcome | None]:
+        procs: dict[str, tuple[subprocess.Popen[bytes], Path, float]] = {}
         kv_dir = run_dir / "kv"
         spec_json = json.dumps(spec.to_dict())
         for task_type, index in spec.instances():
@@ -107,7 +82,7 @@ class LocalBackend:
                 time.sleep(POLL_S)
                 codes = {name: proc.poll() for name, (proc, _, _) in procs.items()}
                 if on_status:
-                    on_status(attempt, codes)
+                    on_status(Status(app_id, attempt, {name: _state(code) for name, code in codes.items()}))
                 for name, code in codes.items():
                     if code not in (None, 0) and spec.is_tracked(name.split(":")[0]):
                         proc, log_dir, t0 = procs[name]
@@ -126,9 +101,16 @@ class LocalBackend:
                     return "SUCCEEDED", None
                 if time.monotonic() - started > spec.timeouts.job:
                     return "job_timeout", TaskOutcome("job", None, f"job timeout of {spec.timeouts.job:.0f}s", "")
+        except KeyboardInterrupt:
+            return interrupted()
         finally:
             for proc, _, _ in procs.values():
                 _stop(proc)
+
+
+def _state(exit_code: int | None) -> str:
+    """A process's state in YARN's words."""
+    return "RUNNING" if exit_code is None else "SUCCEEDED" if exit_code == 0 else "FAILED"
 
 
 def _peak_rss_mb(run_dir: Path, attempt: int, name: str) -> float | None:
@@ -137,7 +119,7 @@ def _peak_rss_mb(run_dir: Path, attempt: int, name: str) -> float | None:
     return json.loads(path.read_text()).get("peak_rss_mb") if path.exists() else None
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop a task and everything it started (its own process group)."""
     if proc.poll() is not None:
         return

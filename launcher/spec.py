@@ -5,8 +5,8 @@
     max_attempts: 2
     timeouts: {allocation: 300, registration: 120, job: 3600}
     tasks:
-      chief:  {instances: 1, memory: 1024, command: "python -m glmix.fixed_effect ..."}
-      worker: {instances: 2, memory: 1024, command: "python -m glmix.fixed_effect ..."}
+      chief:  {instances: 1, memory: 1024, command: "python -m glmix.train.fixed_effect ..."}
+      worker: {instances: 2, memory: 1024, command: "python -m glmix.train.fixed_effect ..."}
 
 Every problem is reported before anything is submitted, naming the key (``tasks.worker.memory:
 must be at least 256 MB``). ``--set tasks.worker.instances=3`` style overrides are applied to the
@@ -15,14 +15,15 @@ raw document first, so they are validated like everything else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from glmix.config import Settings
 from glmix.errors import ConfigError
+from glmix.settings import Settings
 
 MIN_MEMORY_MB = 256
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -138,7 +139,7 @@ class JobSpec(Settings):
         return [(t, i) for t, spec in sorted(self.tasks.items()) for i in range(spec.instances)]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], overrides: list[str] = ()) -> JobSpec:
+    def from_dict(cls, data: dict[str, Any], overrides: Sequence[str] = ()) -> JobSpec:
         data = dict(data)
         for override in overrides:
             key, sep, value = override.partition("=")
@@ -148,7 +149,7 @@ class JobSpec(Settings):
         return cls.parse(data)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] = ()) -> JobSpec:
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = ()) -> JobSpec:
         try:
             data = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:

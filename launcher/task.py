@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from typing import Any
 
 from launcher.kv import DirectoryStore, KeyValueStore, SkeinStore, wait_for
 from launcher.spec import TENSORBOARD_TASK, JobSpec
@@ -38,7 +39,7 @@ def reserve_port(host: str) -> socket.socket:
     return sock
 
 
-def tf_config(spec: JobSpec, addresses: dict[str, str], task_type: str, index: int) -> dict:
+def tf_config(spec: JobSpec, addresses: dict[str, str], task_type: str, index: int) -> dict[str, Any]:
     cluster: dict[str, list[str]] = {}
     for t, i in spec.instances():
         if t in OUTSIDE_CLUSTER:
@@ -103,7 +104,7 @@ def peak_child_rss_mb() -> float:
 def write_result(results_dir: str, task_type: str, index: int, attempt: int, exit_code: int,
                  seconds: float) -> None:
     """The task's outcome where the client reads it even after the application is gone."""
-    from glmix.storage import join, write_file_atomically
+    from glmix.io.storage import join, write_file_atomically
 
     record = {"task": f"{task_type}:{index}", "attempt": attempt, "exit_code": exit_code,
               "seconds": round(seconds, 3), "peak_rss_mb": peak_child_rss_mb(), "host": socket.gethostname(),

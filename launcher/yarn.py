@@ -19,10 +19,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from glmix.storage import storage_for
+from glmix.io.storage import storage_for
+from launcher.backend import (
+    AttemptStatus,
+    JobResult,
+    Status,
+    StatusCallback,
+    TaskOutcome,
+    interrupted,
+    run_attempts,
+)
 from launcher.events import EventLog
-from launcher.local import JobResult, TaskOutcome
 from launcher.spec import TENSORBOARD_TASK, JobSpec
 
 AM_MEMORY_MB = 512
@@ -62,7 +71,7 @@ def _code_archive(code: str) -> str:
     return _cached_upload(target, "code")
 
 
-def _publish_tensorboard(app, app_id: str, attempt: int, report, events: EventLog) -> bool:
+def _publish_tensorboard(app: Any, app_id: str, attempt: int, report: Any, events: EventLog) -> bool:
     """Once the TensorBoard task has registered, add it as a page of the application's tracking UI
     (Skein's web UI, which YARN links as the tracking URL). Returns whether it is done."""
     import skein
@@ -81,7 +90,7 @@ def _publish_tensorboard(app, app_id: str, attempt: int, report, events: EventLo
     return True
 
 
-def _shutdown(app, status: str, diagnostics: str = "") -> None:
+def _shutdown(app: Any, status: str, diagnostics: str = "") -> None:
     """Ask the application master to finish; it may already have (Skein's AM stops by itself once
     every service is done), which is not an error: the tasks' result records decide the outcome."""
     import skein
@@ -96,7 +105,7 @@ class YarnBackend:
     def __init__(self) -> None:
         import skein  # noqa: F401  (fail early with a clear ImportError)
 
-    def skein_spec(self, spec: JobSpec, attempt: int, spec_file: Path):
+    def skein_spec(self, spec: JobSpec, attempt: int, spec_file: Path) -> Any:
         import skein
 
         files = {"spec.json": skein.File(str(spec_file))}
@@ -129,49 +138,49 @@ class YarnBackend:
             max_attempts=1, master=skein.Master(resources=skein.Resources(memory=AM_MEMORY_MB, vcores=1)),
             services=services)
 
-    def _client(self, spec: JobSpec):
+    def _client(self, spec: JobSpec) -> Any:
         import skein
 
         if spec.kerberos:
             return skein.Client(principal=spec.kerberos.principal, keytab=spec.kerberos.keytab)
         return skein.Client()
 
-    def submit(self, spec: JobSpec, on_status=None) -> JobResult:
+    def submit(self, spec: JobSpec, on_status: StatusCallback | None = None) -> JobResult:
         result = JobResult("", "FAILED", 0)
+        started = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp, self._client(spec) as client:
             spec_file = Path(tmp) / "spec.json"
             spec_file.write_text(json.dumps(spec.to_dict()))
-            events = None
-            started = time.monotonic()
-            for attempt in range(1, spec.max_attempts + 1):
-                app_id = client.submit(self.skein_spec(spec, attempt, spec_file))
+            events: EventLog | None = None
+
+            def attempt(k: int) -> tuple[AttemptStatus, TaskOutcome | None]:
+                nonlocal events
+                app_id = client.submit(self.skein_spec(spec, k, spec_file))
                 if events is None:
                     result.app_id = app_id
                     events = EventLog(f"{history_dir()}/{app_id}.jsonl")
                     events.emit("application_started", app_id=app_id, name=spec.name, backend="yarn",
                                 tensorboard_log_dir=spec.tensorboard_log_dir)
-                events.emit("attempt_started", app_id=app_id, attempt=attempt)
-                result.attempts = attempt
-                status, failed = self._watch(client, app_id, attempt, spec, started, events, on_status)
+                events.emit("attempt_started", app_id=app_id, attempt=k)
+                outcome = self._watch(client, app_id, k, spec, started, events, on_status)
                 for record in read_task_results(app_id).values():
                     events.emit("task_finished", app_id=app_id, **record)
                 result.attempt_ids.append(app_id)
-                if status == "SUCCEEDED":
-                    result.final_status, result.failed, result.reason = "SUCCEEDED", None, ""
-                    break
-                result.failed, result.reason = failed, status
-                result.final_status = "KILLED" if status == "killed" else "FAILED"
-                if status in ("chief_failed", "job_timeout", "killed", "allocation_timeout") \
-                        or attempt == spec.max_attempts:
-                    break
-                events.emit("attempt_restarted", app_id=app_id, attempt=attempt, reason=status)
-            events.emit("application_finished", app_id=result.app_id, final_status=result.final_status,
-                        attempts=result.attempts, reason=result.reason,
-                        seconds=round(time.monotonic() - started, 3))
+                return outcome
+
+            def restarted(k: int, reason: str) -> None:
+                assert events is not None
+                events.emit("attempt_restarted", app_id=result.attempt_ids[-1], attempt=k, reason=reason)
+
+            run_attempts(spec, result, attempt, restarted)
+            if events is not None:
+                events.emit("application_finished", app_id=result.app_id, final_status=result.final_status,
+                            attempts=result.attempts, reason=result.reason,
+                            seconds=round(time.monotonic() - started, 3))
         return result
 
-    def _watch(self, client, app_id: str, attempt: int, spec: JobSpec, started: float, events: EventLog,
-               on_status) -> tuple[str, TaskOutcome | None]:
+    def _watch(self, client: Any, app_id: str, attempt: int, spec: JobSpec, started: float, events: EventLog,
+               on_status: StatusCallback | None) -> tuple[AttemptStatus, TaskOutcome | None]:
         """Follow one attempt to its end; returns (status, failed task)."""
         import skein
 
@@ -194,7 +203,8 @@ class YarnBackend:
                     if app is not None and tensorboard_pending:
                         tensorboard_pending = not _publish_tensorboard(app, app_id, attempt, report, events)
                     if app is not None:
-                        outcome = self._check_containers(app, spec, seen, events, app_id, on_status, submitted)
+                        outcome = self._check_containers(app, spec, seen, events, app_id, attempt, on_status,
+                                                         submitted)
                         if outcome is not None:
                             return outcome
                 if time.monotonic() - started > spec.timeouts.job:
@@ -203,10 +213,11 @@ class YarnBackend:
                 time.sleep(POLL_S)
         except KeyboardInterrupt:
             client.kill_application(app_id)
-            return "killed", TaskOutcome("client", None, "interrupted: application killed", "")
+            return interrupted()
         return self._outcome(app_id, spec, str(report.final_status), report.diagnostics or "")
 
-    def _outcome(self, app_id: str, spec: JobSpec, final_status: str, diagnostics: str):
+    def _outcome(self, app_id: str, spec: JobSpec, final_status: str,
+                 diagnostics: str) -> tuple[AttemptStatus, TaskOutcome | None]:
         """Decide from the tasks' own result records, which outlive the application."""
         results = read_task_results(app_id)
         failed = [r for r in results.values() if r["exit_code"] != 0 and spec.is_tracked(r["task"].split(":")[0])]
@@ -222,22 +233,23 @@ class YarnBackend:
         return "task_lost", TaskOutcome(missing[0] if missing else "unknown", None,
                                         f"no result from {', '.join(missing)}; {diagnostics}", app_id)
 
-    def _check_containers(self, app, spec: JobSpec, seen: dict[str, str], events: EventLog, app_id: str,
-                          on_status, submitted: float):
+    def _check_containers(self, app: Any, spec: JobSpec, seen: dict[str, str], events: EventLog, app_id: str,
+                          attempt: int, on_status: StatusCallback | None,
+                          submitted: float) -> tuple[AttemptStatus, TaskOutcome | None] | None:
         import skein
 
         try:
             containers = app.get_containers(states=list(skein.model.ContainerState))
         except skein.exceptions.ConnectionError:
             return None
-        states = {c.id: str(c.state) for c in containers}
+        states = {c.id.replace("_", ":"): str(c.state) for c in containers}
         for c in containers:
             if seen.get(c.id) != str(c.state):
                 seen[c.id] = str(c.state)
                 events.emit("task_state", app_id=app_id, task=c.id, state=str(c.state),
                             container=c.yarn_container_id, node=c.yarn_node_http_address, exit_message=c.exit_message)
         if on_status:
-            on_status(app_id, states)
+            on_status(Status(app_id, attempt, states))
         for c in containers:
             if str(c.state) in ("FAILED", "KILLED") and spec.is_tracked(c.service_name):
                 # stop the others at once: they would hang in collectives waiting for the dead task
@@ -260,7 +272,7 @@ class YarnBackend:
         return None
 
 
-def read_task_results(app_id: str, wait_s: float = 10) -> dict[str, dict]:
+def read_task_results(app_id: str, wait_s: float = 10) -> dict[str, dict[str, Any]]:
     """The result records tasks wrote (exit code, stderr tail, host), keyed by 'type:index'."""
     directory = f"{history_dir()}/{app_id}/tasks"
     storage = storage_for(directory)

@@ -47,7 +47,7 @@ def dev_cluster() -> Iterator[Cluster]:
 @pytest.fixture
 def hdfs_root(dev_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh HDFS directory for one test, removed afterwards."""
-    from glmix.storage import storage_for
+    from glmix.io.storage import storage_for
 
     uri = f"hdfs:///tmp/glmix-tests/{request.node.name.replace('[', '_').replace(']', '')}"
     storage = storage_for(uri)
@@ -74,8 +74,8 @@ def a9a_path() -> Path:
 @pytest.fixture(scope="session")
 def spark():
     """One local Spark session for the tests that run jobs in-process."""
-    from glmix.spark import session
+    from glmix.spark.session import session
 
-    spark = session("local[2]", "glmix-tests", quick_start=True)   # many small jobs: see glmix.spark
+    spark = session("local[2]", "glmix-tests", quick_start=True)   # many small jobs: see glmix.spark.session
     yield spark
     spark.stop()

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.optimize as so
 import scipy.sparse as sp
 
-from glmix.losses import Loss
+from glmix.glm.losses import Loss
 
 
 def reference_objective(x: sp.csr_matrix, y: np.ndarray, w: np.ndarray, o: np.ndarray, task: str,

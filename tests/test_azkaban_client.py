@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from glmix.azkaban_client import AzkabanClient, AzkabanError
+from glmix.flow.azkaban_client import AzkabanClient, AzkabanError
 
 
 class StandIn(BaseHTTPRequestHandler):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from glmix.batched import EntityProblem, SolverSettings, entity_objective, solve_entities
+from glmix.glm.batched_newton import EntityProblem, SolverSettings, entity_objective, solve_entities
 from tests.fe_reference import reference_objective
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from glmix.data.sparse_rows import SparseRows
+from glmix.data.synthetic import generate, generic_spec
 from glmix.errors import ConfigError
-from glmix.flow import build_project
-from glmix.flow_runner import LocalRunner
-from glmix.game_config import GameConfig
-from glmix.keras_fixed_effect import padded
-from glmix.sparse_rows import SparseRows
-from glmix.synthetic import generate, generic_spec
+from glmix.flow.runner import LocalRunner
+from glmix.game.config import GameConfig
+from glmix.game.flow_builder import build_project
+from glmix.train.keras_fixed_effect import padded
 
 
 def test_padded_rows_keep_every_feature() -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 import psutil
 
 from cluster.devcluster import Cluster
-from glmix.config import FeatureShard
-from glmix.feature_index import read_parquet
-from glmix.sparse_rows import total_rows
-from glmix.storage import copy_tree, is_published, storage_for
-from glmix.synthetic import generate, generic_spec
+from glmix.data.sparse_rows import total_rows
+from glmix.data.synthetic import generate, generic_spec
+from glmix.io.parquet import read_parquet
+from glmix.io.storage import copy_tree, is_published, storage_for
+from glmix.settings import FeatureShard
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 from launcher.spec import JobSpec
@@ -32,7 +32,7 @@ def kill_worker_after_first_backup(backup: Path, stop: threading.Event, killed: 
                     environ = proc.environ()
                 except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
                     continue
-                if ("glmix.keras_fixed_effect" in " ".join(proc.info["cmdline"] or [])
+                if ("glmix.train.keras_fixed_effect" in " ".join(proc.info["cmdline"] or [])
                         and environ.get("GLMIX_TASK_INDEX") == "1" and environ.get("GLMIX_ATTEMPT") == "1"):
                     proc.kill()
                     killed.append(proc.pid)
@@ -52,7 +52,7 @@ def test_two_keras_workers_on_yarn_resume_after_a_kill(dev_cluster: Cluster, spa
     copy_tree(str(tmp_path / "index"), f"{hdfs_root}/index")
     copy_tree(str(tmp_path / "fe"), f"{hdfs_root}/fe")
     backup = tmp_path / "backup"
-    command = (f"{sys.executable} -m glmix.keras_fixed_effect --index {hdfs_root}/index --train {hdfs_root}/fe/train "
+    command = (f"{sys.executable} -m glmix.train.keras_fixed_effect --index {hdfs_root}/index --train {hdfs_root}/fe/train "
                f"--validation {hdfs_root}/fe/validation --output {hdfs_root}/model --task logistic --epochs 40 "
                f"--batch-size 128 --backup-dir {backup}")
     job = JobSpec.from_dict({"name": "glmix-it-keras", "max_attempts": 2, "timeouts": {"registration": 120},

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import yaml
 
-from glmix.azkaban import Flow, Node, write_project
 from glmix.cli import main
-from glmix.demo import true_margins
-from glmix.flow import build_project
-from glmix.flow_runner import LocalRunner
-from glmix.game_config import GameConfig
-from glmix.game_model import read_game_model
-from glmix.metrics import auc
-from glmix.report import hosmer_lemeshow
-from glmix.synthetic import generate, movielens_spec
+from glmix.data.synthetic import generate, movielens_spec
+from glmix.flow.azkaban import Flow, Node, write_project
+from glmix.flow.runner import LocalRunner
+from glmix.game.config import GameConfig
+from glmix.game.demo import true_margins
+from glmix.game.flow_builder import build_project
+from glmix.game.report import hosmer_lemeshow
+from glmix.glm.metrics import auc
+from glmix.model.game_model import read_game_model
 
 
 def test_demo_trains_glmix_and_beats_the_global_model(tmp_path: Path, capsys, spark) -> None:

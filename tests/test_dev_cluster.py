@@ -12,8 +12,8 @@ import pytest
 import skein
 
 from cluster.devcluster import NM_MEMORY_MB, Cluster
-from glmix.spark import spark_submit_command
-from glmix.storage import HdfsSettings
+from glmix.io.storage import HdfsSettings
+from glmix.spark.session import spark_submit_command
 
 
 def run(*cmd: str, check: bool = True, env: dict[str, str] | None = None) -> str:

@@ -11,7 +11,7 @@ import avro.schema
 import pytest
 
 from glmix.errors import DataError
-from glmix.examples import ColumnNames, ExampleReader, ReadStats, merge_duplicates
+from glmix.io.examples import ColumnNames, ExampleReader, ReadStats, merge_duplicates
 
 FEATURE = {"type": "record", "name": "FeatureAvro", "fields": [
     {"name": "name", "type": "string"}, {"name": "term", "type": "string"}, {"name": "value", "type": "double"}]}

@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from glmix.config import FeatureShard
-from glmix.fixed_effect import FixedEffectConfig, Trainer, build_parser, config_from_args, read_model
-from glmix.libsvm import import_libsvm
-from glmix.local_objective import PaddedRows, ScipyObjective, TfObjective, configure_tensorflow
-from glmix.sparse_rows import SparseRows, load_rows
-from glmix.synthetic import generate, generic_spec
+from glmix.data.sparse_rows import SparseRows, load_rows
+from glmix.data.synthetic import generate, generic_spec
+from glmix.glm.objective import PaddedRows, ScipyObjective, TfObjective, configure_tensorflow
+from glmix.io.libsvm import import_libsvm
+from glmix.settings import FeatureShard
+from glmix.train.fixed_effect import FixedEffectArgs, FixedEffectConfig, Trainer, read_model
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 from tests.fe_reference import reference_objective
@@ -61,7 +61,7 @@ def test_a9a_logistic_matches_scipy(a9a_prepared, tmp_path: Path, compute: str, 
     index, prepared = a9a_prepared
     config = FixedEffectConfig(task="logistic", l2=1.0, compute=compute, validation_every=0,
                                precondition=precondition)
-    report = Trainer(config, index, prepared, str(tmp_path / "model")).run()
+    report = Trainer(config, index, prepared, str(tmp_path / "model")).run().report
     expected = reference_for(prepared, report["num_features"], "logistic", 1.0, 0.0)
     assert report["converged"], report["stop_reason"]
     assert abs(report["final_objective"] - expected) / expected < 1e-6
@@ -71,7 +71,7 @@ def test_a9a_logistic_matches_scipy(a9a_prepared, tmp_path: Path, compute: str, 
 def test_synthetic_tasks_match_scipy(synthetic_prepared, tmp_path: Path, l2: float, l1: float) -> None:
     task, index, train, _ = synthetic_prepared
     config = FixedEffectConfig(task=task, l2=l2, l1=l1, validation_every=0)
-    report = Trainer(config, index, train, str(tmp_path / "model")).run()
+    report = Trainer(config, index, train, str(tmp_path / "model")).run().report
     expected = reference_for(train, report["num_features"], task, l2, l1)
     assert report["converged"], report["stop_reason"]
     assert abs(report["final_objective"] - expected) / abs(expected) < 1e-6
@@ -82,8 +82,8 @@ def test_synthetic_tasks_match_scipy(synthetic_prepared, tmp_path: Path, l2: flo
 
 def test_boolean_options_turn_on_and_off_from_the_command_line() -> None:
     required = ["--index", "i", "--train", "t", "--output", "o", "--task", "logistic"]
-    assert config_from_args(build_parser().parse_args(required)).precondition is True
-    config = config_from_args(build_parser().parse_args([*required, "--no-precondition", "--regularize-intercept"]))
+    assert FixedEffectArgs.from_argv(required).config().precondition is True
+    config = FixedEffectArgs.from_argv([*required, "--no-precondition", "--regularize-intercept"]).config()
     assert config.precondition is False and config.regularize_intercept is True
 
 
@@ -91,7 +91,7 @@ def test_outputs_scores_variances_and_report(synthetic_prepared, tmp_path: Path)
     task, index, train, validation = synthetic_prepared
     out = tmp_path / "model"
     config = FixedEffectConfig(task=task, l2=1.0, variance="full")
-    report = Trainer(config, index, train, str(out), validation=validation).run()
+    report = Trainer(config, index, train, str(out), validation=validation).run().report
     assert (out / "_SUCCESS").exists() and json.loads((out / "_report.json").read_text())["converged"]
     model = read_model(str(out))
     assert model.model_id == "global" and model.task == task and ("(INTERCEPT)", "") in model.means
@@ -104,7 +104,7 @@ def test_outputs_scores_variances_and_report(synthetic_prepared, tmp_path: Path)
     assert len(pq.read_table(str(out / "scores" / "validation"))) == len(load_rows(validation).label)
     full = np.array(list(model.variances.values()))
     simple_report = Trainer(config.model_copy(update={"variance": "simple"}), index, train,
-                            str(tmp_path / "simple")).run()
+                            str(tmp_path / "simple")).run().report
     simple = np.array(list(read_model(str(tmp_path / "simple")).variances.values()))
     assert np.all(full > 0) and np.all(simple > 0) and np.all(simple <= full * (1 + 1e-9))  # 1/H_jj <= (H^-1)_jj
     assert simple_report["iterations"] == report["iterations"]
@@ -116,7 +116,7 @@ def test_outputs_scores_variances_and_report(synthetic_prepared, tmp_path: Path)
 
 def test_scipy_compute_in_one_process_never_imports_tensorflow(synthetic_prepared, tmp_path: Path) -> None:
     task, index, train, validation = synthetic_prepared
-    script = ("import sys; from glmix.fixed_effect import main; "
+    script = ("import sys; from glmix.train.fixed_effect import main; "
               f"code = main(['--index', {index!r}, '--train', {train!r}, '--validation', {validation!r}, "
               f"'--output', {str(tmp_path / 'm')!r}, '--task', {task!r}, '--l2', '1', '--compute', 'scipy']); "
               "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(code)")
@@ -128,9 +128,9 @@ def test_scipy_compute_in_one_process_never_imports_tensorflow(synthetic_prepare
 def test_warm_start_from_optimum_needs_few_iterations(synthetic_prepared, tmp_path: Path) -> None:
     task, index, train, _ = synthetic_prepared
     config = FixedEffectConfig(task=task, l2=1.0, validation_every=0)
-    first = Trainer(config, index, train, str(tmp_path / "first")).run()
+    first = Trainer(config, index, train, str(tmp_path / "first")).run().report
     warm = Trainer(config.model_copy(update={"warm_start": str(tmp_path / "first")}), index, train,
-                   str(tmp_path / "warm")).run()
+                   str(tmp_path / "warm")).run().report
     assert warm["iterations"] <= min(5, first["iterations"] // 5)
     assert abs(warm["final_objective"] - first["final_objective"]) < 1e-6 * abs(first["final_objective"])
 
@@ -152,10 +152,10 @@ def test_killed_run_resumes_to_the_same_model(synthetic_prepared, tmp_path: Path
     # tolerances at zero: the run goes on for many iterations, so the kill lands mid-training
     args = ["--index", index, "--train", train, "--task", task, "--l2", "0.01", "--checkpoint-every", "2",
             "--validation-every", "0", "--ftol", "0", "--gtol", "0", "--max-iterations", "300"]
-    subprocess.run([sys.executable, "-m", "glmix.fixed_effect", *args, "--output", str(tmp_path / "straight")],
+    subprocess.run([sys.executable, "-m", "glmix.train.fixed_effect", *args, "--output", str(tmp_path / "straight")],
                    check=True, capture_output=True)
     out = tmp_path / "resumed"
-    proc = subprocess.Popen([sys.executable, "-m", "glmix.fixed_effect", *args, "--output", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "glmix.train.fixed_effect", *args, "--output", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = tmp_path / "._checkpoints-resumed" / "state.npz"
     deadline = time.monotonic() + 120
@@ -164,7 +164,7 @@ def test_killed_run_resumes_to_the_same_model(synthetic_prepared, tmp_path: Path
     proc.kill()
     proc.wait()
     assert checkpoint.exists() and not out.exists(), "the run should be killed mid-training, after a checkpoint"
-    result = subprocess.run([sys.executable, "-m", "glmix.fixed_effect", *args, "--output", str(out)], check=True,
+    result = subprocess.run([sys.executable, "-m", "glmix.train.fixed_effect", *args, "--output", str(out)], check=True,
                             capture_output=True, text=True)
     report = json.loads((out / "_report.json").read_text())
     assert report["resumed_from_iteration"] >= 2, result.stdout
@@ -177,11 +177,11 @@ def test_checkpoint_of_another_run_is_not_resumed(synthetic_prepared, tmp_path: 
     task, index, train, _ = synthetic_prepared
     leftover = tmp_path / "._checkpoints-model"
     leftover.mkdir()
-    from glmix.optim import OptimizerState
+    from glmix.glm.optim import OptimizerState
 
     (leftover / "state.npz").write_bytes(OptimizerState(x=np.zeros(3), f=0.0, g=np.zeros(3)).to_bytes())
     report = Trainer(FixedEffectConfig(task=task, l2=1.0, validation_every=0), index, train,
-                     str(tmp_path / "model")).run()
+                     str(tmp_path / "model")).run().report
     assert report["resumed_from_iteration"] is None and report["converged"]
 
 

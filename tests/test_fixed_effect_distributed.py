@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from glmix.config import FeatureShard
-from glmix.fixed_effect import read_model
-from glmix.synthetic import generate, generic_spec
+from glmix.data.synthetic import generate, generic_spec
+from glmix.settings import FeatureShard
+from glmix.train.fixed_effect import read_model
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 from launcher.local import LocalBackend
@@ -26,7 +26,7 @@ def test_one_two_three_workers_agree(spark, tmp_path: Path) -> None:
     models = {}
     for workers in (1, 2, 3):
         out = tmp_path / f"model-{workers}"
-        command = (f"{sys.executable} -m glmix.fixed_effect --index {tmp_path / 'index'} --train {tmp_path / 'fe'} "
+        command = (f"{sys.executable} -m glmix.train.fixed_effect --index {tmp_path / 'index'} --train {tmp_path / 'fe'} "
                    f"--output {out} --task logistic --l2 0.5 --l1 0.05 --validation-every 0 --ftol 0 --gtol 1e-9")
         job = JobSpec.from_dict({"name": f"fe-{workers}", "tasks": {"worker": {"instances": workers,
                                                                                "command": command}}})

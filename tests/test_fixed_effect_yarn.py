@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from cluster.devcluster import Cluster
-from glmix.config import FeatureShard
-from glmix.fixed_effect import FixedEffectConfig, Trainer, read_model
-from glmix.storage import copy_tree, is_published
-from glmix.synthetic import generate, generic_spec
+from glmix.data.synthetic import generate, generic_spec
+from glmix.io.storage import copy_tree, is_published
+from glmix.settings import FeatureShard
+from glmix.train.fixed_effect import FixedEffectConfig, Trainer, read_model
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 from launcher.spec import JobSpec
@@ -29,7 +29,7 @@ def test_two_workers_on_yarn_match_one_local_process(dev_cluster: Cluster, spark
     copy_tree(str(tmp_path / "index"), f"{hdfs_root}/index")
     copy_tree(str(tmp_path / "fe"), f"{hdfs_root}/fe")
     flags = "--task logistic --l2 1.0 --ftol 0 --gtol 1e-9 --validation-every 0 --checkpoint-every 5"
-    command = (f"{sys.executable} -m glmix.fixed_effect --index {hdfs_root}/index --train {hdfs_root}/fe "
+    command = (f"{sys.executable} -m glmix.train.fixed_effect --index {hdfs_root}/index --train {hdfs_root}/fe "
                f"--output {hdfs_root}/model {flags}")
     job = JobSpec.from_dict({"name": "glmix-it-fixed-effect", "timeouts": {"registration": 120},
                              "tasks": {"worker": {"instances": 2, "memory": 1536, "command": command}}})
@@ -37,7 +37,7 @@ def test_two_workers_on_yarn_match_one_local_process(dev_cluster: Cluster, spark
     assert result.final_status == "SUCCEEDED", result.failed
     assert is_published(f"{hdfs_root}/model")
     local = Trainer(FixedEffectConfig(task="logistic", l2=1.0, ftol=0, gtol=1e-9, validation_every=0),
-                    str(tmp_path / "index"), str(tmp_path / "fe"), str(tmp_path / "model")).run()
+                    str(tmp_path / "index"), str(tmp_path / "fe"), str(tmp_path / "model")).run().report
     assert local["converged"]
     on_yarn, here = read_model(f"{hdfs_root}/model").means, read_model(str(tmp_path / "model")).means
     assert max(abs(on_yarn[k] - here[k]) for k in here) < 1e-6

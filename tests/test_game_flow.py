@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from glmix.azkaban import read_project, validate_flow, zip_project
 from glmix.errors import ConfigError
-from glmix.flow import build_project
-from glmix.game_config import GameConfig
-from glmix.game_plan import GamePlan
+from glmix.flow.azkaban import read_project, validate_flow, zip_project
+from glmix.game.config import GameConfig
+from glmix.game.flow_builder import build_project
+from glmix.game.plan import GamePlan
 from launcher.spec import JobSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,7 +179,7 @@ def test_keras_and_external_coordinates_in_the_flow(tmp_path: Path) -> None:
         "per-user": data["coordinates"]["per-user"]}
     flow = read_project(build_project(GameConfig.from_dict(data), tmp_path / "keras"))
     command = JobSpec.from_yaml(tmp_path / "keras" / "specs" / "p1-global.yaml").tasks["worker"].command
-    assert command.startswith("python -m glmix.keras_fixed_effect ")
+    assert command.startswith("python -m glmix.train.keras_fixed_effect ")
     assert "--optimizer rmsprop" in command and "--steps-per-epoch 10" in command
     assert "--model-args '{\"hidden\": [8]}'" in command and "--warm-start" not in command
     score = next(n for n in flow.nodes if n.name == "p0-per-user-score").command
@@ -191,7 +191,7 @@ def test_keras_and_external_coordinates_in_the_flow(tmp_path: Path) -> None:
     index = next(n for n in flow.nodes if n.name == "index").command
     assert "prepare-train" not in names and '"name":"global"' not in index and '"name":"movie"' in index
     train = next(n for n in flow.nodes if n.name == "p0-global-train").command
-    assert train.startswith("${glmix.python} -m glmix.external_scores --train hdfs:///s/t --validation hdfs:///s/v")
+    assert train.startswith("${glmix.python} -m glmix.train.external_scores --train hdfs:///s/t --validation hdfs:///s/v")
 
 
 def test_a_renamed_response_reaches_every_data_job(tmp_path: Path) -> None:

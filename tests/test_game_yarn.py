@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from cluster.devcluster import Cluster
-from glmix.flow import build_project
-from glmix.flow_runner import LocalRunner
-from glmix.game_config import GameConfig
-from glmix.game_model import read_game_model
-from glmix.storage import is_published, storage_for
-from glmix.synthetic import generate, movielens_spec
+from glmix.data.synthetic import generate, movielens_spec
+from glmix.flow.runner import LocalRunner
+from glmix.game.config import GameConfig
+from glmix.game.flow_builder import build_project
+from glmix.io.storage import is_published, storage_for
+from glmix.model.game_model import read_game_model
 from tests.conftest import our_running_apps
 
 

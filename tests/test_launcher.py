@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -130,3 +131,18 @@ def test_spec_templates_validate() -> None:
     keras = JobSpec.from_yaml(templates[[t.name for t in templates].index("keras_fixed_effect.yaml")])
     assert not keras.is_tracked("tensorboard") and "--logdir /shared/glmix/tensorboard/movielens" in \
         keras.tasks["tensorboard"].command
+
+
+def test_submit_prints_the_application_id_and_task_states(tmp_path: Path) -> None:
+    """The CLI's live status line, as a user runs it: application id, attempt, every task's state
+    (the local backend once passed its attempt number and exit codes where these belong)."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(spec_dict(tasks={"worker": {"instances": 2, "memory": 512, "command": "sleep 1"}})))
+    done = subprocess.run([sys.executable, "-m", "launcher", "submit", str(spec), "--backend", "local"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("local_")]
+    app_id = lines[-1].split(":")[0]
+    assert any(line == f"{app_id} attempt 1: worker:0=RUNNING, worker:1=RUNNING" for line in lines), lines
+    assert lines[-1] == f"{app_id}: SUCCEEDED after 1 attempt(s)"
+    assert (tmp_path / ".launcher" / app_id / "events.jsonl").exists()

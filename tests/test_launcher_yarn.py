@@ -122,7 +122,7 @@ def test_tensorboard_task_serves_the_log_dir_and_joins_the_tracking_ui(yarn: Yar
     app_ids: list[str] = []
     watcher = threading.Thread(target=fetch_while_running, args=(app_ids,), daemon=True)
     watcher.start()
-    result = yarn.submit(job, on_status=lambda app_id, states: app_ids.append(app_id) if not app_ids else None)
+    result = yarn.submit(job, on_status=lambda status: app_ids.append(status.app_id) if not app_ids else None)
     watcher.join(timeout=60)
     assert result.final_status == "SUCCEEDED", result.failed      # the untracked TensorBoard does not hold it up
     assert served and "tensorboard" in served[0].lower()

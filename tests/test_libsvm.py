@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from glmix.errors import DataError
-from glmix.examples import ExampleReader
-from glmix.libsvm import import_libsvm
-from glmix.storage import is_published
+from glmix.io.examples import ExampleReader
+from glmix.io.libsvm import import_libsvm
+from glmix.io.storage import is_published
 
 
 def test_a9a_import(a9a_path: Path, tmp_path: Path) -> None:

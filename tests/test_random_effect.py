@@ -11,12 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
-from glmix.avro_io import read_avro_records
-from glmix.config import FeatureShard
+from glmix.data.synthetic import generate, generic_spec
 from glmix.errors import DataError
-from glmix.model_io import read_models
-from glmix.schemas import INTERCEPT_NAME
-from glmix.synthetic import generate, generic_spec
+from glmix.io.avro import read_avro_records
+from glmix.io.schemas import INTERCEPT_NAME
+from glmix.model.linear_model import read_models
+from glmix.settings import FeatureShard
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
 from jobs.train_random_effect import RandomEffectConfig, train_random_effect
@@ -71,7 +71,7 @@ def test_every_entity_matches_scipy(spark, per_user, tmp_path: Path, l2: float, 
     report = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"), config)
     assert report["entities_not_converged"] == 0
     models = {m.model_id: m.means for m in read_models(str(tmp_path / "m" / "model"))}
-    from glmix.feature_index import FeatureIndex
+    from glmix.data.feature_index import FeatureIndex
 
     keys = FeatureIndex.load(per_user["index"]).keys()
     entities = entity_arrays(per_user["data"])

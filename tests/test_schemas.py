@@ -7,8 +7,8 @@ import io
 import fastavro
 import pytest
 
-from glmix.model_io import LinearModel, read_models, write_models
-from glmix.schemas import SCHEMA_FILES, parsed_schema, raw_schema, training_example_schema
+from glmix.io.schemas import SCHEMA_FILES, parsed_schema, raw_schema, training_example_schema
+from glmix.model.linear_model import LinearModel, read_models, write_models
 
 SAMPLES = {
     "TrainingExample": {"uid": "u1", "label": 1.0, "features": [{"name": "age", "term": "25", "value": 1.0}],

@@ -10,16 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
-from glmix.avro_io import read_avro_records
-from glmix.config import FeatureShard
+from glmix.data.feature_index import write_shard_meta
 from glmix.errors import DataError
-from glmix.feature_index import write_shard_meta
-from glmix.game_model import CoordinateModel, publish_game_model, read_game_model
-from glmix.metrics import precision_at_k
-from glmix.model_io import LinearModel, write_models
-from glmix.offsets import offsets_for
-from glmix.schemas import INTERCEPT_NAME
-from jobs.evaluate import evaluate, grouped_metric, read_metrics
+from glmix.glm.metrics import Evaluator, precision_at_k
+from glmix.io.avro import read_avro_records
+from glmix.io.schemas import INTERCEPT_NAME
+from glmix.io.scores import offsets_for
+from glmix.model.game_model import CoordinateModel, publish_game_model, read_game_model
+from glmix.model.linear_model import LinearModel, write_models
+from glmix.settings import FeatureShard
+from jobs.evaluate import evaluate, read_metrics
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
 from jobs.score import score
@@ -83,8 +83,8 @@ def test_evaluation_matches_scikit_learn(spark, tmp_path: Path) -> None:
     margin = y + rng.normal(size=n)
     records = [{"uid": str(i), "label": float(y[i]), "weight": 1.0, "modelId": "m", "predictionScore": float(margin[i]),
                 "coordinateScores": {}, "metadataMap": {"userId": users[i]}} for i in range(n)]
-    from glmix.avro_io import write_avro_parts
-    from glmix.schemas import parsed_schema
+    from glmix.io.avro import write_avro_parts
+    from glmix.io.schemas import parsed_schema
 
     write_avro_parts(str(tmp_path / "scores"), parsed_schema("ScoringResult"), records)
     evaluate(spark, str(tmp_path / "scores"), str(tmp_path / "metrics"),
@@ -106,9 +106,9 @@ def test_grouped_metrics_skip_groups_where_they_are_undefined() -> None:
     groups = np.array(["a", "a", "a", "b", "b", "c"])
     y = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0])
     score = np.array([0.9, 0.1, 0.2, 0.5, 0.6, 0.3])
-    assert grouped_metric("AUC", groups, y, score, np.ones(6)) == (1.0, 1)       # b and c have one label
+    assert Evaluator.parse("AUC").grouped(groups, y, score, np.ones(6)) == (1.0, 1)       # b and c have one label
     assert precision_at_k(y[:3], score[:3], 2) == 1.0 and precision_at_k(y[:3], score[:3], 3) == pytest.approx(2 / 3)
-    value, count = grouped_metric("PRECISION@1", groups, y, score, np.ones(6))   # b has no positive
+    value, count = Evaluator.parse("PRECISION@1").grouped(groups, y, score, np.ones(6))   # b has no positive
     assert (value, count) == (1.0, 2)
 
 
@@ -120,7 +120,7 @@ def test_grouped_auc_equals_roc_auc_score_per_group_with_ties_and_weights() -> N
     weight = rng.random(3000) * 2
     expected = [roc_auc_score(y[groups == g], score[groups == g], sample_weight=weight[groups == g])
                 for g in np.unique(groups) if len(np.unique(y[groups == g])) == 2]
-    value, count = grouped_metric("AUC", groups, y, score, weight)
+    value, count = Evaluator.parse("AUC").grouped(groups, y, score, weight)
     assert count == len(expected) and value == pytest.approx(np.mean(expected), rel=1e-12)
 
 

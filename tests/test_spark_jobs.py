@@ -14,14 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from glmix.avro_io import read_avro_records
-from glmix.config import FeatureShard
+from glmix.data.feature_index import FeatureIndex
 from glmix.errors import DataError
-from glmix.feature_index import FeatureIndex
-from glmix.job import read_report
-from glmix.schemas import raw_schema, training_example_schema
-from glmix.spark import QUICK_START_MAX_BYTES, spark_conf, suits_quick_start
-from glmix.storage import join
+from glmix.io.avro import read_avro_records
+from glmix.io.schemas import raw_schema, training_example_schema
+from glmix.io.storage import join
+from glmix.settings import FeatureShard
+from glmix.spark.job import read_report
+from glmix.spark.session import QUICK_START_MAX_BYTES, spark_conf, suits_quick_start
 from jobs.index_features import index_features, index_shards
 from jobs.partition_random_effect import partition_random_effect, snake_partition
 from jobs.prepare_fixed_effect import prepare_fixed_effect

@@ -8,10 +8,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from cluster.devcluster import Cluster
-from glmix.config import FeatureShard
-from glmix.feature_index import FeatureIndex, read_parquet
-from glmix.spark import spark_submit_command
-from glmix.synthetic import generate, generic_spec
+from glmix.data.feature_index import FeatureIndex
+from glmix.data.synthetic import generate, generic_spec
+from glmix.io.parquet import read_parquet
+from glmix.settings import FeatureShard
+from glmix.spark.session import spark_submit_command
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
 from jobs.prepare_fixed_effect import prepare_fixed_effect

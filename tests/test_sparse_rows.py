@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from glmix.data.sparse_rows import SparseRows, load_rows, total_rows
 from glmix.errors import DataError
-from glmix.sparse_rows import SparseRows, load_rows, total_rows
 
 
 def write_part(path: Path, first_uid: int, rows: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from glmix.errors import StorageError
-from glmix.storage import (
+from glmix.io.storage import (
     SUCCESS_MARKER,
     HdfsSettings,
     HdfsStorage,

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from glmix.avro_io import read_avro_records
+from glmix.data.synthetic import generic_spec, load_spec, movielens_spec
 from glmix.errors import ConfigError
-from glmix.model_io import read_models
-from glmix.schemas import INTERCEPT_NAME
-from glmix.synthetic import generic_spec, load_spec, movielens_spec
+from glmix.io.avro import read_avro_records
+from glmix.io.schemas import INTERCEPT_NAME
+from glmix.model.linear_model import read_models
 
 
 def small_spec(**overrides):
@@ -25,7 +25,7 @@ def records_of(path: Path) -> list[dict]:
 
 
 def test_deterministic_for_a_seed(tmp_path: Path) -> None:
-    from glmix.synthetic import generate
+    from glmix.data.synthetic import generate
 
     generate(small_spec(), str(tmp_path / "a"))
     generate(small_spec(), str(tmp_path / "b"), processes=2)
@@ -36,7 +36,7 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
 
 
 def test_layout_counts_and_metadata(tmp_path: Path) -> None:
-    from glmix.synthetic import generate
+    from glmix.data.synthetic import generate
 
     summary = generate(small_spec(), str(tmp_path / "d"))
     out = tmp_path / "d"
@@ -56,7 +56,7 @@ def test_layout_counts_and_metadata(tmp_path: Path) -> None:
 
 
 def test_zipf_skew_and_label_rate(tmp_path: Path) -> None:
-    from glmix.synthetic import generate
+    from glmix.data.synthetic import generate
 
     spec = small_spec(rows=20_000, rows_per_file=20_000)
     summary = generate(spec, str(tmp_path / "z"))
@@ -70,7 +70,7 @@ def test_zipf_skew_and_label_rate(tmp_path: Path) -> None:
 @pytest.mark.parametrize("task", ["linear", "poisson", "logistic"])
 def test_truth_model_explains_labels(tmp_path: Path, task: str) -> None:
     """Recompute each row's score from the written truth model: the labels must follow it."""
-    from glmix.synthetic import generate
+    from glmix.data.synthetic import generate
 
     spec = small_spec(task=task, noise_std=0.01, validation_fraction=0.0)
     generate(spec, str(tmp_path / task))

@@ -1,0 +1,275 @@
+"""Run a generated Azkaban project on this machine: same nodes, same commands, one process.
+
+    glmix flow run PROJECT_DIR [--set spark.master=local[2]] [--restart]
+
+Nodes run as soon as their dependencies succeeded, up to ``parallel`` at a time (as Azkaban runs
+a flow's ready jobs concurrently), in the project directory (Azkaban's working directory for a
+job). Commands are read from the ``.flow`` file and their ``${...}`` properties substituted (flow
+config, then this machine's defaults, then ``--set``). To keep per-stage startup cheap, known
+commands run in-process: ``spark-submit .../jobs/X.py ARGS`` calls ``jobs.X.run`` with the job's
+typed arguments (relative paths anchored at the project directory) on one shared SparkSession
+(built from the first Spark node's master and resources); ``python -m MODULE ARGS`` calls
+``MODULE.main(ARGS, out=LOG, cwd=PROJECT)`` when that main takes both. Anything else runs as a
+shell command in the project directory. Every node writes to its own log, given as a parameter:
+nothing swaps the process's streams or working directory, so nodes can run side by side.
+
+Per-node status, timing and log (``PROJECT/.glmix-run/logs/NODE.log``) are kept in
+``PROJECT/.glmix-run/state.json``; a re-run skips every node that already succeeded with the same
+command, so it resumes at the first unfinished stage. Failed nodes are retried as often as their
+``retries`` config says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import inspect
+import json
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+
+from glmix.errors import ConfigError, GlmixError
+from glmix.flow.azkaban import Flow, Node, read_project
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+STATE_DIR = ".glmix-run"
+PROPERTY = re.compile(r"\$\{([^}]+)\}")
+DEFAULT_PARALLEL = 4
+
+
+def local_properties() -> dict[str, str]:
+    """Where this machine has glmix, its Python and the spark-avro jar."""
+    from glmix.spark.session import AVRO_JAR, REPO
+
+    return {"glmix.home": str(REPO), "glmix.python": sys.executable,
+            "spark.submit": str(Path(sys.executable).parent / "spark-submit"), "spark.avro.jar": str(AVRO_JAR)}
+
+
+def substitute(text: str, properties: dict[str, str], where: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        if match[1] not in properties:
+            raise ConfigError(f"{where}: property ${{{match[1]}}} is not defined")
+        return properties[match[1]]
+
+    return PROPERTY.sub(value, text)
+
+
+@dataclass
+class NodeResult:
+    name: str
+    status: str          # succeeded | failed | skipped
+    seconds: float
+    attempts: int
+    log: str
+    error: str = ""
+
+
+class LocalRunner:
+    def __init__(self, project: Path, overrides: dict[str, str] | None = None,
+                 console: Console | None = None, parallel: int = DEFAULT_PARALLEL,
+                 quick_start: bool = True) -> None:
+        """``quick_start``: start a local Spark JVM with the quick compiler (glmix.spark.session), as suits
+        the small flows this runner is mostly given; pass False for large local inputs."""
+        if parallel < 1:
+            raise ConfigError(f"parallel must be at least 1, got {parallel}")
+        self.project = project.resolve()
+        self.parallel = parallel
+        self.quick_start = quick_start
+        self.flow: Flow = read_project(self.project)
+        self.properties = {**self.flow.config, **local_properties(), **(overrides or {})}
+        self.state_dir = self.project / STATE_DIR
+        self.state_file = self.state_dir / "state.json"
+        self.console = console or Console(stderr=True)
+        self._spark: SparkSession | None = None
+        self._owns_spark = False
+        self._spark_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ state
+    def _load_state(self) -> dict[str, Any]:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def command(self, node: Node) -> str:
+        return substitute(node.command, self.properties, f"node {node.name}")
+
+    # ------------------------------------------------------------------ running
+    def run(self, restart: bool = False) -> list[NodeResult]:
+        """Run every node not already done; after a failure, start nothing new and let the running finish."""
+        state = {} if restart else self._load_state()
+        ordered = self.flow.order()
+        position = {node.name: k for k, node in enumerate(ordered, 1)}
+        results: dict[str, NodeResult] = {}
+        succeeded: set[str] = set()
+        running: dict[Future[NodeResult], Node] = {}
+        digests: dict[str, str] = {}  # node -> hash of the command it ran, to know later runs may skip it
+        failed = False
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._spark = _callers_session()
+        try:
+            with ThreadPoolExecutor(self.parallel) as pool:
+                while True:
+                    for node in ordered:
+                        if failed or len(running) >= self.parallel:
+                            break
+                        if node.name in results or node in running.values() or \
+                                not all(d in succeeded for d in node.depends_on):
+                            continue
+                        command = self.command(node)
+                        digest = hashlib.sha256(command.encode()).hexdigest()[:16]
+                        log = self.state_dir / "logs" / f"{node.name}.log"
+                        tag = f"[{position[node.name]}/{len(ordered)}] {node.name}"
+                        previous = state.get(node.name, {})
+                        if previous.get("status") == "succeeded" and previous.get("command") == digest:
+                            results[node.name] = NodeResult(node.name, "skipped", 0.0, 0, str(log))
+                            succeeded.add(node.name)
+                            self.console.print(f"{tag} [dim]done earlier, skipped[/dim]", highlight=False)
+                            continue
+                        digests[node.name] = digest
+                        running[pool.submit(self._run_with_retries, node, command, log, tag)] = node
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        node, result = running.pop(future), future.result()
+                        results[node.name] = result
+                        state[node.name] = {"status": result.status, "command": digests[node.name],
+                                            "seconds": round(result.seconds, 3), "attempts": result.attempts,
+                                            "log": result.log, "error": result.error}
+                        self._save_state(state)
+                        if result.status == "failed":
+                            failed = True
+                        else:
+                            succeeded.add(node.name)
+        finally:
+            if self._owns_spark and self._spark is not None:
+                self._spark.stop()
+            self._spark, self._owns_spark = None, False
+        return sorted(results.values(), key=lambda r: position[r.name])
+
+    def _run_with_retries(self, node: Node, command: str, log: Path, tag: str) -> NodeResult:
+        retries = int(node.config.get("retries", "0"))
+        started = time.monotonic()
+        error = ""
+        for attempt in range(1, retries + 2):
+            self.console.print(f"{tag} [cyan]running[/cyan]" + (f" (attempt {attempt})" if attempt > 1 else ""),
+                               highlight=False)
+            error = self._execute(command, log, append=attempt > 1)
+            if not error:
+                seconds = time.monotonic() - started
+                self.console.print(f"{tag} [green]succeeded[/green] in {seconds:.1f}s", highlight=False)
+                return NodeResult(node.name, "succeeded", seconds, attempt, str(log))
+        seconds = time.monotonic() - started
+        self.console.print(f"{tag} [red]failed[/red] after {seconds:.1f}s: {error}\n  log: {log}", highlight=False)
+        return NodeResult(node.name, "failed", seconds, retries + 1, str(log), error)
+
+    def _execute(self, command: str, log: Path, append: bool) -> str:
+        """Run one command in the project directory, as Azkaban runs a job in its working directory;
+        returns '' on success, else a one-line reason (details in the log)."""
+        argv = shlex.split(command)
+        with open(log, "a" if append else "w") as out:
+            print(f"$ {command}", file=out, flush=True)
+            try:
+                if argv[0].endswith("spark-submit"):
+                    return self._spark_job(argv[1:], out)
+                main = _module_main(argv[2]) if len(argv) >= 3 and argv[1] == "-m" else None
+                if main is not None and _runs_in_flow(main):
+                    code = main(argv[3:], out=out, cwd=self.project)
+                    return "" if code == 0 else f"{argv[2]} exited with {code}"
+                code = subprocess.call(command, shell=True, cwd=self.project, stdout=out, stderr=out)
+                return "" if code == 0 else f"exit code {code}"
+            except GlmixError as exc:
+                print(f"error: {exc}", file=out, flush=True)
+                return str(exc)
+            except Exception as exc:  # a stage's crash is the node's failure, never the runner's
+                traceback.print_exc(file=out)
+                return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+    def _spark_job(self, argv: list[str], out: TextIO) -> str:
+        options = argparse.ArgumentParser(add_help=False)
+        for flag in ("--master", "--deploy-mode", "--num-executors", "--executor-memory", "--jars"):
+            options.add_argument(flag)
+        options.add_argument("--conf", action="append", default=[])
+        known, rest = options.parse_known_args(argv)
+        script = next((a for a in rest if a.endswith(".py")), None)
+        if script is None:
+            return "spark-submit: no job script in the command"
+        module = importlib.import_module(f"jobs.{Path(script).stem}")
+        args = module.ARGS.from_argv(rest[rest.index(script) + 1:]).resolved(self.project)
+        report = module.run(self._session(known), args)
+        print(json.dumps(report, indent=2, default=str), file=out, flush=True)
+        return ""
+
+    def _session(self, options: argparse.Namespace) -> SparkSession:
+        """One session for every Spark node, made by the first Spark node to need it."""
+        with self._spark_lock:
+            if self._spark is None:
+                from glmix.spark.session import session
+
+                self._spark = spark = session(options.master or "local[2]", f"glmix-flow-{self.flow.name}",
+                                      executors=int(options.num_executors or 2),
+                                      executor_memory=options.executor_memory or "1g",
+                                      quick_start=self.quick_start)
+                spark.sparkContext.setLogLevel("ERROR")  # stage logs carry the reports; warnings are noise
+                self._owns_spark = True
+            return self._spark
+
+
+def _callers_session() -> SparkSession | None:
+    """The caller's running SparkSession, if any: used and left running. Asked from the calling
+    thread, since the JVM keeps the active session per thread."""
+    if "pyspark.sql" not in sys.modules:
+        return None
+    from pyspark.sql import SparkSession
+
+    return SparkSession.getActiveSession()
+
+
+def _module_main(name: str) -> Callable[..., int] | None:
+    """What ``python -m name`` would run: ``name.main``, or ``name.__main__.main`` for a package
+    (None for a module glmix cannot import, which then runs as a command)."""
+    try:
+        module = importlib.import_module(name)
+        if not hasattr(module, "main"):
+            module = importlib.import_module(f"{name}.__main__")
+    except ImportError:
+        return None
+    return getattr(module, "main", None)
+
+
+def _runs_in_flow(main: Callable[..., int]) -> bool:
+    """A module's main runs in-process when it takes where to write (``out``) and the working
+    directory (``cwd``) as parameters: then nodes running side by side cannot mix their output
+    or change each other's directory. Any other module runs as a subprocess."""
+    parameters = inspect.signature(main).parameters
+    return "out" in parameters and "cwd" in parameters
+
+
+def print_timings(results: list[NodeResult], console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="stages")
+    for column in ("stage", "status", "seconds", "attempts"):
+        table.add_column(column, justify="right" if column in ("seconds", "attempts") else "left")
+    for r in results:
+        table.add_row(r.name, r.status, f"{r.seconds:.1f}", str(r.attempts))
+    console.print(table)

@@ -1,0 +1,176 @@
+"""GAME config -> the flow of stages that trains it: one Azkaban command job per stage, passes unrolled.
+
+    index                            jobs/index_features        (every shard in one pass, training data)
+    prepare-train, prepare-validation jobs/prepare_fixed_effect (the fixed effect's shard)
+    partition-<coord>                jobs/partition_random_effect   (each random effect, once)
+    [r<k>-]p<p>-<coord>-train        launcher -> glmix.train.fixed_effect, or jobs/train_random_effect
+                                     (offsets: the other coordinates' newest training scores, which
+                                     every trainer writes, so trains follow trains directly)
+    [r<k>-]p<p>-<coord>-score        jobs/score: the GAME model after this update, on validation
+    [r<k>-]p<p>-<coord>-evaluate     jobs/evaluate on the validation scores
+    select-best                      glmix.game.select_best: best step on the first evaluator -> best/
+    report                           glmix.game.report: report/index.html
+
+Commands use flow properties (``${spark.master}``, ``${glmix.python}``...) whose defaults are in
+the flow's ``config``; Azkaban users override them per execution, the local runner sets them for
+this machine. The same project runs under Azkaban and under ``glmix flow run``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import yaml
+
+from glmix.flow.azkaban import Flow, Node, write_project
+from glmix.game.config import (
+    ExternalCoordinate,
+    FixedGlmCoordinate,
+    FixedKerasCoordinate,
+    GameConfig,
+    RandomCoordinate,
+)
+from glmix.game.plan import GamePlan, Step
+from glmix.spark.job_args import EvaluateArgs, IndexArgs, PartitionArgs, PrepareArgs, ScoreArgs, TrainRandomEffectArgs
+from glmix.stage_args import StageArgs
+from glmix.train.external_scores import ExternalScoresArgs
+from glmix.train.fixed_effect import FixedEffectArgs
+from glmix.train.keras_fixed_effect import KerasArgs
+
+CONFIG_FILE = "config.yaml"
+DEFAULT_PROPERTIES = {
+    "glmix.home": "/opt/glmix",
+    "glmix.python": "python3",
+    "spark.submit": "spark-submit",
+    "spark.avro.jar": "/opt/glmix/jars/spark-avro_2.13-4.1.1.jar",
+}
+
+
+class FlowBuilder:
+    def __init__(self, config: GameConfig) -> None:
+        self.config = config
+        self.plan = GamePlan(config)
+        self.specs: dict[str, str] = {}
+
+    def spark(self, script: str, args: StageArgs) -> str:
+        s = self.config.resources.spark
+        return (f"${{spark.submit}} --master ${{spark.master}} --deploy-mode client --num-executors {s.executors} "
+                f"--executor-memory {s.executor_memory} --jars ${{spark.avro.jar}} "
+                f"--conf spark.pyspark.python=${{glmix.python}} ${{glmix.home}}/jobs/{script}.py "
+                f"{shlex.join(args.to_argv())}")
+
+    def python(self, module: str, arguments: list[str]) -> str:
+        return f"${{glmix.python}} -m {module} {shlex.join(arguments)}"
+
+    def build(self) -> Flow:
+        c, plan = self.config, self.plan
+        reading = {"response": c.columns.response, "bad_records": c.bad_records}
+        used = [s for s in c.feature_shards if s.name in {getattr(k, "shard", None) for k in c.coordinates.values()}]
+        nodes = [Node("index", self.spark("index_features", IndexArgs(
+            input=c.input.train, output=plan.index_root, shards=used, **reading)))] if used else []
+        if c.fixed_effect:
+            shard = self._fixed_shard()
+            for split in ("train", "validation"):
+                nodes.append(Node(f"prepare-{split}", self.spark("prepare_fixed_effect", PrepareArgs(
+                    input=getattr(c.input, split), index=plan.index(shard), output=plan.prepared(split),
+                    files=c.resources.spark.partitions, task=c.task, **reading)), ["index"]))
+        for name, coordinate in c.random_effects().items():
+            nodes.append(Node(f"partition-{name}", self.spark("partition_random_effect", PartitionArgs(
+                input=c.input.train, entity_field=coordinate.entity_field, index=plan.index(coordinate.shard),
+                output=plan.partitions(name), lower_bound=coordinate.lower_bound,
+                upper_bound=coordinate.upper_bound, partitions=c.resources.spark.partitions, task=c.task,
+                **reading)), ["index"]))
+        runs = plan.runs()
+        for run in runs:
+            previous: str | None = None
+            for step in run:
+                name = step_node_name(step, len(runs))
+                nodes += self._step(step, name, previous)
+                previous = f"{name}-train"
+        evaluations = [n.name for n in nodes if n.name.endswith("-evaluate")]
+        nodes.append(Node("select-best", self.python("glmix.game.select_best", [CONFIG_FILE]), evaluations))
+        nodes.append(Node("report", self.python("glmix.game.report", [CONFIG_FILE]), ["select-best"]))
+        retry = {"retries": str(c.flow.retries), "retry.backoff": str(c.flow.retry_backoff_ms)}
+        for node in nodes:
+            node.config.update(retry)
+        properties = {**DEFAULT_PROPERTIES, "spark.master": c.resources.spark.master,
+                      "launcher.backend": c.resources.launcher.backend}
+        return Flow(c.name, nodes, properties)
+
+    def _fixed_shard(self) -> str:
+        coordinate = self.config.coordinates[self.config.fixed_effect or ""]
+        assert isinstance(coordinate, FixedGlmCoordinate | FixedKerasCoordinate)
+        return coordinate.shard
+
+    def _step(self, step: Step, name: str, previous: str | None) -> list[Node]:
+        c, plan = self.config, self.plan
+        coordinate = c.coordinates[step.coordinate]
+        after = [previous] if previous else []
+        if isinstance(coordinate, ExternalCoordinate):
+            train = Node(f"{name}-train", self.python("glmix.train.external_scores", ExternalScoresArgs(
+                train=coordinate.scores.train, validation=coordinate.scores.validation,
+                output=step.output).to_argv()), after)
+        elif isinstance(coordinate, RandomCoordinate):
+            train = Node(f"{name}-train", self.spark("train_random_effect", TrainRandomEffectArgs(
+                data=step.partitions, index=plan.index(coordinate.shard), output=step.output,
+                model_id=step.coordinate, task=c.task, l2=step.l2, intercept_l2=coordinate.intercept_l2, l1=step.l1,
+                variance=coordinate.variance, warm_start=step.warm_start, offsets=list(step.offsets) or None,
+                **_given(max_iterations=coordinate.max_iterations))),
+                [f"partition-{step.coordinate}", *after])
+        else:
+            spec = f"specs/{name}.yaml"
+            self.specs[spec] = self._fixed_effect_spec(step, name, coordinate)
+            train = Node(f"{name}-train", f"${{glmix.python}} -m launcher submit {spec} --backend ${{launcher.backend}}",
+                         ["prepare-train", "prepare-validation", *after])
+        # a fixed effect's validation scores are its trainer's own (looked up by uid, not recomputed)
+        score = self.spark("score", ScoreArgs(
+            data=[f"validation={c.input.validation}"],
+            random_effect=[m.flag_value() for m in step.models if m.type == "random"],
+            scores=[m.flag_value() for m in step.models if m.type != "random"],
+            output=step.scores, model_id=c.name, id_fields=c.id_fields, bad_records=c.bad_records,
+            response=c.columns.response))
+        evaluate = self.spark("evaluate", EvaluateArgs(
+            scores=f"{step.scores}/validation", output=step.metrics, evaluators=c.evaluators,
+            coordinate=step.coordinate, pass_index=step.pass_index))
+        return [train, Node(f"{name}-score", score, [train.name]), Node(f"{name}-evaluate", evaluate, [f"{name}-score"])]
+
+    def _fixed_effect_spec(self, step: Step, name: str, coordinate: FixedGlmCoordinate | FixedKerasCoordinate) -> str:
+        c, plan, launcher = self.config, self.plan, self.config.resources.launcher
+        data = {"index": plan.index(coordinate.shard), "train": plan.prepared("train"),
+                "validation": plan.prepared("validation"), "output": step.output, "task": c.task,
+                "model_id": step.coordinate, "offsets": list(step.offsets) or None}
+        if isinstance(coordinate, FixedKerasCoordinate):
+            k = coordinate.keras
+            args: StageArgs = KerasArgs(**data, model=k.model, model_args=k.model_args, optimizer=k.optimizer,
+                                        learning_rate=k.learning_rate, epochs=k.epochs,
+                                        steps_per_epoch=k.steps_per_epoch, batch_size=k.batch_size)
+            module = "glmix.train.keras_fixed_effect"
+        else:
+            args = FixedEffectArgs(**data, l2=step.l2, l1=step.l1, variance=coordinate.variance,
+                                   warm_start=step.warm_start and f"{step.warm_start}/model",
+                                   **_given(max_iterations=coordinate.max_iterations, compute=coordinate.compute))
+            module = "glmix.train.fixed_effect"
+        command = f"python -m {module} {shlex.join(args.to_argv())}"
+        spec = {"name": f"{c.name}-{name}"[:63], "max_attempts": launcher.max_attempts,
+                "tasks": {"worker": {"instances": launcher.workers, "memory": launcher.memory, "command": command}}}
+        return "# generated by `glmix flow build`: the fixed-effect training of one coordinate-descent step\n" + \
+            yaml.safe_dump(spec, sort_keys=False, width=1000)
+
+
+def _given(**values: object) -> dict[str, object]:
+    """The settings a config gives (not None), so the stage's own defaults apply to the others."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def step_node_name(step: Step, runs: int) -> str:
+    """``p0-global``, or ``r2-p0-global`` when a regularization grid has several runs."""
+    return f"{'r' + str(step.run) + '-' if runs > 1 else ''}p{step.pass_index}-{step.coordinate}"
+
+
+def build_project(config: GameConfig, directory: Path) -> Path:
+    """Write the Azkaban project of ``config`` into ``directory`` (the flow, launcher specs, the config)."""
+    builder = FlowBuilder(config)
+    flow = builder.build()
+    files = {CONFIG_FILE: yaml.safe_dump(config.to_dict(), sort_keys=False), **builder.specs}
+    return write_project(directory, config.name, flow, files)

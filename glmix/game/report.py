@@ -1,0 +1,168 @@
+"""The model report: one self-contained HTML page with the metrics table and plots.
+
+    python -m glmix.game.report CONFIG.yaml      -> OUTPUT/report/index.html
+
+Plots: ROC and calibration of the best model on the validation data (with the Hosmer-Lemeshow
+statistic over deciles of predicted probability), every evaluator after each coordinate update,
+the distribution of each coordinate's coefficients, and the number of training rows per entity.
+Images are embedded PNGs, so the page can be copied anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import chi2  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from glmix.game.config import GameConfig, config_command  # noqa: E402
+from glmix.game.plan import GamePlan  # noqa: E402
+from glmix.glm.metrics import auc  # noqa: E402
+from glmix.io.avro import read_avro_records  # noqa: E402
+from glmix.io.parquet import read_parquet  # noqa: E402
+from glmix.io.storage import join, storage_for, write_file_atomically  # noqa: E402
+from glmix.model.game_model import read_game_model  # noqa: E402
+
+
+def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10) -> tuple[float, float, list[tuple[Any, ...]]]:
+    """HL statistic, its p-value (chi-square, groups - 2 dof) and (mean predicted, observed rate) per group."""
+    order = np.argsort(p, kind="stable")
+    statistic, bins = 0.0, []
+    for chunk in np.array_split(order, groups):
+        if len(chunk) == 0:
+            continue
+        expected, observed, n = p[chunk].sum(), y[chunk].sum(), len(chunk)
+        mean = expected / n
+        if 0 < mean < 1:
+            statistic += (observed - expected) ** 2 / (n * mean * (1 - mean))
+        bins.append((mean, observed / n, n))
+    return float(statistic), float(chi2.sf(statistic, max(len(bins) - 2, 1))), bins
+
+
+def _png(figure: Any) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def _scores(uri: str) -> tuple[np.ndarray, np.ndarray]:
+    records = list(read_avro_records(uri))
+    return (np.array([r["label"] for r in records], dtype=float),
+            np.array([r["predictionScore"] for r in records], dtype=float))
+
+
+def _metric_table(summary: dict[str, Any]) -> str:
+    names = list(summary["steps"][0]["metrics"])
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["run", "pass", "after", *names])
+    body = []
+    for i, step in enumerate(summary["steps"]):
+        cells = [step["run"], step["pass"], html.escape(step["coordinate"])]
+        cells += ["-" if step["metrics"][n] is None else f"{step['metrics'][n]:.4f}" for n in names]
+        style = ' class="best"' if i == summary["best"] else ""
+        body.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _metric_plot(summary: dict[str, Any]) -> str:
+    steps = summary["steps"]
+    figure, ax = plt.subplots(figsize=(7, 3.5))
+    labels = [f"r{s['run']} p{s['pass']}\n{s['coordinate']}" for s in steps]
+    for name in steps[0]["metrics"]:
+        values = [np.nan if s["metrics"][name] is None else s["metrics"][name] for s in steps]
+        ax.plot(range(len(steps)), values, marker="o", label=name)
+    ax.set_xticks(range(len(steps)), labels, fontsize=7)
+    ax.set_title("validation metrics after each coordinate update")
+    ax.legend(fontsize=7)
+    return _png(figure)
+
+
+def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
+    fpr, tpr, _ = roc_curve(y, margin)
+    figure, ax = plt.subplots(figsize=(4, 4))
+    ax.plot(fpr, tpr, label=f"AUC {auc(y, margin):.4f}")
+    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (validation)")
+    ax.legend(loc="lower right")
+    roc = _png(figure)
+    p = 1.0 / (1.0 + np.exp(-margin))
+    statistic, p_value, bins = hosmer_lemeshow(y, p)
+    figure, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([b[0] for b in bins], [b[1] for b in bins], marker="o")
+    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
+    ax.set(xlabel="mean predicted probability", ylabel="observed positive rate",
+           title=f"calibration: HL {statistic:.1f}, p = {p_value:.3g}")
+    text = (f"<p>Hosmer-Lemeshow statistic {statistic:.2f} over {len(bins)} deciles of predicted probability "
+            f"(chi-square, {len(bins) - 2} degrees of freedom): p = {p_value:.3g}</p>")
+    return [roc, _png(figure), text]
+
+
+def _coefficients(model_dir: str) -> str:
+    models = [m for m in read_game_model(model_dir)[0] if m.type != "scores"]   # Keras / external: no GLM
+    if not models:
+        return "<p>No GLM coordinates.</p>"
+    figure, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        values = [m["value"] for record in read_avro_records(model.coefficients) for m in record["means"]]
+        ax.hist(values, bins=50)
+        ax.set_title(f"{model.name} ({model.type}): {len(values)} coefficients", fontsize=9)
+        ax.set_yscale("log")
+    return _png(figure)
+
+
+def _entity_sizes(plan: GamePlan, best_run: int) -> str:
+    partitioned = [(s, s.partitions) for s in plan.runs()[best_run] if s.partitions and s.pass_index == 0]
+    if not partitioned:
+        return "<p>No random-effect coordinates.</p>"
+    figure, axes = plt.subplots(1, len(partitioned), figsize=(4 * len(partitioned), 3), squeeze=False)
+    for ax, (step, partitions) in zip(axes[0], partitioned, strict=True):
+        sizes = read_parquet(join(partitions, "active"), ["n_rows"]).column("n_rows").to_numpy()
+        report = json.loads(storage_for(partitions).read_bytes(join(partitions, "_report.json")))
+        ax.hist(sizes, bins=40)
+        ax.set_title(f"{step.coordinate}: rows per entity\n{len(sizes)} active, "
+                     f"{report['entities_passive']} passive", fontsize=9)
+        ax.set_yscale("log")
+    return _png(figure)
+
+
+def write_report(config: GameConfig) -> str:
+    plan = GamePlan(config)
+    summary = json.loads(storage_for(plan.summary).read_bytes(plan.summary))
+    best = plan.steps()[summary["best"]]
+    sections = [f"<h1>{html.escape(config.name)}</h1>",
+                f"<p>task {config.task}; best model: run {best.run}, pass {best.pass_index}, after "
+                f"{html.escape(best.coordinate)} on {html.escape(summary['primary_metric'])}; "
+                f"published at <code>{html.escape(plan.best)}</code></p>",
+                "<h2>Validation metrics per coordinate update</h2>", _metric_table(summary), _metric_plot(summary)]
+    if config.task == "logistic":
+        y, margin = _scores(join(best.scores, "validation"))
+        sections += ["<h2>Best model on the validation data</h2>", *_roc_and_calibration(y, margin)]
+    sections += ["<h2>Coefficients</h2>", _coefficients(plan.best),
+                 "<h2>Training rows per entity</h2>", _entity_sizes(plan, best.run)]
+    style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right} tr.best{background:#dfd}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(config.name)}</title>" \
+           f"<style>{style}</style></head><body>{''.join(sections)}</body></html>"
+    target = join(plan.report, "index.html")
+    storage_for(target).makedirs(plan.report)
+    write_file_atomically(target, page.encode())
+    return target
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, cwd: Path | None = None) -> int:
+    return config_command("glmix.game.report", argv, lambda config: f"report: {write_report(config)}", out, cwd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

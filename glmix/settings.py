@@ -1,0 +1,56 @@
+"""Typed settings shared by stages: feature shards, bad-record policy, tasks. Errors name the key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from glmix.errors import ConfigError
+
+Task = Literal["logistic", "linear", "poisson"]
+BadRecordPolicy = Literal["fail", "drop"]
+
+
+class Settings(BaseModel):
+    """Base for every config object: unknown keys are errors, values are validated early."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], where: str = "") -> Self:
+        """Validate, turning pydantic's report into one ConfigError naming each bad key."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                key = ".".join(str(p) for p in cls._location(error["loc"])) or "(root)"
+                problems.append(f"{where + '.' if where else ''}{key}: {error['msg']}")
+            raise ConfigError("; ".join(problems)) from None
+
+    @classmethod
+    def _location(cls, loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        """The key path of an error as the user wrote it (a config with unions drops their labels)."""
+        return loc
+
+
+SHARD_META = "_shard.json"   # every output derived from a shard carries it: the shard and its feature count
+
+
+class FeatureShard(Settings):
+    """A set of feature bags (plus an optional intercept) indexed together, as Photon ML's feature shards."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    bags: tuple[str, ...] = Field(min_length=1)
+    intercept: bool = True
+    min_count: int = Field(1, ge=1, description="features seen in fewer rows are left out of the index")
+    whitelist: str | None = Field(None, description="file of allowed features, one 'name<TAB>term' (or 'name') a line")
+
+    @field_validator("bags")
+    @classmethod
+    def _distinct(cls, bags: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(bags)) != len(bags):
+            raise ValueError("bags must be distinct")
+        return bags

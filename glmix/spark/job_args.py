@@ -1,0 +1,123 @@
+"""The arguments of every Spark job (jobs/*.py): the contract between the flow builder, which
+writes them into a stage's command (``to_argv``), and the job, which reads them (``from_argv``).
+See glmix.stage_args for how fields become flags."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+
+from glmix.settings import BadRecordPolicy, FeatureShard, Task
+from glmix.stage_args import Location, NamedLocation, StageArgs
+from glmix.train.random_effect import RandomEffectConfig
+
+
+class SparkJobArgs(StageArgs):
+    master: str | None = Field(None, description="Spark master when run with plain python (spark-submit sets its own)")
+
+
+class ReadingArgs(SparkJobArgs):
+    """Jobs that read TrainingExample data: its label column and what to do with bad records."""
+
+    input: Location
+    response: str | None = Field(None, description="label column (default: label or response)")
+    bad_records: BadRecordPolicy = "fail"
+
+
+class IndexArgs(ReadingArgs):
+    PROG: ClassVar[str] = "index_features"
+
+    output: Location = Field(description="the shard's directory; with --shards, their parent")
+    shards: list[FeatureShard] | None = Field(None, description="every shard, as JSON (name, bags, intercept, "
+                                                                "min_count, whitelist)")
+    shard_name: str | None = None
+    bags: list[str] | None = None
+    min_count: int = Field(1, ge=1)
+    whitelist: Location | None = None
+    intercept: bool = True
+
+
+class PrepareArgs(ReadingArgs):
+    PROG: ClassVar[str] = "prepare_fixed_effect"
+
+    index: Location = Field(description="output directory of index_features for the shard")
+    output: Location
+    files: int = Field(1, ge=1, description="number of balanced output files")
+    task: Task | None = Field(None, description="validates labels for the task")
+
+
+class PartitionArgs(ReadingArgs):
+    PROG: ClassVar[str] = "partition_random_effect"
+
+    entity_field: str = Field(description="e.g. userId (top-level field or metadataMap key)")
+    index: Location = Field(description="output directory of index_features for the shard")
+    output: Location
+    offsets: Location | None = Field(None, description="scores of the other coordinates (uid, score), or ScoringResult")
+    offsets_exclude: str | None = Field(None, description="with ScoringResult offsets: the coordinate being "
+                                                          "trained, left out of the sum")
+    lower_bound: int = Field(1, ge=1, description="active-data lower bound (rows per entity)")
+    upper_bound: int | None = Field(None, ge=1, description="active-data upper bound (down-sample above it)")
+    partitions: int = Field(4, ge=1)
+    seed: int = 0
+    task: Task | None = None
+
+
+class TrainRandomEffectArgs(SparkJobArgs, RandomEffectConfig):
+    PROG: ClassVar[str] = "train_random_effect"
+
+    data: Location = Field(description="output of jobs/partition_random_effect")
+    index: Location = Field(description="the random-effect shard's index")
+    output: Location
+    model_id: str = "random-effect"
+    offsets: list[Location] | None = Field(None, description="scores of the other coordinates, summed: uid/score "
+                                                        "sets, or ScoringResult Avro")
+    offsets_exclude: str | None = Field(None, description="this coordinate's name in the offsets")
+
+    def config(self) -> RandomEffectConfig:
+        return RandomEffectConfig.model_validate(self.model_dump(include=set(RandomEffectConfig.model_fields)))
+
+
+class ScoreArgs(SparkJobArgs):
+    PROG: ClassVar[str] = "score"
+
+    data: list[NamedLocation] = Field(description="datasets to score, NAME=URI each; written to OUTPUT/NAME")
+    output: Location
+    model: Location | None = Field(None, description="a published GAME model directory (model-metadata.json)")
+    scores: list[NamedLocation] = Field([], description="NAME=DIR each: a coordinate given by its scores, DIR/scores/<dataset>/"
+                                              " (uid, score), e.g. a Keras fixed effect or an external model")
+    fixed_effect: list[NamedLocation] = Field([], description="NAME=DIR each")
+    random_effect: list[NamedLocation] = Field([], description="NAME=ENTITY_FIELD=DIR each")
+    model_id: str = "game"
+    response: str | None = Field(None, description="label column (default: label or response)")
+    bad_records: BadRecordPolicy = "fail"
+    files: int = Field(2, ge=1, description="output files per dataset")
+    id_fields: list[str] = Field([], description="more entity ids to copy into metadataMap (for grouped metrics)")
+
+    @field_validator("data")
+    @classmethod
+    def _named(cls, data: list[str]) -> list[str]:
+        for value in data:
+            name, sep, uri = value.partition("=")
+            if not sep or not name or not uri:
+                raise ValueError(f"{value!r}: expected NAME=URI")
+        return data
+
+    def datasets(self) -> dict[str, str]:
+        return dict(value.split("=", 1) for value in self.data)
+
+
+class EvaluateArgs(SparkJobArgs):
+    PROG: ClassVar[str] = "evaluate"
+
+    scores: Location = Field(description="ScoringResult Avro (jobs/score output for one dataset)")
+    output: Location
+    evaluators: list[str] = Field(["AUC"], description="e.g. AUC LOGISTIC_LOSS AUC:userId (or comma-separated)")
+    coordinate: str | None = Field(None, description="the coordinate last updated (recorded with the metrics)")
+    pass_index: int | None = Field(None, description="the coordinate-descent pass (recorded)")
+    dataset: str | None = Field(None, description="a name for the data (default: the scores path)")
+
+    @field_validator("evaluators")
+    @classmethod
+    def _split(cls, evaluators: list[str]) -> list[str]:
+        return [e for value in evaluators for e in value.split(",") if e]

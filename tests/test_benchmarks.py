@@ -1,0 +1,41 @@
+"""Every benchmark runs at its smoke size (bench/sizes.py), so a benchmark that breaks fails CI
+instead of rotting until someone measures again. A smoke run's numbers mean nothing; each run is
+checked to finish and to print its tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import available
+from cluster.devcluster import REPO, Cluster
+
+ON_THIS_MACHINE = ["avro_read", "data_jobs", "fixed_effect", "game", "random_effect", "recovery"]
+ON_YARN = ["keras", "launcher"]   # they compare the local backend with YARN: integration tests
+
+
+def run_smoke(name: str, bench_dir: Path) -> str:
+    env = {**os.environ, "GLMIX_BENCH_SMOKE": "1", "GLMIX_BENCH_DIR": str(bench_dir)}
+    done = subprocess.run([sys.executable, "-m", "bench", name], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, f"bench {name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert f"=== bench {name}: " in done.stdout and "┃" in done.stdout, done.stdout[-3000:]  # finished, printed a table
+    return done.stdout
+
+
+def test_every_benchmark_has_a_smoke_test() -> None:
+    assert sorted(ON_THIS_MACHINE + ON_YARN) == available()
+
+
+@pytest.mark.parametrize("name", ON_THIS_MACHINE)
+def test_benchmark_runs_at_smoke_size(name: str, tmp_path: Path) -> None:
+    run_smoke(name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ON_YARN)
+def test_yarn_benchmark_runs_at_smoke_size(name: str, tmp_path: Path, dev_cluster: Cluster) -> None:
+    run_smoke(name, tmp_path)
