@@ -13,9 +13,9 @@ Field kinds on the command line:
     list of NAME=VALUE        --flag N1=V1 --flag N2=V2 (NamedLocation items)
     dict                      --flag '<JSON, sorted keys>'
     models, lists of models   --flag '<compact JSON>'
+    anything else             --flag VALUE (pydantic converts)
 
 Flags come in the fields' order (a config's fields before those a stage's arguments add).
-    anything else             --flag VALUE (pydantic converts)
 """
 
 from __future__ import annotations

@@ -168,10 +168,16 @@ class KerasTrainer:
         return report
 
     @staticmethod
-    def _margins(model: Any, features: dict[str, np.ndarray]) -> np.ndarray:
-        if len(features["indices"]) == 0:
-            return np.zeros(0)
-        return np.asarray(model.predict(features, batch_size=8192, verbose=0), dtype=np.float64).reshape(-1)
+    def _margins(model: Any, features: dict[str, np.ndarray], batch: int = 8192) -> np.ndarray:
+        """The model's margin for every one of this worker's rows, computed here. Not
+        ``model.predict``: under MultiWorkerMirroredStrategy it splits each batch across the workers'
+        replicas and, for a row count the split leaves uneven, dropped a row (811 rows gave 810)."""
+        rows = len(features["indices"])
+        margins = np.zeros(rows)
+        for start in range(0, rows, batch):
+            part = {name: values[start:start + batch] for name, values in features.items()}
+            margins[start:start + batch] = np.asarray(model(part, training=False), dtype=np.float64).reshape(-1)
+        return margins
 
     def _publish(self, model: Any, report: dict[str, Any]) -> None:
         local = tempfile.mkdtemp(prefix="glmix-saved-model-")
