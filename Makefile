@@ -40,7 +40,7 @@ demo: install spark-jars spark-classes
 	$(PY) -m glmix.cli demo --output .demo
 
 test: install spark-jars spark-classes hadoop-jars lint
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 test-unit: install
 	$(PY) -m pytest -m "not integration" tests

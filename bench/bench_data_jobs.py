@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from bench.datasets import CACHE, synthetic
 from bench.dev_cluster import running_cluster
 from bench.report import print_table
-from bench.sizes import SMOKE, size, sizes
+from bench.sizes import SMOKE, sizes
 from glmix.io.storage import join, qualified, storage_for
 from glmix.settings import FeatureShard
 from glmix.spark.session import session
@@ -34,7 +34,7 @@ from jobs.prepare_fixed_effect import prepare_fixed_effect
 
 BAGS = ("features", "userFeatures", "itemFeatures")
 FILES = 4
-WARM_UP_ROWS = size(100_000, 2_000)
+WARM_UP_ROWS = 100_000
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -48,10 +48,11 @@ def run() -> None:
     rows_list = sizes("1000000,10000000", "5000", "GLMIX_BENCH_ROWS")
     root = "hdfs:///bench" if master == "yarn" else None
     with running_cluster() if master == "yarn" else nullcontext():
-        spark = session(master, "glmix-bench-data-jobs", executor_memory="2g", executors=2,
+        spark = session(master, "glmix-bench-data-jobs", executor_memory="2g", executors=2, quick_start=SMOKE,
                         extra={"spark.driver.memory": "4g"})
-        print(f"warm-up: every job and floor once on {WARM_UP_ROWS:,} rows (JIT-compiles both sides' code paths)")
-        bench_size(spark, master, WARM_UP_ROWS, root, show=False)
+        if not SMOKE:
+            print(f"warm-up: every job and floor once on {WARM_UP_ROWS:,} rows (JIT-compiles both sides' code paths)")
+            bench_size(spark, master, WARM_UP_ROWS, root, show=False)
         for rows in rows_list:
             bench_size(spark, master, rows, root)
         spark.stop()

@@ -54,7 +54,7 @@ def prepared(name: str, data: str, bags: tuple[str, ...]) -> tuple[str, str]:
         from jobs.index_features import index_features
         from jobs.prepare_fixed_effect import prepare_fixed_effect
 
-        spark = session("local[2]", "bench-prepare", extra={"spark.driver.memory": "6g"})
+        spark = session("local[2]", "bench-prepare", extra={"spark.driver.memory": "6g"}, quick_start=SMOKE)
         index_features(spark, data, index, FeatureShard(name="global", bags=bags))
         prepare_fixed_effect(spark, data, index, rows, files=4, task="logistic")
         spark.stop()
@@ -89,7 +89,7 @@ def run_spark_mllib(x: sp.csr_matrix, y: np.ndarray) -> tuple[float, float, int]
 
     from glmix.spark.session import session
 
-    spark = session("local[2]", "bench-mllib", extra={"spark.driver.memory": "6g"})
+    spark = session("local[2]", "bench-mllib", extra={"spark.driver.memory": "6g"}, quick_start=SMOKE)
     n, d = x.shape
     rows = [(float(y[i]), SparseVector(d, x.indices[x.indptr[i]:x.indptr[i + 1]].tolist(),
                                        x.data[x.indptr[i]:x.indptr[i + 1]].tolist())) for i in range(n)]
@@ -163,7 +163,7 @@ def scaling(index: str, rows_uri: str) -> None:
     """Per worker count: throughput, and peak memory above that of the same workers with no rows
     (Python, TensorFlow, XLA and, for several workers, the all-reduce's runtime)."""
     empty, table = empty_copy(rows_uri), []
-    for workers in (1, 2):
+    for workers in (2,) if SMOKE else (1, 2):
         runtime_mb = run_workers(index, empty, workers, f"empty-{workers}")["peak_rss_mb_this_worker"]
         report = run_workers(index, rows_uri, workers, f"scaling-{workers}")
         nnz_total = report["nnz_this_worker"] * workers

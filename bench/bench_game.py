@@ -29,7 +29,7 @@ def run() -> None:
         root = Path(tmp)
         # in worker processes, as the demo does (the flow after in-process generation ran 3-6 s slower)
         generate(movielens_spec(rows=size(100_000, 5_000), seed=0), str(root / "data"), processes=os.cpu_count() or 1)
-        config = demo_config(root, passes=2)
+        config = demo_config(root, passes=size(2, 1))
         project = build_project(config, root / "flow")
         started = time.monotonic()
         results = LocalRunner(project).run()

@@ -18,7 +18,7 @@ from typing import Any
 from bench.datasets import CACHE
 from bench.dev_cluster import running_cluster
 from bench.report import print_table
-from bench.sizes import size
+from bench.sizes import SMOKE, size
 from glmix.data.synthetic import generate, generic_spec
 from glmix.io.storage import is_published, join, storage_for
 from glmix.settings import FeatureShard
@@ -38,7 +38,7 @@ def prepared() -> Path:
     if not is_published(str(root / "fe")):
         spec = generic_spec(rows=ROWS, users=2000, items=200, context_dimension=20, context_nnz=20, seed=1)
         generate(spec.model_copy(update={"nonlinear_std": 2.0}), str(root / "data"), processes=os.cpu_count() or 1)
-        spark = session("local[2]", "bench-keras")
+        spark = session("local[2]", "bench-keras", quick_start=SMOKE)
         index_features(spark, str(root / "data" / "train"), str(root / "index"),
                        FeatureShard(name="g", bags=("features", "userFeatures", "itemFeatures")))
         prepare_fixed_effect(spark, str(root / "data" / "train"), str(root / "index"), str(root / "fe"), 4)

@@ -25,7 +25,7 @@ from sklearn.linear_model import LogisticRegression
 
 from bench.datasets import CACHE, synthetic
 from bench.report import print_table
-from bench.sizes import size
+from bench.sizes import SMOKE, size
 from glmix.glm.batched_newton import EntityProblem, SolverSettings, entity_objective, solve_entities
 from glmix.io.storage import is_published, join
 from glmix.settings import FeatureShard
@@ -119,8 +119,8 @@ def spark_stage(count: int) -> None:
     from glmix.spark.session import session
     from jobs.train_random_effect import train_random_effect
 
-    spark = session("local[2]", "bench-random-effect", extra={"spark.driver.memory": "4g",
-                                                               "spark.sql.shuffle.partitions": "8"})
+    spark = session("local[2]", "bench-random-effect", quick_start=SMOKE,
+                    extra={"spark.driver.memory": "4g", "spark.sql.shuffle.partitions": "8"})
     rows_dir, partitions, index_dir = partitioned_dataset(spark, count)
     started = time.perf_counter()
     (spark.read.format("avro").load(rows_dir).groupBy("userId")
