@@ -81,11 +81,14 @@ def entity_problem(row: dict[str, Any], config: RandomEffectConfig, intercept: b
     l2 = np.full(d, config.l2)
     if intercept:
         l2[features == 0] = config.intercept_weight
-    keys = list(zip(names[features].tolist(), terms[features].tolist(), strict=True))
-    x0 = coefficients_at(_coefficient_map(row.get("warm_means")), keys)
+    warm, prior = row.get("warm_means"), row.get("prior_means")
+    # feature keys only for an entity with a previous model (most entities of a first run have none)
+    keys = list(zip(names[features].tolist(), terms[features].tolist(), strict=True)) \
+        if warm or prior is not None else []
+    x0 = coefficients_at(_coefficient_map(warm), keys) if warm else np.zeros(d)
     prior_mean = prior_precision = None
-    if row.get("prior_means") is not None:
-        prior_mean, prior_precision = prior_at(_coefficient_map(row["prior_means"]),
+    if prior is not None:
+        prior_mean, prior_precision = prior_at(_coefficient_map(prior),
                                                _coefficient_map(row.get("prior_variances")), keys,
                                                config.incremental_weight)
     offsets = np.asarray(row["offsets"], dtype=np.float64)
