@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 SPARK_JARS := .cache/spark/jars/.spark-avro-4.1.1
 SPARK_CLASSES := .cache/spark/classes-4.1.1.jsa
+AZKABAN_LOADER := .cache/azkaban/classes/LoadProjects.class
 BENCH ?=
 export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install spark-jars spark-classes hadoop-jars demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
+.PHONY: install spark-jars spark-classes hadoop-jars azkaban-loader demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
 
 install: $(INSTALLED)
 
@@ -33,19 +34,28 @@ spark-classes: $(SPARK_CLASSES)
 $(SPARK_CLASSES): $(INSTALLED) $(SPARK_JARS)
 	$(PY) -m glmix.spark.class_archive
 
+# Azkaban's own Flow 2.0 loader (azkaban-common 3.58.0 from Maven Central), the tests' oracle for flow validation
+azkaban-loader: $(AZKABAN_LOADER)
+
+$(AZKABAN_LOADER): tests/azkaban_loader/pom.xml tests/azkaban_loader/LoadProjects.java tests/azkaban_loader/azkaban/spi/AzkabanException.java
+	@command -v javac >/dev/null || { echo "error: a JDK (javac) is needed to build the Azkaban loader harness"; exit 1; }
+	rm -rf .cache/azkaban
+	mvn -q -B -f tests/azkaban_loader/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.cache/azkaban/jars
+	javac -nowarn -d .cache/azkaban/classes -cp ".cache/azkaban/jars/*" tests/azkaban_loader/LoadProjects.java tests/azkaban_loader/azkaban/spi/AzkabanException.java
+
 hadoop-jars:
 	$(PYTHON) cluster/devcluster.py jars
 
 demo: install spark-jars spark-classes
 	$(PY) -m glmix.cli demo --output .demo
 
-test: install spark-jars spark-classes hadoop-jars lint
+test: install spark-jars spark-classes hadoop-jars azkaban-loader lint
 	$(PY) -m pytest tests --durations=15
 
-test-unit: install
+test-unit: install azkaban-loader
 	$(PY) -m pytest -m "not integration" tests
 
-test-integration: install spark-jars hadoop-jars
+test-integration: install spark-jars hadoop-jars azkaban-loader
 	$(PY) -m pytest -m integration tests
 
 bench: install spark-jars hadoop-jars

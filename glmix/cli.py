@@ -68,6 +68,17 @@ def cmd_import_libsvm(args: argparse.Namespace) -> None:
     console.print(f"wrote {rows:,} rows to {args.output} in {time.monotonic() - started:.1f}s")
 
 
+def cmd_import_photon_model(args: argparse.Namespace) -> None:
+    from glmix.game.config import GameConfig
+    from glmix.model.photon_model import import_photon_model
+
+    config = GameConfig.from_yaml(args.config)
+    models = import_photon_model(args.source, args.target, config.feature_shards)
+    for model in models:
+        console.print(f"{model.type} effect {model.name}" + (f" by {model.entity_field}" if model.entity_field else ""))
+    console.print(f"wrote glmix model {args.target} (score it with jobs/score.py --model, warm-start from it)")
+
+
 def cmd_inspect(args: argparse.Namespace) -> None:
     columns = ColumnNames(response=args.response)
     reader = ExampleReader(columns, bags=tuple(args.bags), entity_fields=tuple(args.entity_fields))
@@ -155,10 +166,10 @@ def cmd_flow_build(args: argparse.Namespace) -> None:
 
 
 def cmd_flow_validate(args: argparse.Namespace) -> None:
-    from glmix.flow.azkaban import read_project
+    from glmix.flow.azkaban import validate_project
 
-    flow = read_project(Path(args.project))
-    console.print(f"{args.project}: flow {flow.name} is valid ({len(flow.nodes)} nodes)")
+    flows = validate_project(Path(args.project))
+    console.print(f"{args.project}: valid; flows {', '.join(flows)}")
 
 
 def cmd_flow_run(args: argparse.Namespace) -> None:
@@ -232,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("output")
     imp.add_argument("--keep-labels", action="store_true", help="do not map -1/+1 labels to 0/1")
     imp.set_defaults(func=cmd_import_libsvm)
+
+    photon = sub.add_parser("import-photon-model", help="a Photon ML GAME model directory as a glmix model")
+    photon.add_argument("source", help="the Photon ML model directory (model-metadata.json, fixed-effect/, ...)")
+    photon.add_argument("target", help="where to publish the glmix model")
+    photon.add_argument("--config", required=True, help="a GAME config whose feature_shards name the model's shards")
+    photon.set_defaults(func=cmd_import_photon_model)
 
     ins = sub.add_parser("inspect", help="summarize a TrainingExample Avro dataset")
     ins.add_argument("input")

@@ -110,9 +110,13 @@ class StageArgs(Settings):
             elif kind == "list":
                 if value:
                     words += [flag(name), *(str(v) for v in value)]
+            elif isinstance(getattr(self, name), BaseModel):   # a model: compact, in field order, its
+                model = getattr(self, name)                     # None values kept (None may be meant)
+                words += [flag(name), json.dumps(model.model_dump(mode="json", exclude_defaults=True),
+                                                 separators=(",", ":"))]
             elif isinstance(value, dict):   # a free-form mapping, e.g. a model's arguments
                 words += [flag(name), json.dumps(value, sort_keys=True)]
-            elif kind == "json":            # models: compact, in field order
+            elif kind == "json":            # lists of models: compact, in field order
                 words += [flag(name), json.dumps(value, separators=(",", ":"))]
             else:
                 words += [flag(name), str(value)]

@@ -23,6 +23,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 from glmix.data.feature_index import write_shard_meta
 from glmix.errors import ConfigError
+from glmix.io.dated import DatedDays
 from glmix.io.examples import ColumnNames
 from glmix.io.schemas import INTERCEPT_NAME, raw_schema
 from glmix.io.storage import join, publish_atomically, qualified, storage_for
@@ -41,20 +42,22 @@ def read_whitelist(spark: SparkSession, uri: str) -> DataFrame:
 
 
 def index_features(spark: SparkSession, data: str, output: str, shard: FeatureShard,
-                   columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail") -> dict[str, Any]:
+                   columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail",
+                   dates: DatedDays | None = None) -> dict[str, Any]:
     """Index one shard into ``output``."""
-    return index_shards(spark, data, {shard.name: output}, [shard], columns, policy)[shard.name]
+    return index_shards(spark, data, {shard.name: output}, [shard], columns, policy, dates)[shard.name]
 
 
 def index_shards(spark: SparkSession, data: str, outputs: dict[str, str], shards: list[FeatureShard],
-                 columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail") -> dict[str, dict[str, Any]]:
+                 columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail",
+                 dates: DatedDays | None = None) -> dict[str, dict[str, Any]]:
     """Index several shards of one dataset in one pass: the data is read once and every shard's
     features are counted in one aggregation (a job per shard would repeat both). Rows are checked
     on the union of the shards' bags. Returns each shard's report."""
     data = qualified(data)
     bags = tuple(dict.fromkeys(b for s in shards for b in s.bags))
     loaded = load_examples(spark, InputSpec(uri=data, bags=bags, columns=columns, policy=policy, keep_bags=True,
-                                            merge_repeats=False))
+                                            merge_repeats=False, dates=dates))
     rows = loaded.good_rows()
     merged = [merged_features(tuple(kept_bag_column(b) for b in s.bags), rows.schema) for s in shards]
     raw_sizes = [F.size(F.concat(*[F.col(kept_bag_column(b)) for b in s.bags])) for s in shards]
@@ -137,17 +140,17 @@ ARGS = IndexArgs  # this job's command line (glmix.spark.job_args)
 
 
 def run(spark: SparkSession, args: IndexArgs) -> dict[str, Any]:
-    columns = ColumnNames(response=args.response)
+    columns = args.columns
     if args.shards:
         if args.shard_name or args.bags:
             raise ConfigError("--shards describes every shard: drop --shard-name and --bags")
         outputs = {s.name: join(args.output, s.name) for s in args.shards}
-        return index_shards(spark, args.input, outputs, list(args.shards), columns, args.bad_records)
+        return index_shards(spark, args.input, outputs, list(args.shards), columns, args.bad_records, args.dated())
     if not args.shard_name or not args.bags:
         raise ConfigError("give --shard-name and --bags, or --shards")
     shard = FeatureShard.parse({"name": args.shard_name, "bags": args.bags, "intercept": args.intercept,
                                 "min_count": args.min_count, "whitelist": args.whitelist}, where="shard")
-    return index_features(spark, args.input, args.output, shard, columns, args.bad_records)
+    return index_features(spark, args.input, args.output, shard, columns, args.bad_records, args.dated())
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from pyspark.sql import functions as F
 
 from glmix.data.feature_index import FeatureIndex, write_shard_meta
 from glmix.errors import DataError
+from glmix.io.dated import DatedDays
 from glmix.io.examples import ColumnNames
 from glmix.io.storage import join, publish_atomically, qualified, storage_for
 from glmix.settings import BadRecordPolicy, Task
@@ -60,7 +61,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
                             offsets: str | None = None, lower_bound: int = 1, upper_bound: int | None = None,
                             partitions: int = 4, seed: int = 0, columns: ColumnNames = ColumnNames(),
                             task: Task | None = None, policy: BadRecordPolicy = "fail",
-                            offsets_exclude: str | None = None) -> dict[str, Any]:
+                            offsets_exclude: str | None = None, dates: DatedDays | None = None) -> dict[str, Any]:
     if lower_bound < 1 or partitions < 1 or (upper_bound is not None and upper_bound < lower_bound):
         raise ValueError("need lower_bound >= 1, partitions >= 1 and upper_bound >= lower_bound")
     index_meta = FeatureIndex.load(index_dir)
@@ -72,8 +73,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         "lower_bound": lower_bound, "upper_bound": upper_bound, "partitions": partitions, "seed": seed,
         "task": task, "policy": policy, "offsets_exclude": offsets_exclude})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, entity_fields=(entity_field,),
-                                            task=task, require_uid=offsets is not None, policy=policy,
-                                            merge_repeats=False))
+                                            task=task, policy=policy, merge_repeats=False, dates=dates))
     rows = loaded.good_rows().withColumnRenamed(entity_field, "entity_id")
     offset_check = None
     if offsets is not None:
@@ -89,6 +89,9 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
         counts = loaded.check()
         n_missing = offset_check() if offset_check else 0
         totals = _totals(grouped, bounded.n_rows, lower_bound)
+        if not totals["entities_active"]:
+            raise DataError(f"no {entity_field} has {lower_bound} or more rows (the lower bound): no entity to "
+                            f"train ({totals['entities_passive']} below it)", path=data, field=entity_field)
         passive = bounded.passive_rows()
         (passive if totals["entities_passive"] or totals["entities_down_sampled"] else passive.limit(0)) \
             .write.parquet(join(tmp, "passive"))
@@ -227,8 +230,8 @@ ARGS = PartitionArgs  # this job's command line (glmix.spark.job_args)
 def run(spark: SparkSession, args: PartitionArgs) -> dict[str, Any]:
     return partition_random_effect(spark, args.input, args.entity_field, args.index, args.output, args.offsets,
                                    args.lower_bound, args.upper_bound, args.partitions, args.seed,
-                                   ColumnNames(response=args.response), args.task, args.bad_records,
-                                   args.offsets_exclude)
+                                   args.columns, args.task, args.bad_records,
+                                   args.offsets_exclude, args.dated())
 
 
 if __name__ == "__main__":

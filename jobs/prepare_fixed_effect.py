@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from glmix.data.feature_index import FeatureIndex, write_shard_meta
+from glmix.io.dated import DatedDays
 from glmix.io.examples import ColumnNames
 from glmix.io.storage import publish_atomically, qualified
 from glmix.settings import BadRecordPolicy, Task
@@ -34,7 +35,7 @@ ROW_COLUMNS = ["uid", "label", "weight", "offset"]
 
 def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output: str, files: int,
                          columns: ColumnNames = ColumnNames(), task: Task | None = None,
-                         policy: BadRecordPolicy = "fail") -> dict[str, Any]:
+                         policy: BadRecordPolicy = "fail", dates: DatedDays | None = None) -> dict[str, Any]:
     if files < 1:
         raise ValueError("files must be >= 1")
     index_meta = FeatureIndex.load(index_dir)
@@ -43,7 +44,7 @@ def prepare_fixed_effect(spark: SparkSession, data: str, index_dir: str, output:
     report = JobReport("prepare_fixed_effect", {"input": data, "index": index_dir, "output": output,
                                                 "files": files, "task": task, "policy": policy})
     loaded = load_examples(spark, InputSpec(uri=data, bags=shard.bags, columns=columns, task=task, policy=policy,
-                                            merge_repeats=False))
+                                            merge_repeats=False, dates=dates))
     rows, indexing = index_rows(spark, loaded.good_rows(), index_meta, ROW_COLUMNS)
     with publish_atomically(output) as tmp:
         rows.repartition(files).write.parquet(tmp, mode="overwrite")
@@ -66,7 +67,7 @@ ARGS = PrepareArgs  # this job's command line (glmix.spark.job_args)
 
 def run(spark: SparkSession, args: PrepareArgs) -> dict[str, Any]:
     return prepare_fixed_effect(spark, args.input, args.index, args.output, args.files,
-                                ColumnNames(response=args.response), args.task, args.bad_records)
+                                args.columns, args.task, args.bad_records, args.dated())
 
 
 if __name__ == "__main__":

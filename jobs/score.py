@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType
 
 from glmix.errors import ConfigError, DataError
+from glmix.io.dated import DatedDays
 from glmix.io.examples import ColumnNames
 from glmix.io.schemas import INTERCEPT_NAME, raw_schema
 from glmix.io.storage import join, publish_atomically, qualified
@@ -119,13 +120,13 @@ def with_random_effect_score(spark: SparkSession, rows: DataFrame, model: Coordi
 
 def score_frame(spark: SparkSession, dataset: str, uri: str, models: list[CoordinateModel], model_id: str,
                 columns: ColumnNames, policy: BadRecordPolicy,
-                id_fields: tuple[str, ...] = ()) -> tuple[DataFrame, Any, list[str]]:
+                id_fields: tuple[str, ...] = (), dates: DatedDays | None = None) -> tuple[DataFrame, Any, list[str]]:
     """The ScoringResult rows of one dataset, plus its loaded input (for counts)."""
     applied = [m for m in models if m.type != "scores"]
     bags = tuple(sorted({b for m in applied for b in m.shard().bags}))
     entity_fields = tuple(sorted({m.entity_field for m in models if m.entity_field} | set(id_fields)))
     loaded = load_examples(spark, InputSpec(uri=uri, bags=bags, columns=columns, entity_fields=entity_fields,
-                                            require_uid=True, policy=policy, keep_bags=True))
+                                            policy=policy, keep_bags=True, dates=dates))
     rows = loaded.good_rows()
     for model in models:
         scorers: dict[str, Callable[[SparkSession, DataFrame, CoordinateModel], DataFrame]] = {
@@ -147,7 +148,7 @@ def score_frame(spark: SparkSession, dataset: str, uri: str, models: list[Coordi
 
 def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateModel], output: str,
           model_id: str = "game", columns: ColumnNames = ColumnNames(), policy: BadRecordPolicy = "fail",
-          files: int = 2, id_fields: tuple[str, ...] = ()) -> dict[str, Any]:
+          files: int = 2, id_fields: tuple[str, ...] = (), dates: DatedDays | None = None) -> dict[str, Any]:
     if not models:
         raise ConfigError("scoring needs at least one coordinate model (--model, --fixed-effect, --random-effect)")
     output = qualified(output)
@@ -158,7 +159,7 @@ def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateMode
     with publish_atomically(output) as tmp:
         for name, uri in data.items():
             result, loaded, names = score_frame(spark, name, qualified(uri), models, model_id, columns, policy,
-                                                 id_fields)
+                                                 id_fields, dates)
             # counted while writing (an Observation), so the data is computed once
             observation = Observation(f"score-{name}-{id(result)}")
             written = result.observe(observation, F.count(F.lit(1)).alias("rows"),
@@ -190,8 +191,8 @@ def run(spark: SparkSession, args: ScoreArgs) -> dict[str, Any]:
     models += [CoordinateModel.from_flag("fixed", v) for v in args.fixed_effect]
     models += [CoordinateModel.from_flag("random", v) for v in args.random_effect]
     models += [CoordinateModel.from_flag("scores", v) for v in args.scores]
-    return score(spark, args.datasets(), models, args.output, args.model_id, ColumnNames(response=args.response),
-                 args.bad_records, args.files, tuple(args.id_fields))
+    return score(spark, args.datasets(), models, args.output, args.model_id, args.columns,
+                 args.bad_records, args.files, tuple(args.id_fields), args.dated())
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "settings": {"errors"},
     "stage_args": {"errors", "settings"},
-    "io": {"errors"},
+    "io": {"errors", "settings"},
     "model": {"errors", "settings", "io"},
     "data": {"errors", "settings", "io", "model"},
     "glm": {"errors", "settings", "data"},
@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "spark": {"errors", "settings", "stage_args", "io", "model", "data", "glm", "train"},
     "flow": {"errors", "settings", "spark"},
     "game": {"errors", "settings", "stage_args", "io", "model", "data", "glm", "train", "spark", "flow"},
-    "cli": {"errors", "settings", "io", "data", "glm", "spark", "flow", "game"},
+    "cli": {"errors", "settings", "io", "model", "data", "glm", "spark", "flow", "game"},
 }
 # the one exception: the class-archive maker runs the demo flow to record the classes it loads
 EXCEPTIONS = {("glmix/spark/class_archive.py", "game"), ("glmix/spark/class_archive.py", "cli")}

@@ -38,6 +38,8 @@ def test_demo_trains_glmix_and_beats_the_global_model(tmp_path: Path, capsys, sp
     models, metadata = read_game_model(str(tmp_path / "game" / "best"))
     assert [m.name for m in models] == ["global", "per-user", "per-movie"]
     assert metadata["metrics"]["AUC"] == max(auc_of)
+    assert metadata["modelType"] == "LOGISTIC_REGRESSION"   # what Photon ML's loader reads, with id-info
+    assert (tmp_path / "game" / "best" / "random-effect" / "per-movie" / "id-info").read_text() == "movieId\nuser\n"
     page = (tmp_path / "game" / "report" / "index.html").read_text()
     assert page.count("<img src=\"data:image/png;base64,") == 5
     assert re.search(r"Hosmer-Lemeshow statistic [0-9.]+ over 10 deciles .*: p = ", page)

@@ -23,6 +23,7 @@ from glmix.train.fixed_effect import FixedEffectArgs, FixedEffectConfig, Trainer
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 from tests.fe_reference import reference_objective
+from tests.photon_data import photon_model_record, write_photon_model_file
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +127,15 @@ def test_scipy_compute_in_one_process_never_imports_tensorflow(synthetic_prepare
 
 
 def test_warm_start_from_optimum_needs_few_iterations(synthetic_prepared, tmp_path: Path) -> None:
+    """The optimum handed over as Photon ML writes a model (coefficients Avro with its schema's
+    invalid defaults): the warm start reads it by feature name."""
     task, index, train, _ = synthetic_prepared
     config = FixedEffectConfig(task=task, l2=1.0, validation_every=0)
     first = Trainer(config, index, train, str(tmp_path / "first")).run().report
-    warm = Trainer(config.model_copy(update={"warm_start": str(tmp_path / "first")}), index, train,
+    photon = tmp_path / "photon" / "coefficients" / "part-00000.avro"
+    write_photon_model_file(photon, [photon_model_record("fixed-effect", read_model(str(tmp_path / "first")).means,
+                                                         None)])
+    warm = Trainer(config.model_copy(update={"warm_start": str(photon.parent)}), index, train,
                    str(tmp_path / "warm")).run().report
     assert warm["iterations"] <= min(5, first["iterations"] // 5)
     assert abs(warm["final_objective"] - first["final_objective"]) < 1e-6 * abs(first["final_objective"])

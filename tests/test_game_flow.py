@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import shlex
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from glmix.flow.azkaban import read_project, validate_flow, zip_project
 from glmix.game.config import GameConfig
 from glmix.game.flow_builder import build_project
 from glmix.game.plan import GamePlan
+from glmix.io.examples import ColumnNames
+from glmix.spark.job_args import PrepareArgs
 from launcher.spec import JobSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +44,7 @@ def test_example_configs_load() -> None:
     ({"evaluators": ["PRECISION@5"]}, "needs a group"),
     ({"passes": 0}, "passes"),
     ({"unexpected": 1}, "unexpected"),
-    ({"columns": {"uid": "id"}}, "columns: Value error, uid: only response can be renamed"),
+    ({"columns": {"label": "y"}}, "columns.label: Extra inputs are not permitted"),
 ])
 def test_config_errors_name_the_key(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -154,17 +157,15 @@ def node(name: str, *depends: str, **config) -> dict:
 
 
 @pytest.mark.parametrize("flow, message", [
-    (flow_with(node("a"), node("a")), "unique: a"),
-    (flow_with(node("a", "b")), "dependsOn names no node 'b'"),
-    (flow_with(node("a", "b"), node("b", "c"), node("c", "a")), "dependency cycle: a -> b -> c -> a"),
-    (flow_with(node("ROOT")), "reserved"),
-    (flow_with(node("a", retries=2)), "config.retries must be a string"),
-    (flow_with(node("a"), config={"x": 1}), "config.x: must be a string"),
-    ({"nodes": []}, "non-empty 'nodes'"),
+    (flow_with(node("a"), node("a")), r"flow f: node names must be unique \(a repeated\)"),
+    (flow_with(node("a", "b")), "flow f, node a: dependsOn names no node 'b'"),
+    (flow_with(node("a", "b"), node("b", "c"), node("c", "a")), "flow f: dependency cycle a -> b -> c -> a"),
+    (flow_with(node("ROOT")), "flow f, node ROOT: the name is reserved"),
+    ({"nodes": [{"name": "a"}]}, "flow f, node a: needs a type"),
 ])
 def test_validator_enforces_azkaban_loader_rules(flow: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        validate_flow(flow)
+        validate_flow(flow, "f")
 
 
 def test_validator_accepts_a_diamond() -> None:
@@ -194,8 +195,12 @@ def test_keras_and_external_coordinates_in_the_flow(tmp_path: Path) -> None:
     assert train.startswith("${glmix.python} -m glmix.train.external_scores --train hdfs:///s/t --validation hdfs:///s/v")
 
 
-def test_a_renamed_response_reaches_every_data_job(tmp_path: Path) -> None:
-    flow = read_project(build_project(GameConfig.from_dict(example(columns={"response": "liked"})), tmp_path / "p"))
+def test_renamed_columns_reach_every_data_job(tmp_path: Path) -> None:
+    names = {"response": "liked", "uid": None, "weight": "w", "offset": "o", "metadata_map": "meta"}
+    flow = read_project(build_project(GameConfig.from_dict(example(columns=names)), tmp_path / "p"))
     readers = [n for n in flow.nodes if any(job in n.command for job in
                                             ("index_features", "prepare_fixed_effect", "partition_random", "score.py"))]
-    assert readers and all("--response liked" in n.command for n in readers)
+    expected = """--columns '{"response":"liked","uid":null,"weight":"w","offset":"o","metadata_map":"meta"}'"""
+    assert PrepareArgs.from_argv(shlex.split(expected) + ["--input", "i", "--index", "x", "--output", "o"]
+                                 ).columns == ColumnNames(**names)
+    assert readers and all(expected in n.command for n in readers)

@@ -1,4 +1,5 @@
-"""The same GAME config on the dev cluster (Spark on YARN, launcher on YARN, data on HDFS) and locally."""
+"""The same GAME config on the dev cluster (Spark on YARN, launcher on YARN, data on HDFS) and locally,
+on Photon-ML-shaped data: no uid on any row, renamed columns, unions, int ids, empty files."""
 
 from __future__ import annotations
 
@@ -10,19 +11,20 @@ from pathlib import Path
 import pytest
 
 from cluster.devcluster import Cluster
-from glmix.data.synthetic import generate, movielens_spec
 from glmix.flow.runner import LocalRunner
 from glmix.game.config import GameConfig
 from glmix.game.flow_builder import build_project
 from glmix.io.storage import is_published, storage_for
 from glmix.model.game_model import read_game_model
 from tests.conftest import our_running_apps
+from tests.photon_data import RENAMED, write_photon_dataset
 
 
 def config(data: str, output: str, master: str, backend: str) -> GameConfig:
     return GameConfig.from_dict({
         "name": "it-game", "task": "logistic",
         "input": {"train": f"{data}/train", "validation": f"{data}/validation"}, "output": output,
+        "columns": {"response": "response", **RENAMED},
         "feature_shards": [{"name": "global", "bags": ["features", "userFeatures", "movieFeatures"]},
                            {"name": "movie", "bags": ["movieFeatures"]}],
         "coordinates": {"global": {"type": "fixed", "shard": "global", "l2": 1.0},
@@ -36,9 +38,10 @@ def config(data: str, output: str, master: str, backend: str) -> GameConfig:
 
 def test_game_flow_on_yarn_matches_the_local_run(dev_cluster: Cluster, spark, tmp_path: Path,
                                                  hdfs_root: str) -> None:
-    spec = movielens_spec(rows=5000, seed=9)
-    generate(spec, str(tmp_path / "data"))
-    generate(spec, f"{hdfs_root}/data")
+    write_photon_dataset(tmp_path / "data", rows=5000, seed=9, variant="null", names=RENAMED)
+    hdfs = storage_for(hdfs_root)
+    for path in (tmp_path / "data").glob("[tv]*/*.avro"):
+        hdfs.write_bytes(f"{hdfs_root}/data/{path.parent.name}/{path.name}", path.read_bytes())
 
     on_yarn = config(f"{hdfs_root}/data", f"{hdfs_root}/out", "yarn", "yarn")
     project = build_project(on_yarn, tmp_path / "yarn-project")

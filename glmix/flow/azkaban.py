@@ -1,9 +1,9 @@
-"""Azkaban Flow 2.0 projects: write them, check them against Azkaban's loader rules, zip them.
+"""Azkaban Flow 2.0 projects as glmix writes and runs them: one flow of command jobs; zipped.
 
 A project is a directory with ``<name>.project`` (``azkaban-flow-version: 2.0``, unquoted, or
-Azkaban reads the flow as 1.0), one ``<flow>.flow`` YAML file (``config`` plus ``nodes``, each
-with ``name``, ``type``, ``config`` and optional ``dependsOn``) and any files the commands use.
-The zip has those files at its root, as Azkaban's upload expects.
+Azkaban reads the flow as 1.0), ``.flow`` YAML files and any files the commands use. glmix writes
+one flow of command nodes; any project is checked against Azkaban's loader rules
+(glmix.flow.loader_rules). The zip has the files at its root, as Azkaban's upload expects.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 
 from glmix.errors import ConfigError
+from glmix.flow.loader_rules import check_project, flow_files, validate_flow
 
 FLOW_VERSION_LINE = "azkaban-flow-version: 2.0\n"
-RESERVED_NODE_NAMES = {"ROOT"}
 
 
 @dataclass
@@ -49,7 +49,14 @@ class Flow:
 
     @classmethod
     def from_dict(cls, name: str, data: dict[str, Any]) -> Flow:
+        """A flow of command nodes (what glmix writes and runs), checked against the loader's rules."""
         validate_flow(data, name)
+        others = [f"{n['name']} ({n['type']})" for n in data["nodes"] if n["type"] != "command"]
+        if others:
+            raise ConfigError(f"flow {name}: glmix runs command nodes only; not {', '.join(others)}")
+        missing = [n["name"] for n in data["nodes"] if not (n.get("config") or {}).get("command")]
+        if missing:
+            raise ConfigError(f"flow {name}: node(s) {', '.join(missing)} have no config.command")
         nodes = [Node(n["name"], n["config"]["command"], list(n.get("dependsOn", [])),
                       {k: v for k, v in n["config"].items() if k != "command"}) for n in data["nodes"]]
         return cls(name, nodes, dict(data.get("config") or {}))
@@ -69,78 +76,6 @@ class Flow:
         return ordered
 
 
-def validate_flow(data: Any, where: str = "flow") -> None:
-    """Azkaban's loader rules, checked before upload: every problem named, all at once."""
-    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not data["nodes"]:
-        raise ConfigError(f"{where}: a flow needs a non-empty 'nodes' list")
-    problems = _string_config_problems(data.get("config") or {}, "config.{key}:")
-    names: list[str] = []
-    for i, node in enumerate(data["nodes"]):
-        if not isinstance(node, dict) or not node.get("name"):
-            problems.append(f"nodes[{i}]: needs a name")
-            continue
-        names.append(node["name"])
-        problems += _node_problems(i, node)
-    problems += _reference_problems(data["nodes"], names)
-    if not problems:
-        cycle = _cycle({n["name"]: list(n.get("dependsOn", [])) for n in data["nodes"]})
-        if cycle:
-            problems.append(f"dependency cycle: {' -> '.join(cycle)}")
-    if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems))
-
-
-def _string_config_problems(config: dict[str, Any], where: str) -> list[str]:
-    """``where``: how to name a key, e.g. ``config.{key}:``."""
-    return [f"{where.format(key=key)} must be a string (quote it), got {type(value).__name__}"
-            for key, value in config.items() if not isinstance(value, str)]
-
-
-def _node_problems(i: int, node: dict[str, Any]) -> list[str]:
-    name, config = node["name"], node.get("config") or {}
-    problems = [f"nodes[{i}]: the name {name} is reserved by Azkaban"] if name in RESERVED_NODE_NAMES else []
-    if not node.get("type"):
-        problems.append(f"node {name}: needs a type")
-    if node.get("type") == "command" and not config.get("command"):
-        problems.append(f"node {name}: a command job needs config.command")
-    return problems + _string_config_problems(config, f"node {name}: config.{{key}}")
-
-
-def _reference_problems(nodes: list[Any], names: list[str]) -> list[str]:
-    """Duplicate names, and dependencies on nodes that do not exist."""
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    problems = [f"node names must be unique: {', '.join(duplicates)}"] if duplicates else []
-    known = set(names)
-    for node in nodes:
-        for dependency in node.get("dependsOn", []) if isinstance(node, dict) else []:
-            if dependency not in known:
-                problems.append(f"node {node.get('name')}: dependsOn names no node {dependency!r}")
-    return problems
-
-
-def _cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """A cycle in the dependsOn graph, as a path that returns to its start, or None."""
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        state[name] = 1
-        path.append(name)
-        for dependency in edges.get(name, []):
-            if state.get(dependency) == 1:
-                return path[path.index(dependency):] + [dependency]
-            if dependency not in state and (found := visit(dependency)):
-                return found
-        state[name] = 2
-        path.pop()
-        return None
-
-    for name in edges:
-        if name not in state and (found := visit(name)):
-            return found
-    return None
-
-
 def write_project(directory: Path, project: str, flow: Flow, files: dict[str, str]) -> Path:
     """Write the project files (``files``: relative path -> text) and return the directory."""
     validate_flow(flow.to_dict(), flow.name)
@@ -156,16 +91,25 @@ def write_project(directory: Path, project: str, flow: Flow, files: dict[str, st
     return directory
 
 
-def read_project(directory: Path) -> Flow:
-    """The (single) flow of a project directory, validated."""
+def validate_project(directory: Path) -> list[str]:
+    """The flows of a Flow 2.0 project directory (embedded ones as ``flow:node``), checked as
+    Azkaban's loader and upload check them: ConfigError naming every problem."""
     projects = list(directory.glob("*.project"))
     if len(projects) != 1 or projects[0].read_text().strip() != FLOW_VERSION_LINE.strip():
         raise ConfigError(f"{directory}: needs exactly one .project file containing '{FLOW_VERSION_LINE.strip()}'")
-    flows = list(directory.glob("*.flow"))
+    flows = check_project(directory)
+    if not flows:
+        raise ConfigError(f"{directory}: no .flow file")
+    return flows
+
+
+def read_project(directory: Path) -> Flow:
+    """The flow glmix runs from a project directory (one flow of command nodes), validated."""
+    flows = [f for f in validate_project(directory) if ":" not in f]
     if len(flows) != 1:
-        raise ConfigError(f"{directory}: expected one .flow file, found {len(flows)}")
-    data = yaml.safe_load(flows[0].read_text())
-    return Flow.from_dict(flows[0].stem, data)
+        raise ConfigError(f"{directory}: the local runner runs a project of one flow; this one has {', '.join(flows)}")
+    path = next(p for p in flow_files(directory) if p.name == f"{flows[0]}.flow")
+    return Flow.from_dict(flows[0], yaml.safe_load(path.read_text()))
 
 
 def zip_project(directory: Path, target: Path) -> Path:

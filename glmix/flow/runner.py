@@ -22,6 +22,7 @@ command, so it resumes at the first unfinished stage. Failed nodes are retried a
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import importlib
 import inspect
@@ -53,18 +54,25 @@ DEFAULT_PARALLEL = 4
 
 
 def local_properties() -> dict[str, str]:
-    """Where this machine has glmix, its Python and the spark-avro jar."""
+    """Where this machine has glmix, its Python and the spark-avro jar; the flow's start date, as
+    Azkaban sets it."""
     from glmix.spark.session import AVRO_JAR, REPO
 
+    today = datetime.date.today()
     return {"glmix.home": str(REPO), "glmix.python": sys.executable,
-            "spark.submit": str(Path(sys.executable).parent / "spark-submit"), "spark.avro.jar": str(AVRO_JAR)}
+            "spark.submit": str(Path(sys.executable).parent / "spark-submit"), "spark.avro.jar": str(AVRO_JAR),
+            "azkaban.flow.start.year": f"{today:%Y}", "azkaban.flow.start.month": f"{today:%m}",
+            "azkaban.flow.start.day": f"{today:%d}"}
 
 
-def substitute(text: str, properties: dict[str, str], where: str) -> str:
+def substitute(text: str, properties: dict[str, str], where: str, depth: int = 0) -> str:
+    """``${name}`` replaced by the property, whose value may itself hold ``${...}`` (as Azkaban resolves)."""
     def value(match: re.Match[str]) -> str:
         if match[1] not in properties:
             raise ConfigError(f"{where}: property ${{{match[1]}}} is not defined")
-        return properties[match[1]]
+        if depth > 10:
+            raise ConfigError(f"{where}: property ${{{match[1]}}} refers to itself")
+        return substitute(properties[match[1]], properties, where, depth + 1)
 
     return PROPERTY.sub(value, text)
 

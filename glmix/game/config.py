@@ -34,6 +34,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
 
 from glmix.errors import ConfigError, run_command
 from glmix.glm.metrics import Evaluator
+from glmix.io.dated import DateRange
 from glmix.io.examples import ColumnNames
 from glmix.model.game_model import ModelKind
 from glmix.settings import BadRecordPolicy, FeatureShard, Settings, Task
@@ -44,8 +45,13 @@ RegWeight = Annotated[float, Field(ge=0)]
 
 
 class Inputs(Settings):
+    """Training and validation data: directories (or files) of Avro or Parquet; with ``*_dates``,
+    roots holding ``daily/YYYY/MM/DD/`` of which the given days are read (glmix.io.dated)."""
+
     train: str
     validation: str
+    train_dates: DateRange | None = None
+    validation_dates: DateRange | None = None
 
 
 class KerasSettings(Settings):
@@ -236,15 +242,6 @@ class GameConfig(Settings):
         if sum(c.type in ("fixed", "external") for c in coordinates.values()) > 1:
             raise ValueError("at most one fixed-effect coordinate (fixed or external)")
         return coordinates
-
-    @field_validator("columns")
-    @classmethod
-    def _renamable_columns(cls, columns: ColumnNames) -> ColumnNames:
-        """The jobs take --response; the other Photon column names must be the defaults in a flow."""
-        for key, default in ColumnNames().model_dump().items():
-            if key != "response" and getattr(columns, key) != default:
-                raise ValueError(f"{key}: only response can be renamed in a GAME config (keep {default!r})")
-        return columns
 
     @field_validator("evaluators")
     @classmethod

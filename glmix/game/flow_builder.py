@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -45,6 +46,9 @@ DEFAULT_PROPERTIES = {
     "spark.submit": "spark-submit",
     "spark.avro.jar": "/opt/glmix/jars/spark-avro_2.13-4.1.1.jar",
 }
+# the day a dated input's last_days counts back from: the flow's start date, which Azkaban sets;
+# a run for another day sets glmix.run.date (Azkaban's flow parameters, `glmix flow run --set`)
+RUN_DATE = {"glmix.run.date": "${azkaban.flow.start.year}-${azkaban.flow.start.month}-${azkaban.flow.start.day}"}
 
 
 class FlowBuilder:
@@ -60,27 +64,33 @@ class FlowBuilder:
                 f"--conf spark.pyspark.python=${{glmix.python}} ${{glmix.home}}/jobs/{script}.py "
                 f"{shlex.join(args.to_argv())}")
 
+    def _dated(self, split: str) -> dict[str, Any]:
+        """A dated split's days, counted from the run's date (a flow property)."""
+        dates = getattr(self.config.input, f"{split}_dates")
+        return {"dates": dates, "run_date": "${glmix.run.date}"} if dates else {}
+
     def python(self, module: str, arguments: list[str]) -> str:
         return f"${{glmix.python}} -m {module} {shlex.join(arguments)}"
 
     def build(self) -> Flow:
         c, plan = self.config, self.plan
-        reading = {"response": c.columns.response, "bad_records": c.bad_records}
+        reading = {"columns": c.columns, "bad_records": c.bad_records}
+        train = {**reading, **self._dated("train")}
         used = [s for s in c.feature_shards if s.name in {getattr(k, "shard", None) for k in c.coordinates.values()}]
         nodes = [Node("index", self.spark("index_features", IndexArgs(
-            input=c.input.train, output=plan.index_root, shards=used, **reading)))] if used else []
+            input=c.input.train, output=plan.index_root, shards=used, **train)))] if used else []
         if c.fixed_effect:
             shard = self._fixed_shard()
             for split in ("train", "validation"):
                 nodes.append(Node(f"prepare-{split}", self.spark("prepare_fixed_effect", PrepareArgs(
                     input=getattr(c.input, split), index=plan.index(shard), output=plan.prepared(split),
-                    files=c.resources.spark.partitions, task=c.task, **reading)), ["index"]))
+                    files=c.resources.spark.partitions, task=c.task, **reading, **self._dated(split))), ["index"]))
         for name, coordinate in c.random_effects().items():
             nodes.append(Node(f"partition-{name}", self.spark("partition_random_effect", PartitionArgs(
                 input=c.input.train, entity_field=coordinate.entity_field, index=plan.index(coordinate.shard),
                 output=plan.partitions(name), lower_bound=coordinate.lower_bound,
                 upper_bound=coordinate.upper_bound, partitions=c.resources.spark.partitions, task=c.task,
-                **reading)), ["index"]))
+                **train)), ["index"]))
         runs = plan.runs()
         for run in runs:
             previous: str | None = None
@@ -95,7 +105,8 @@ class FlowBuilder:
         for node in nodes:
             node.config.update(retry)
         properties = {**DEFAULT_PROPERTIES, "spark.master": c.resources.spark.master,
-                      "launcher.backend": c.resources.launcher.backend}
+                      "launcher.backend": c.resources.launcher.backend,
+                      **(RUN_DATE if c.input.train_dates or c.input.validation_dates else {})}
         return Flow(c.name, nodes, properties)
 
     def _fixed_shard(self) -> str:
@@ -129,7 +140,7 @@ class FlowBuilder:
             random_effect=[m.flag_value() for m in step.models if m.type == "random"],
             scores=[m.flag_value() for m in step.models if m.type != "random"],
             output=step.scores, model_id=c.name, id_fields=c.id_fields, bad_records=c.bad_records,
-            response=c.columns.response))
+            columns=c.columns, **self._dated("validation")))
         evaluate = self.spark("evaluate", EvaluateArgs(
             scores=f"{step.scores}/validation", output=step.metrics, evaluators=c.evaluators,
             coordinate=step.coordinate, pass_index=step.pass_index))

@@ -26,12 +26,13 @@ Feature = tuple[str, str, float]
 
 
 class ColumnNames(BaseModel):
-    """Input column names, as Photon ML's --input-column-names. ``response=None`` accepts label or response."""
+    """Input column names, as Photon ML's --input-column-names. ``response=None`` accepts label or
+    response; ``uid=None`` ignores any uid column and numbers the rows (see glmix.spark.input)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     response: str | None = None
-    uid: str = "uid"
+    uid: str | None = "uid"
     weight: str = "weight"
     offset: str = "offset"
     metadata_map: str = "metadataMap"
@@ -101,7 +102,7 @@ class ExampleReader:
 
     def read(self, uri: str, stats: ReadStats | None = None) -> Iterator[Example]:
         storage = storage_for(uri)
-        for path in storage.data_files(uri, suffix=".avro"):
+        for path in storage.data_files(uri, suffix=".avro", skip_empty=True):
             if stats is not None:
                 stats.files.append(path)
             yield from self._read_file(path, stats)
@@ -171,7 +172,7 @@ class ExampleReader:
                 raise DataError("entity id missing (neither a top-level field nor a metadataMap key)",
                                 path=path, record=index, field=name)
             ids[name] = to_id(value)
-        uid = record.get(c.uid)
+        uid = record.get(c.uid) if c.uid is not None else None
         return Example(uid=None if uid is None else to_id(uid),
                        label=number(response, record.get(response), None),
                        weight=number(c.weight, record.get(c.weight), 1.0),

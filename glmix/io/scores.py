@@ -15,6 +15,7 @@ from typing import Any
 import fastavro
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from glmix.errors import DataError
 from glmix.io.avro import records_of, writer_schema
@@ -50,6 +51,12 @@ def _needed_fields(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "fields": fields}
 
 
+def duplicate_uid_message(uid: str, rows: int) -> str:
+    """Scores are joined to rows by uid, so a repeated uid would pair rows wrongly."""
+    return (f"uid {uid!r} is on {rows} rows of the data these scores were made from: uids must be unique "
+            f"in a dataset (fix them, or set columns.uid to null to number the rows instead)")
+
+
 def offsets_for(uids: np.ndarray, uris: list[str], exclude: str | None = None) -> np.ndarray:
     """The other coordinates' score of each uid, in the given order: the sum over ``uris`` (one
     coordinate's scores each, or a ScoringResult); every uid must have a score in every source."""
@@ -57,6 +64,10 @@ def offsets_for(uids: np.ndarray, uris: list[str], exclude: str | None = None) -
     for uri in uris:
         table = read_offsets(uri, exclude)
         by_uid = dict(zip(table.column("uid").to_pylist(), table.column("score").to_numpy(), strict=True))
+        if len(by_uid) < table.num_rows:
+            counts = pc.value_counts(table.column("uid"))
+            repeated = counts.filter(pc.greater(counts.field("counts"), 1))[0].as_py()
+            raise DataError(duplicate_uid_message(repeated["values"], repeated["counts"]), path=uri, field="uid")
         missing = [u for u in uids.tolist() if u not in by_uid]
         if missing:
             raise DataError(f"{len(missing)} row(s) have no score in the offsets (e.g. uid "

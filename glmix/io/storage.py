@@ -107,11 +107,12 @@ class Storage(ABC):
         with self.open_write(uri) as stream:
             stream.write(data)
 
-    def data_files(self, uri: str, suffix: str = "") -> builtins.list[str]:
-        """The data files of a file or directory (recursively), skipping hidden entries."""
+    def data_files(self, uri: str, suffix: str = "", skip_empty: bool = False) -> builtins.list[str]:
+        """The data files of a file or directory (recursively), skipping hidden entries and, with
+        ``skip_empty``, files of zero bytes (some writers leave them for a task without output)."""
         if not self._is_existing_dir(uri):
-            return [uri]
-        return [entry.uri for entry in self._data_entries(uri, suffix)]
+            return [uri] if not skip_empty or self.file_size(uri) else []
+        return [entry.uri for entry in self._data_entries(uri, suffix) if entry.size or not skip_empty]
 
     def size(self, uri: str) -> int:
         """Bytes in the data files of a file or directory (what :meth:`data_files` lists); the

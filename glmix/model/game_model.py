@@ -8,6 +8,8 @@ The published layout (what ``best/`` holds, and what Photon ML users recognise):
       fixed-effect/<name>/_shard.json           the feature shard (bags, intercept) it was trained on
       random-effect/<name>/coefficients/*.avro  Model Avro, one record per entity (modelId = entity id)
       random-effect/<name>/_shard.json
+      <kind>/<name>/id-info                     the shard (a random effect: entity field, then shard), and
+                                                "modelType" in the metadata: what Photon ML reads
 
 During coordinate descent a model is the latest trainer output of each coordinate; a trainer's
 output directory has the same ``_shard.json`` with its coefficients under ``model/``.
@@ -21,12 +23,25 @@ from typing import Any, Literal
 
 from glmix.errors import ConfigError
 from glmix.io.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for
-from glmix.settings import SHARD_META, FeatureShard
+from glmix.settings import SHARD_META, FeatureShard, Task
 
 METADATA = "model-metadata.json"
 KIND_DIR = {"fixed": "fixed-effect", "random": "random-effect", "scores": "fixed-effect"}
 ModelKind = Literal["fixed", "random", "scores"]
 FLAG = {"fixed": "fixed-effect", "random": "random-effect", "scores": "scores"}
+ID_INFO = "id-info"
+PHOTON_TASKS: dict[str, Task] = {"LOGISTIC_REGRESSION": "logistic", "LINEAR_REGRESSION": "linear",
+                                 "POISSON_REGRESSION": "poisson"}
+
+
+def photon_model_type(task: Task) -> str:
+    """Photon ML's name of a task (its metadata's ``modelType``)."""
+    return next(name for name, t in PHOTON_TASKS.items() if t == task)
+
+
+def id_info(kind: ModelKind, shard: str, entity_field: str | None) -> str:
+    """A coordinate's ``id-info`` file, as Photon ML writes and reads it."""
+    return f"{entity_field}\n{shard}\n" if kind == "random" else f"{shard}\n"
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,11 @@ def publish_game_model(output: str, models: list[CoordinateModel], metadata: dic
             copy_tree(model.coefficients, join(target, "coefficients"))
             storage_for(target).delete(join(target, "coefficients", SUCCESS_MARKER))
             copy_tree(join(model.directory, SHARD_META), join(target, SHARD_META))
+            storage_for(target).write_bytes(join(target, ID_INFO),
+                                            id_info(model.type, model.shard().name, model.entity_field).encode())
             coordinates[model.name] = {"type": model.type, "shard": model.shard().model_dump(mode="json"),
                                        **({"entity_field": model.entity_field} if model.entity_field else {})}
+        photon = {"modelType": photon_model_type(metadata["task"])} if metadata.get("task") in PHOTON_TASKS.values() \
+            else {}
         storage_for(tmp).write_bytes(join(tmp, METADATA), json.dumps(
-            {**metadata, "coordinates": coordinates}, indent=2, default=str).encode())
+            {**metadata, **photon, "coordinates": coordinates}, indent=2, default=str).encode())

@@ -1,9 +1,20 @@
-"""Reading TrainingExample Avro in Spark: Photon variations normalized, bad records flagged.
+"""Reading TrainingExample data (Avro or Parquet) in Spark: Photon variations normalized, bad
+records flagged.
 
 spark-avro turns a union such as [double, int, boolean, string] into a struct of ``member0``,
 ``member1``, ...; the helpers here fold those back into one double (or string) column, so every
 job sees the same normalized frame: ``uid, label, weight, offset, features, <entity ids>`` plus
 ``_bad``/``_bad_field`` (the first problem of the row, or null).
+
+The format comes from the files' names (``.avro`` or ``.parquet``; one format per input). Parquet
+has the same shape as the Avro (a bag is a list of name/term/value structs) without the unions.
+
+Rows without a uid (null, empty, or no such field, as in Photon ML's own files) are numbered by
+where they are: ``<file relative to the input>#<record>``. Every stage that reads the same input
+numbers it the same way. Parquet gives each row's index in its file. Avro input that needs
+numbering is read in splits of a fixed size (not sized by the cluster's cores, as Spark would), one
+split per task, and a record's position is counted within its split (``...@<split start>#<record>``
+past the first split of a file over 128 MB).
 
 Bad rows are never silently lost: with policy ``fail`` a job stops and names the file, record and
 field (found by re-reading that one file with :class:`glmix.io.examples.ExampleReader`); with
@@ -15,23 +26,28 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse
 
 import fastavro
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BooleanType, DataType, DoubleType, FloatType, StringType, StructType
 
 from glmix.errors import DataError
 from glmix.io.avro import writer_schema
+from glmix.io.dated import DatedDays
 from glmix.io.examples import RESPONSE_CANDIDATES, ColumnNames, Example, ExampleReader
+from glmix.io.scores import duplicate_uid_message
 from glmix.io.storage import storage_for
 from glmix.settings import BadRecordPolicy, Task
 
-BAD_REASONS = ("invalid_label", "invalid_weight", "invalid_offset", "non_finite_feature", "missing_entity_id",
-               "missing_uid")
+BAD_REASONS = ("invalid_label", "invalid_weight", "invalid_offset", "non_finite_feature", "missing_entity_id")
 HEADER_BYTES = 1 << 20
+NUMBERED_SPLIT_BYTES = 128 << 20   # the fixed split size of inputs whose rows are numbered
+_POSITION_BITS = (1 << 33) - 1     # monotonically_increasing_id: partition << 33 | row in the partition
 
 
 @dataclass(frozen=True)
@@ -43,8 +59,9 @@ class InputSpec:
     columns: ColumnNames = ColumnNames()
     entity_fields: tuple[str, ...] = ()
     task: Task | None = None
-    require_uid: bool = False
     policy: BadRecordPolicy = "fail"
+    allow_empty: bool = False  # no rows at all is an error unless set
+    dates: DatedDays | None = None  # a dated input: read these days of ROOT/daily/YYYY/MM/DD
     keep_bags: bool = False  # also keep each bag as its own normalized column (scoring needs them apart)
     # sum repeated (name, term) pairs here; jobs that index rows (spark_indexing) leave it to the
     # index lookup, where repeats are found on sorted integers instead of hashed strings
@@ -56,21 +73,35 @@ class LoadedInput:
     frame: DataFrame
     located: DataFrame  # the same rows with ``_file`` (their file), for naming a bad row's file
     observation: Observation
+    metrics: list[Column]  # what the observation computes, to count directly when it saw nothing
     spec: InputSpec
     files: list[str]
-    schema_fields: set[str] = field(default_factory=set)
+    _counted: dict[str, int] | None = None
 
     def good_rows(self) -> DataFrame:
         """The rows a job may use: all of them under ``fail`` (checked afterwards), the good ones under ``drop``."""
         return self.frame if self.spec.policy == "fail" else self.frame.filter(F.col("_bad").isNull())
 
     def counts(self) -> dict[str, int]:
-        """Rows read, repeats merged and bad rows by reason; valid after the job's action ran."""
-        return {k: int(v or 0) for k, v in self.observation.get.items()}
+        """Rows read, repeats merged and bad rows by reason; valid after the job's action ran. Where
+        the action never read the input (Spark skips the side of a join whose other side is empty),
+        the observation holds nothing and the rows are counted by one more pass."""
+        if self._counted is None:
+            try:
+                observed = self.observation.get
+            except Py4JJavaError:   # "assertion failed": no metrics were observed
+                row = self.located.agg(*self.metrics).first()
+                assert row is not None, "an aggregate has one row"
+                observed = row.asDict()
+            self._counted = {k: int(v or 0) for k, v in observed.items()}
+        return self._counted
 
     def check(self) -> dict[str, int]:
-        """After the action: under ``fail`` raise on the first bad row (naming file, record and field)."""
+        """After the action: no rows at all is an error (unless allowed); under ``fail`` raise on the
+        first bad row (naming file, record and field)."""
         counts = self.counts()
+        if counts["rows_in"] == 0 and not self.spec.allow_empty:
+            raise DataError(f"no rows: its {len(self.files)} data file(s) hold no records", path=self.spec.uri)
         if self.spec.policy == "fail" and any(counts[f"bad_{r}"] for r in BAD_REASONS):
             self._raise_first_bad()
         return counts
@@ -83,8 +114,13 @@ class LoadedInput:
         row = self.located.filter(F.col("_bad").isNotNull()).select("_file", "_bad", "_bad_field").first()
         assert row is not None, "called only when a row is bad"
         path, reason, bad_field = self._source_file(row["_file"]), row["_bad"], row["_bad_field"]
-        reader = ExampleReader(self.spec.columns, bags=self.spec.bags, entity_fields=self.spec.entity_fields)
-        record = _first_bad_record(reader, path, self.spec, bad_field)
+        if path.endswith(".parquet"):
+            first = self.located.filter(F.col("_bad").isNotNull() & (F.col("_file") == row["_file"])) \
+                .agg(F.min("_record")).first()
+            record = None if first is None else first[0]
+        else:
+            reader = ExampleReader(self.spec.columns, bags=self.spec.bags, entity_fields=self.spec.entity_fields)
+            record = _first_bad_record(reader, path, self.spec, bad_field)
         raise DataError(f"{reason.replace('_', ' ')} (policy 'fail'; use 'drop' to drop and count such rows)",
                         path=path, record=record, field=bad_field)
 
@@ -114,8 +150,6 @@ def _example_is_bad(example: Example, spec: InputSpec, bad_field: str) -> bool:
         return any(not math.isfinite(v) for _, _, v in example.bags.get(bad_field, ()))
     if bad_field == spec.columns.weight:
         return bool(example.weight < 0)
-    if bad_field == spec.columns.uid:
-        return example.uid is None
     return not _label_valid(example.label, spec.task)
 
 
@@ -127,15 +161,81 @@ def _label_valid(label: float, task: Task | None) -> bool:
     return True
 
 
-def header_fields(uri: str) -> set[str]:
-    """Top-level field names of an Avro file, from its header only."""
+def header_fields(uri: str) -> dict[str, Any]:
+    """Top-level fields of an Avro file (name -> Avro type), from its header only."""
     storage = storage_for(uri)
     with storage.open_read(uri) as stream:
         head = stream.read(HEADER_BYTES)
     try:
-        return {f["name"] for f in writer_schema(fastavro.reader(io.BytesIO(head)))["fields"]}
+        return {f["name"]: f["type"] for f in writer_schema(fastavro.reader(io.BytesIO(head)))["fields"]}
     except Exception as exc:
         raise DataError(f"not a readable Avro file ({exc})", path=uri) from exc
+
+
+def _may_be_null(avro_type: Any) -> bool:
+    return avro_type == "null" or (isinstance(avro_type, list) and "null" in avro_type)
+
+
+def nullable_fields(spark: SparkSession, fmt: str, files: list[str]) -> dict[str, dict[str, bool]]:
+    """Each file's top-level fields and whether they may be null: from each Avro file's header; for
+    Parquet, from the footer Spark reads (its columns are nullable as a rule)."""
+    if fmt == "avro":
+        return {path: {name: _may_be_null(t) for name, t in header_fields(path).items()} for path in files}
+    schema = spark.read.parquet(*files).schema
+    return {path: {f.name: f.nullable for f in schema.fields} for path in files}
+
+
+def needs_numbering(uid: str | None, fields: list[dict[str, bool]]) -> bool:
+    """Whether some row may lack a uid: none configured, or a file without the field or with a nullable one."""
+    return uid is None or any(uid not in names or names[uid] for names in fields)
+
+
+FORMATS = {".avro": "avro", ".parquet": "parquet"}
+
+
+def data_files(uri: str, dates: DatedDays | None = None) -> tuple[str, list[str]]:
+    """The input's format and its data files (zero-byte files left out; of a dated input, those of
+    its days): one format per input."""
+    storage = storage_for(uri)
+    roots = dates.directories(uri) if dates else [uri]
+    files = [f for root in roots for f in storage.data_files(root, skip_empty=True)]
+    by_format = {fmt: [f for f in files if f.endswith(suffix)] for suffix, fmt in FORMATS.items()}
+    found = [fmt for fmt, paths in by_format.items() if paths]
+    if not found:
+        raise DataError("no .avro or .parquet data files (empty files aside)", path=uri)
+    if len(found) > 1:
+        raise DataError("holds both .avro and .parquet data files: give each input one format", path=uri)
+    return found[0], by_format[found[0]]
+
+
+def fixed_split_read(spark: SparkSession, fmt: str, files: list[str]) -> DataFrame:
+    """Read ``files`` cut at fixed offsets, one split per task (an open cost equal to the split size
+    stops Spark from packing small files together), so a row's position in its split is the same in
+    every stage whatever the cluster's size. A scan takes its split settings from the session its
+    relation was made in, so the files are opened in a session with those settings and the plan is
+    then bound to ``spark`` (through Spark's ``Dataset.ofRows``: observations and the job's other
+    settings belong to ``spark``)."""
+    reader = spark.newSession()
+    reader.conf.set("spark.sql.files.maxPartitionBytes", str(NUMBERED_SPLIT_BYTES))
+    reader.conf.set("spark.sql.files.openCostInBytes", str(NUMBERED_SPLIT_BYTES))
+    plan = reader.read.format(fmt).load(files)._jdf.queryExecution().analyzed()
+    jvm = spark._jvm
+    assert jvm is not None, "a classic (not Spark Connect) session"
+    return DataFrame(jvm.org.apache.spark.sql.classic.Dataset.ofRows(spark._jsparkSession, plan), spark)
+
+
+def row_number_column(root: str, fmt: str) -> Column:
+    """``<file relative to root>#<position>`` (``@<split start>`` added past a file's first split).
+    For Avro, valid only on a fixed-split scan before any filter (see :func:`fixed_split_read`)."""
+    path = F.regexp_replace(F.col("_metadata.file_path"), r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?", "")
+    prefix = urlparse(root).path.rstrip("/") + "/"
+    relative = F.when(path.startswith(prefix), F.substring(path, len(prefix) + 1, 1 << 30)).otherwise(path)
+    if fmt == "parquet":
+        return F.concat(relative, F.lit("#"), F.col("_metadata.row_index").cast("string"))
+    start = F.col("_metadata.file_block_start")
+    position = F.monotonically_increasing_id().bitwiseAND(_POSITION_BITS).cast("string")
+    return F.when(start == 0, F.concat(relative, F.lit("#"), position)) \
+        .otherwise(F.concat(relative, F.lit("@"), start.cast("string"), F.lit("#"), position))
 
 
 def _members(dtype: DataType) -> list[tuple[str, DataType]] | None:
@@ -238,30 +338,30 @@ def merged_features(bags: tuple[str, ...], schema: StructType, merge_repeats: bo
 
 def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
     """Read and normalize; validate the schema of every file up front (cheap: headers only)."""
-    storage = storage_for(spec.uri)
-    files = storage.data_files(spec.uri, suffix=".avro")
-    if not files:
-        raise DataError("no .avro files found", path=spec.uri)
-    field_sets = {path: header_fields(path) for path in files}
-    required = set(spec.bags) | ({spec.columns.uid} if spec.require_uid else set())
-    for path, names in field_sets.items():
-        response = spec.columns.response or next((c for c in RESPONSE_CANDIDATES if c in names), None)
+    fmt, files = data_files(spec.uri, spec.dates)
+    field_types = nullable_fields(spark, fmt, files)
+    c = spec.columns
+    for path, names in field_types.items():
+        response = c.response or next((r for r in RESPONSE_CANDIDATES if r in names), None)
         if response is None or response not in names:
             raise DataError(f"schema mismatch: no usable label field (expected "
-                            f"{spec.columns.response or ' or '.join(RESPONSE_CANDIDATES)})", path=path)
-        missing = sorted(required - names)
+                            f"{c.response or ' or '.join(RESPONSE_CANDIDATES)})", path=path)
+        missing = sorted(set(spec.bags) - set(names))
         if missing:
             raise DataError(f"schema mismatch: field(s) {', '.join(missing)} not in the file's schema",
                             path=path, field=missing[0])
-    raw = spark.read.format("avro").load(files)
-    c = spec.columns
+    numbered = needs_numbering(c.uid, list(field_types.values()))
+    raw = fixed_split_read(spark, fmt, files) if numbered and fmt == "avro" else spark.read.format(fmt).load(files)
+    root = spec.uri if storage_for(spec.uri).is_dir(spec.uri) else spec.uri.rsplit("/", 1)[0]
+    given = id_column(raw, c.uid, c.metadata_map) if c.uid is not None else F.lit(None).cast("string")
+    uid = F.coalesce(F.when(given != "", given), row_number_column(root, fmt)) if numbered else given
     response = c.response or next(r for r in RESPONSE_CANDIDATES if r in raw.columns)
     label = number_column(raw, response)
     weight = number_column(raw, c.weight) if c.weight in raw.columns else F.lit(None).cast("double")
     offset = number_column(raw, c.offset) if c.offset in raw.columns else F.lit(None).cast("double")
     ids = {name: id_column(raw, name, c.metadata_map) for name in spec.entity_fields}
     columns = [
-        id_column(raw, c.uid, c.metadata_map).alias("uid"),
+        uid.alias("uid"),
         label.alias("label"),
         F.coalesce(weight, F.lit(1.0)).alias("weight"),
         F.coalesce(offset, F.lit(0.0)).alias("offset"),
@@ -281,7 +381,8 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
         bad_field = F.when(condition, F.lit(field_name)).otherwise(bad_field)
     frame = raw.select(*columns).withColumn("_bad", bad).withColumn("_bad_field", bad_field)
     # the file of each row only where a bad row is named: carried through every job, it cost ~3%
-    located = raw.select(*columns, F.col("_metadata.file_path").alias("_file")) \
+    located = raw.select(*columns, F.col("_metadata.file_path").alias("_file"),
+                         (F.col("_metadata.row_index") if fmt == "parquet" else F.lit(None)).alias("_record")) \
         .withColumn("_bad", bad).withColumn("_bad_field", bad_field)
     observation = Observation(f"input-{id(frame)}")
     metrics = [F.count(F.lit(1)).alias("rows_in")]
@@ -290,7 +391,7 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
     metrics += [F.sum(F.when(F.col("_bad") == r, 1).otherwise(0)).alias(f"bad_{r}") for r in BAD_REASONS]
     helpers = ["_raw_nnz"] + [f"_non_finite_{i}" for i in range(len(spec.bags))]
     frame = frame.observe(observation, *metrics).drop(*helpers)
-    return LoadedInput(frame, located, observation, spec, files)
+    return LoadedInput(frame, located, observation, metrics, spec, files)
 
 
 def _checks(spec: InputSpec, response: str) -> list[tuple[str, str, Column]]:
@@ -308,8 +409,6 @@ def _checks(spec: InputSpec, response: str) -> list[tuple[str, str, Column]]:
     checks += [("non_finite_feature", bag, F.col(f"_non_finite_{i}")) for i, bag in enumerate(spec.bags)]
     for name in spec.entity_fields:
         checks.append(("missing_entity_id", name, F.col(name).isNull() | (F.col(name) == "")))
-    if spec.require_uid:
-        checks.append(("missing_uid", spec.columns.uid, F.col("uid").isNull()))
     return checks
 
 
@@ -326,7 +425,11 @@ def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> Da
     if missing:
         raise DataError(f"offsets need columns uid and score (or coordinateScores); missing "
                         f"{', '.join(sorted(missing))}", path=uri)
-    return frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))
+    scores = frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))
+    repeated = scores.groupBy("uid").count().filter("count > 1").first()   # one pass over the (small) scores
+    if repeated is not None:
+        raise DataError(duplicate_uid_message(repeated["uid"], repeated["count"]), path=uri, field="uid")
+    return scores
 
 
 def read_summed_scores(spark: SparkSession, uris: list[str], exclude: str | None = None) -> DataFrame:

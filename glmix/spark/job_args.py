@@ -8,6 +8,8 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from glmix.io.dated import DatedDays, DateRange, parse_run_date
+from glmix.io.examples import ColumnNames
 from glmix.settings import BadRecordPolicy, FeatureShard, Task
 from glmix.stage_args import Location, NamedLocation, StageArgs
 from glmix.train.random_effect import RandomEffectConfig
@@ -17,11 +19,24 @@ class SparkJobArgs(StageArgs):
     master: str | None = Field(None, description="Spark master when run with plain python (spark-submit sets its own)")
 
 
-class ReadingArgs(SparkJobArgs):
-    """Jobs that read TrainingExample data: its label column and what to do with bad records."""
+class DatedArgs(SparkJobArgs):
+    """Jobs whose input may be dated (ROOT/daily/YYYY/MM/DD): which days, as of which run date."""
+
+    dates: DateRange | None = Field(None, description="days to read, as JSON: start and end, or last_days; "
+                                                      "allow_gaps")
+    run_date: str | None = Field(None, description="YYYY-MM-DD, the day last_days counts back from (a flow "
+                                                   "passes ${glmix.run.date})")
+
+    def dated(self) -> DatedDays | None:
+        return DatedDays(self.dates, parse_run_date(self.run_date)) if self.dates else None
+
+
+class ReadingArgs(DatedArgs):
+    """Jobs that read TrainingExample data: its column names and what to do with bad records."""
 
     input: Location
-    response: str | None = Field(None, description="label column (default: label or response)")
+    columns: ColumnNames = Field(ColumnNames(), description="input column names as JSON (response, uid, weight, "
+                                                            "offset, metadata_map), as Photon's --input-column-names")
     bad_records: BadRecordPolicy = "fail"
 
 
@@ -78,7 +93,7 @@ class TrainRandomEffectArgs(SparkJobArgs, RandomEffectConfig):
         return RandomEffectConfig.model_validate(self.model_dump(include=set(RandomEffectConfig.model_fields)))
 
 
-class ScoreArgs(SparkJobArgs):
+class ScoreArgs(DatedArgs):
     PROG: ClassVar[str] = "score"
 
     data: list[NamedLocation] = Field(description="datasets to score, NAME=URI each; written to OUTPUT/NAME")
@@ -89,7 +104,7 @@ class ScoreArgs(SparkJobArgs):
     fixed_effect: list[NamedLocation] = Field([], description="NAME=DIR each")
     random_effect: list[NamedLocation] = Field([], description="NAME=ENTITY_FIELD=DIR each")
     model_id: str = "game"
-    response: str | None = Field(None, description="label column (default: label or response)")
+    columns: ColumnNames = Field(ColumnNames(), description="input column names as JSON, as for the other jobs")
     bad_records: BadRecordPolicy = "fail"
     files: int = Field(2, ge=1, description="output files per dataset")
     id_fields: list[str] = Field([], description="more entity ids to copy into metadataMap (for grouped metrics)")
