@@ -77,7 +77,7 @@ def test_uid_null_in_the_config_numbers_rows_even_where_uids_are_given(spark, ph
 
 def test_numbering_past_a_split_is_the_same_in_every_read(spark, photon_variants: dict[str, Path],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spark_input, "NUMBERED_SPLIT_BYTES", 8192)   # several splits per file
+    monkeypatch.setattr(spark_input, "NUMBERED_SPLIT_BYTES", (8192, 8192))   # several splits per file
     first = uids_and_labels(spark, photon_variants["null"])
     assert any("@" in uid for uid in first)
     assert uids_and_labels(spark, photon_variants["null"]) == first

@@ -110,9 +110,13 @@ class Storage(ABC):
     def data_files(self, uri: str, suffix: str = "", skip_empty: bool = False) -> builtins.list[str]:
         """The data files of a file or directory (recursively), skipping hidden entries and, with
         ``skip_empty``, files of zero bytes (some writers leave them for a task without output)."""
+        return [entry.uri for entry in self.data_file_sizes(uri, suffix) if entry.size or not skip_empty]
+
+    def data_file_sizes(self, uri: str, suffix: str = "") -> builtins.list[FileInfo]:
+        """:meth:`data_files` with their sizes (from the directory listings)."""
         if not self._is_existing_dir(uri):
-            return [uri] if not skip_empty or self.file_size(uri) else []
-        return [entry.uri for entry in self._data_entries(uri, suffix) if entry.size or not skip_empty]
+            return [FileInfo(uri, uri.rstrip("/").rsplit("/", 1)[-1], False, self.file_size(uri))]
+        return self._data_entries(uri, suffix)
 
     def size(self, uri: str) -> int:
         """Bytes in the data files of a file or directory (what :meth:`data_files` lists); the

@@ -12,9 +12,9 @@ has the same shape as the Avro (a bag is a list of name/term/value structs) with
 Rows without a uid (null, empty, or no such field, as in Photon ML's own files) are numbered by
 where they are: ``<file relative to the input>#<record>``. Every stage that reads the same input
 numbers it the same way. Parquet gives each row's index in its file. Avro input that needs
-numbering is read in splits of a fixed size (not sized by the cluster's cores, as Spark would), one
-split per task, and a record's position is counted within its split (``...@<split start>#<record>``
-past the first split of a file over 128 MB).
+numbering is read in splits whose size depends on the input alone (not on the cluster's cores, as
+Spark's would), one split per task, and a record's position is counted within its split
+(``...@<split start>#<record>`` past a file's first split).
 
 Bad rows are never silently lost: with policy ``fail`` a job stops and names the file, record and
 field (found by re-reading that one file with :class:`glmix.io.examples.ExampleReader`); with
@@ -46,7 +46,10 @@ from glmix.settings import BadRecordPolicy, Task
 
 BAD_REASONS = ("invalid_label", "invalid_weight", "invalid_offset", "non_finite_feature", "missing_entity_id")
 HEADER_BYTES = 1 << 20
-NUMBERED_SPLIT_BYTES = 128 << 20   # the fixed split size of inputs whose rows are numbered
+# inputs whose rows are numbered are cut into splits of a size that depends on the input alone:
+# about NUMBERED_SPLITS of them, within these bounds (Spark's own split size depends on the cores)
+NUMBERED_SPLITS = 16
+NUMBERED_SPLIT_BYTES = (4 << 20, 128 << 20)
 _POSITION_BITS = (1 << 33) - 1     # monotonically_increasing_id: partition << 33 | row in the partition
 
 
@@ -193,22 +196,28 @@ def needs_numbering(uid: str | None, fields: list[dict[str, bool]]) -> bool:
 FORMATS = {".avro": "avro", ".parquet": "parquet"}
 
 
-def data_files(uri: str, dates: DatedDays | None = None) -> tuple[str, list[str]]:
-    """The input's format and its data files (zero-byte files left out; of a dated input, those of
-    its days): one format per input."""
+def data_files(uri: str, dates: DatedDays | None = None) -> tuple[str, list[str], int]:
+    """The input's format, its data files (zero-byte files left out; of a dated input, those of its
+    days: one format per input) and their total size."""
     storage = storage_for(uri)
     roots = dates.directories(uri) if dates else [uri]
-    files = [f for root in roots for f in storage.data_files(root, skip_empty=True)]
-    by_format = {fmt: [f for f in files if f.endswith(suffix)] for suffix, fmt in FORMATS.items()}
+    entries = [e for root in roots for e in storage.data_file_sizes(root) if e.size]
+    by_format = {fmt: [e.uri for e in entries if e.uri.endswith(suffix)] for suffix, fmt in FORMATS.items()}
     found = [fmt for fmt, paths in by_format.items() if paths]
     if not found:
         raise DataError("no .avro or .parquet data files (empty files aside)", path=uri)
     if len(found) > 1:
         raise DataError("holds both .avro and .parquet data files: give each input one format", path=uri)
-    return found[0], by_format[found[0]]
+    return found[0], by_format[found[0]], sum(e.size for e in entries)
 
 
-def fixed_split_read(spark: SparkSession, fmt: str, files: list[str]) -> DataFrame:
+def numbered_split_bytes(total_bytes: int) -> int:
+    """The split size of a numbered input of ``total_bytes``: the same in every stage that reads it."""
+    smallest, largest = NUMBERED_SPLIT_BYTES
+    return min(largest, max(smallest, -(-total_bytes // NUMBERED_SPLITS)))
+
+
+def fixed_split_read(spark: SparkSession, fmt: str, files: list[str], split_bytes: int) -> DataFrame:
     """Read ``files`` cut at fixed offsets, one split per task (an open cost equal to the split size
     stops Spark from packing small files together), so a row's position in its split is the same in
     every stage whatever the cluster's size. A scan takes its split settings from the session its
@@ -216,8 +225,8 @@ def fixed_split_read(spark: SparkSession, fmt: str, files: list[str]) -> DataFra
     then bound to ``spark`` (through Spark's ``Dataset.ofRows``: observations and the job's other
     settings belong to ``spark``)."""
     reader = spark.newSession()
-    reader.conf.set("spark.sql.files.maxPartitionBytes", str(NUMBERED_SPLIT_BYTES))
-    reader.conf.set("spark.sql.files.openCostInBytes", str(NUMBERED_SPLIT_BYTES))
+    reader.conf.set("spark.sql.files.maxPartitionBytes", str(split_bytes))
+    reader.conf.set("spark.sql.files.openCostInBytes", str(split_bytes))
     plan = reader.read.format(fmt).load(files)._jdf.queryExecution().analyzed()
     jvm = spark._jvm
     assert jvm is not None, "a classic (not Spark Connect) session"
@@ -338,7 +347,7 @@ def merged_features(bags: tuple[str, ...], schema: StructType, merge_repeats: bo
 
 def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
     """Read and normalize; validate the schema of every file up front (cheap: headers only)."""
-    fmt, files = data_files(spec.uri, spec.dates)
+    fmt, files, total_bytes = data_files(spec.uri, spec.dates)
     field_types = nullable_fields(spark, fmt, files)
     c = spec.columns
     for path, names in field_types.items():
@@ -351,7 +360,10 @@ def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
             raise DataError(f"schema mismatch: field(s) {', '.join(missing)} not in the file's schema",
                             path=path, field=missing[0])
     numbered = needs_numbering(c.uid, list(field_types.values()))
-    raw = fixed_split_read(spark, fmt, files) if numbered and fmt == "avro" else spark.read.format(fmt).load(files)
+    if numbered and fmt == "avro":
+        raw = fixed_split_read(spark, fmt, files, numbered_split_bytes(total_bytes))
+    else:
+        raw = spark.read.format(fmt).load(files)
     root = spec.uri if storage_for(spec.uri).is_dir(spec.uri) else spec.uri.rsplit("/", 1)[0]
     given = id_column(raw, c.uid, c.metadata_map) if c.uid is not None else F.lit(None).cast("string")
     uid = F.coalesce(F.when(given != "", given), row_number_column(root, fmt)) if numbered else given
