@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -41,7 +41,7 @@ from glmix.io.avro import writer_schema
 from glmix.io.dated import DatedDays
 from glmix.io.examples import RESPONSE_CANDIDATES, ColumnNames, Example, ExampleReader
 from glmix.io.scores import duplicate_uid_message
-from glmix.io.storage import storage_for
+from glmix.io.storage import qualified, storage_for
 from glmix.settings import BadRecordPolicy, Task
 
 BAD_REASONS = ("invalid_label", "invalid_weight", "invalid_offset", "non_finite_feature", "missing_entity_id")
@@ -346,7 +346,9 @@ def merged_features(bags: tuple[str, ...], schema: StructType, merge_repeats: bo
 
 
 def load_examples(spark: SparkSession, spec: InputSpec) -> LoadedInput:
-    """Read and normalize; validate the schema of every file up front (cheap: headers only)."""
+    """Read and normalize; validate the schema of every file up front (cheap: headers only). A
+    plain path is local (Spark would take it on its default file system)."""
+    spec = replace(spec, uri=qualified(spec.uri))
     fmt, files, total_bytes = data_files(spec.uri, spec.dates)
     field_types = nullable_fields(spark, fmt, files)
     c = spec.columns
@@ -427,6 +429,7 @@ def _checks(spec: InputSpec, response: str) -> list[tuple[str, str, Column]]:
 def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> DataFrame:
     """Scores of the other coordinates by uid: ``uid, score`` Parquet/Avro, or ScoringResult Avro whose
     ``coordinateScores`` are summed leaving out ``exclude`` (the coordinate being trained)."""
+    uri = qualified(uri)
     files = storage_for(uri).data_files(uri)
     fmt = "avro" if any(f.endswith(".avro") for f in files) else "parquet"
     frame = spark.read.format(fmt).load(uri)
