@@ -54,3 +54,14 @@ def test_azkaban_loads_every_project_glmix_generates(tmp_path: Path) -> None:
     for project in projects:
         assert verdicts[project]["errors"] == [], project
         assert verdicts[project]["flows"] == validate_project(project)
+
+
+def test_the_cli_prints_a_problem_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from glmix.cli import main
+
+    project = write_corpus(tmp_path)["trigger-bad-cron"]
+    (project / "p.project").write_text(FLOW_VERSION_LINE)
+    assert main(["flow", "validate", str(project)]) != 0
+    printed = capsys.readouterr()
+    assert "flow a: trigger: schedule value 'every day' is not a Quartz cron expression" in printed.err + printed.out
+    assert "day-of-week [year])" in printed.err + printed.out   # brackets are text, not console markup
