@@ -47,8 +47,9 @@ from glmix.settings import BadRecordPolicy, Task
 BAD_REASONS = ("invalid_label", "invalid_weight", "invalid_offset", "non_finite_feature", "missing_entity_id")
 HEADER_BYTES = 1 << 20
 # inputs whose rows are numbered are cut into splits of a size that depends on the input alone:
-# about NUMBERED_SPLITS of them, within these bounds (Spark's own split size depends on the cores)
-NUMBERED_SPLITS = 16
+# about NUMBERED_SPLITS of them, within these bounds (Spark's own split size depends on the cores); 16
+# splits cost the partitioning job 13% more than 4 on the 1M-row benchmark (README, data jobs)
+NUMBERED_SPLITS = 4
 NUMBERED_SPLIT_BYTES = (4 << 20, 128 << 20)
 _POSITION_BITS = (1 << 33) - 1     # monotonically_increasing_id: partition << 33 | row in the partition
 
