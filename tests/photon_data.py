@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from glmix.data.synthetic import generate, movielens_spec
+from glmix.io.avro import with_header_schema
 from glmix.model.linear_model import read_models
 
 UID_TYPES = {"null": ["null", "string"], "int": "int", "long": "long", "string": "string",
@@ -149,16 +150,8 @@ def write_photon_model_file(path: Path, records: list[dict[str, Any]]) -> None:
             field.pop("default")
     buffer = io.BytesIO()
     fastavro.writer(buffer, fastavro.parse_schema(valid), records)
-    stream = io.BytesIO(buffer.getvalue())
-    stream.read(4)
-    metadata = fastavro.schemaless_reader(stream, {"type": "map", "values": "bytes"}, None)
-    out = io.BytesIO()
-    out.write(b"Obj\x01")
-    fastavro.schemaless_writer(out, {"type": "map", "values": "bytes"},
-                               {**metadata, "avro.schema": json.dumps(PHOTON_MODEL_SCHEMA).encode()})
-    out.write(stream.read())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(out.getvalue())
+    path.write_bytes(with_header_schema(buffer.getvalue(), lambda _: PHOTON_MODEL_SCHEMA))
 
 
 def photon_model_record(model_id: str, means: dict, variances: dict | None) -> dict[str, Any]:

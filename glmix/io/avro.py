@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, cast
 
@@ -90,21 +90,27 @@ def _drop_invalid_defaults(schema: Any) -> Any:
     return fixed
 
 
-def with_valid_defaults(data: bytes) -> bytes:
-    """An Avro container file's bytes, its header's schema cleared of defaults that do not fit."""
+def with_header_schema(data: bytes, change: Callable[[Any], Any]) -> bytes:
+    """An Avro container file's bytes with its header's schema replaced by ``change(schema)``; the
+    sync marker and the blocks are kept as they were (the records must still match)."""
     stream = io.BytesIO(data)
     if stream.read(4) != MAGIC:
         raise DataError("not an Avro container file")
     metadata = cast(dict[str, bytes], fastavro.schemaless_reader(stream, _METADATA, None))
     schema = json.loads(metadata["avro.schema"])
-    fixed = _drop_invalid_defaults(schema)
-    if fixed == schema:
+    changed = change(schema)
+    if changed == schema:
         return data
     out = io.BytesIO()
     out.write(MAGIC)
-    fastavro.schemaless_writer(out, _METADATA, {**metadata, "avro.schema": json.dumps(fixed).encode()})
-    out.write(stream.read())   # the sync marker and the blocks, as they were
+    fastavro.schemaless_writer(out, _METADATA, {**metadata, "avro.schema": json.dumps(changed).encode()})
+    out.write(stream.read())
     return out.getvalue()
+
+
+def with_valid_defaults(data: bytes) -> bytes:
+    """An Avro container file's bytes, its header's schema cleared of defaults that do not fit."""
+    return with_header_schema(data, _drop_invalid_defaults)
 
 
 def read_avro_records(uri: str) -> Iterator[dict[str, Any]]:
