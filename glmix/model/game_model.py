@@ -119,9 +119,10 @@ def publish_game_model(output: str, models: list[CoordinateModel], metadata: dic
             copy_tree(model.coefficients, join(target, "coefficients"))
             storage_for(target).delete(join(target, "coefficients", SUCCESS_MARKER))
             copy_tree(join(model.directory, SHARD_META), join(target, SHARD_META))
+            shard = model.shard()
             storage_for(target).write_bytes(join(target, ID_INFO),
-                                            id_info(model.type, model.shard().name, model.entity_field).encode())
-            coordinates[model.name] = {"type": model.type, "shard": model.shard().model_dump(mode="json"),
+                                            id_info(model.type, shard.name, model.entity_field).encode())
+            coordinates[model.name] = {"type": model.type, "shard": shard.model_dump(mode="json"),
                                        **({"entity_field": model.entity_field} if model.entity_field else {})}
         photon = {"modelType": photon_model_type(metadata["task"])} if metadata.get("task") in PHOTON_TASKS.values() \
             else {}
