@@ -75,6 +75,9 @@ NM_MEMORY_MB = 10240
 NM_VCORES = 16
 
 
+QUICK_JVM = "-XX:TieredStopAtLevel=1"
+
+
 class ClusterError(Exception):
     """A one-line reason the cluster could not be brought up or inspected."""
 
@@ -84,6 +87,7 @@ class Cluster:
         self.run_dir = run_dir
         self.ports = ports
         self.conf_dir = run_dir / "conf"
+        self.spark_conf_dir = self.conf_dir / "spark"
         self.log_dir = run_dir / "logs"
         self.pid_dir = run_dir / "pids"
 
@@ -197,6 +201,19 @@ class Cluster:
             "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
             "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
             "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n")
+        # what a gateway host's Spark client configuration says about this cluster (SPARK_CONF_DIR):
+        # everything binds to loopback, in the client, the application master and the executors; and
+        # as this cluster runs small test data, JVMs compile with C1 alone (glmix.spark.session's quick
+        # start) in the containers: each node of a literal flow starts cold JVMs on two cores
+        spark = self.conf_dir / "spark"
+        spark.mkdir(exist_ok=True)
+        (spark / "spark-env.sh").write_text(f"SPARK_LOCAL_IP={host}\nHADOOP_CONF_DIR={self.conf_dir}\n")
+        (spark / "spark-defaults.conf").write_text("".join(f"{key} {value}\n" for key, value in {
+            "spark.driver.host": host, "spark.driver.bindAddress": host,
+            "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": host, "spark.executorEnv.SPARK_LOCAL_IP": host,
+            "spark.driver.extraJavaOptions": QUICK_JVM, "spark.executor.extraJavaOptions": QUICK_JVM,
+            "spark.yarn.am.memory": "512m", "spark.yarn.maxAppAttempts": "1", "spark.ui.enabled": "false",
+            "spark.yarn.report.interval": "500ms"}.items()))
         # HttpServer2 wants webapps/<name> on the classpath; the Maven jars ship only YARN's.
         for app in ("hdfs", "datanode", "secondary", "static"):
             (self.run_dir / "webapps-root" / "webapps" / app).mkdir(parents=True, exist_ok=True)
@@ -435,6 +452,7 @@ def main(argv: list[str]) -> int:
             cluster.ensure_jars()
         elif command == "env":
             print(f"export HADOOP_CONF_DIR={cluster.conf_dir}")
+            print(f"export SPARK_CONF_DIR={cluster.spark_conf_dir}")
             print(f"export PATH={REPO / 'bin'}:$PATH")
         else:
             print(f"usage: {argv[0]} up|down|status|jars|env", file=sys.stderr)

@@ -160,7 +160,13 @@ def cmd_flow_build(args: argparse.Namespace) -> None:
     from glmix.game.flow_builder import build_project
 
     config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
-    project = build_project(config, Path(args.project))
+    shipment = None
+    if args.ship:
+        from glmix.deploy import ship
+
+        shipment = ship(lambda message: console.print(message, highlight=False, markup=False))
+        console.print(f"shipped: {shipment.environment}, {shipment.code}", highlight=False, markup=False)
+    project = build_project(config, Path(args.project), shipment)
     console.print(f"wrote Azkaban project {project}")
     if args.zip:
         console.print(f"wrote {zip_project(project, Path(args.zip))}")
@@ -177,7 +183,7 @@ def cmd_flow_run(args: argparse.Namespace) -> None:
     from glmix.flow.runner import LocalRunner, print_timings
 
     results = LocalRunner(Path(args.project), _overrides(args.set), console, args.parallel,
-                          quick_start=not args.peak_jvm).run(restart=args.restart)
+                          quick_start=not args.peak_jvm, literal=args.literal).run(restart=args.restart)
     print_timings(results, console)
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -279,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("config")
     build.add_argument("project", help="output directory")
     build.add_argument("--zip", help="also write the upload archive here")
+    build.add_argument("--ship", action="store_true",
+                       help="put glmix's Python environment and code on HDFS (once per content) and make the "
+                            "flow use them, so no cluster node needs glmix installed")
     build.set_defaults(func=cmd_flow_build)
     check = flow_sub.add_parser("validate", help="check a project against Azkaban's loader rules")
     check.add_argument("project")
@@ -287,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("project")
     run.add_argument("--set", action="append", metavar="PROPERTY=VALUE")
     run.add_argument("--restart", action="store_true")
+    run.add_argument("--literal", action="store_true",
+                     help="run each node's command as its own process, as Azkaban's command job type does")
     run.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="stages run at once at most")
     run.add_argument("--peak-jvm", action="store_true",
                      help="local Spark: compile for peak speed (large inputs) instead of a quick start")

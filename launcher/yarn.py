@@ -12,15 +12,14 @@ preemptions, not task failures.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from glmix.deploy import cluster_home, upload_once
 from glmix.io.storage import storage_for
 from launcher.backend import (
     AttemptStatus,
@@ -40,27 +39,14 @@ PREEMPTED_EXIT = -102
 
 
 def history_dir() -> str:
-    user = os.environ.get("HADOOP_USER_NAME") or os.environ.get("USER", "root")
-    return f"hdfs:///user/{user}/.glmix/history"
-
-
-def _cached_upload(local: Path, kind: str) -> str:
-    """Upload a local file to HDFS once per content hash (environments, code archives)."""
-    digest = hashlib.sha256(local.read_bytes()).hexdigest()[:16]
-    user = os.environ.get("HADOOP_USER_NAME") or os.environ.get("USER", "root")
-    remote = f"hdfs:///user/{user}/.glmix/{kind}/{digest}-{local.name}"
-    storage = storage_for(remote)
-    if not storage.exists(remote):
-        storage.write_bytes(remote + ".partial", local.read_bytes())
-        storage.rename(remote + ".partial", remote)
-    return remote
+    return f"{cluster_home()}/history"
 
 
 def _code_archive(code: str) -> str:
     """A directory is zipped (deterministically) and uploaded; an existing archive is used as is."""
     path = Path(code)
     if "://" in code or not path.is_dir():
-        return code if "://" in code else _cached_upload(path, "code")
+        return code if "://" in code else upload_once(path, "code")
     import zipfile
 
     target = Path(tempfile.mkdtemp()) / f"{path.name}.zip"
@@ -68,7 +54,7 @@ def _code_archive(code: str) -> str:
         for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
             info = zipfile.ZipInfo(str(file.relative_to(path)), date_time=(2020, 1, 1, 0, 0, 0))
             archive.writestr(info, file.read_bytes())
-    return _cached_upload(target, "code")
+    return upload_once(target, "code")
 
 
 def _publish_tensorboard(app: Any, app_id: str, attempt: int, report: Any, events: EventLog) -> bool:
@@ -114,12 +100,13 @@ class YarnBackend:
         if spec.python and spec.python.path:
             python = f"{spec.python.path}/bin/python"
         elif spec.python and spec.python.archive:
-            source = spec.python.archive if "://" in spec.python.archive else _cached_upload(
+            source = spec.python.archive if "://" in spec.python.archive else upload_once(
                 Path(spec.python.archive), "envs")
-            files["pyenv"] = skein.File(source, type="archive")
+            # private: YARN keeps it in the user's cache on each node, so later jobs skip unpacking it
+            files["pyenv"] = skein.File(source, type="archive", visibility="private")
             python = "./pyenv/bin/python"
         if spec.code:
-            files["code"] = skein.File(_code_archive(spec.code), type="archive")
+            files["code"] = skein.File(_code_archive(spec.code), type="archive", visibility="private")
             env["PYTHONPATH"] = "./code"
         services = {}
         for task_type, task in spec.tasks.items():

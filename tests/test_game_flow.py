@@ -115,7 +115,7 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
         f"--random-effect per-movie=movieId={game}/pass-0/per-movie " in score
     assert nodes["p0-per-user-train"].command.startswith("${spark.submit} --master ${spark.master}")
     assert nodes["p0-global-train"].command == \
-        "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend}"
+        "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend} ${launcher.options}"
     assert set(nodes["select-best"].depends_on) == {n for n in nodes if n.endswith("-evaluate")}
     assert all(n.config == {"retries": "1", "retry.backoff": "30000"} for n in flow.nodes)
     spec = JobSpec.from_yaml(tmp_path / "project" / "specs" / "p1-global.yaml")

@@ -1,17 +1,22 @@
-"""The same GAME config on the dev cluster (Spark on YARN, launcher on YARN, data on HDFS) and locally,
-on Photon-ML-shaped data: no uid on any row, renamed columns, unions, int ids, empty files."""
+"""The same GAME config on the dev cluster (Spark on YARN, launcher on YARN, data on HDFS), run as
+Azkaban runs it (each node its own process, glmix shipped to the containers), and locally, on
+Photon-ML-shaped data: no uid on any row, renamed columns, unions, int ids, empty files."""
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cluster.devcluster import Cluster
-from glmix.flow.runner import LocalRunner
+from cluster.devcluster import REPO, Cluster
+from glmix.deploy import ENV_LINK, ship
+from glmix.flow.azkaban import read_project
+from glmix.flow.runner import LocalRunner, substitute
 from glmix.game.config import GameConfig
 from glmix.game.flow_builder import build_project
 from glmix.io.storage import is_published, storage_for
@@ -31,34 +36,57 @@ def config(data: str, output: str, master: str, backend: str) -> GameConfig:
                         "per-user": {"type": "random", "shard": "movie", "entity_field": "userId", "l2": 3.0,
                                      "lower_bound": 2}},
         "update_sequence": ["global", "per-user"], "passes": 1, "evaluators": ["AUC", "LOGISTIC_LOSS", "AUC:userId"],
-        "resources": {"spark": {"master": master, "executors": 2, "executor_memory": "512m", "partitions": 2},
+        "resources": {"spark": {"master": master, "executors": 1, "executor_memory": "512m", "partitions": 2},
                       "launcher": {"backend": backend, "workers": 1, "memory": 1536}},
         "flow": {"retries": 0}})
 
 
-def test_game_flow_on_yarn_matches_the_local_run(dev_cluster: Cluster, spark, tmp_path: Path,
-                                                 hdfs_root: str) -> None:
+def test_shipped_flow_run_as_azkaban_runs_it_matches_the_local_run(dev_cluster: Cluster, spark, tmp_path: Path,
+                                                                  hdfs_root: str) -> None:
+    """The project built with --ship, every node run literally as its own process (a fresh
+    spark-submit in YARN's cluster mode, a launcher client): drivers, executors and launcher tasks
+    run the packed environment and import glmix from the shipped code, nothing from this checkout."""
     write_photon_dataset(tmp_path / "data", rows=5000, seed=9, variant="null", names=RENAMED)
     hdfs = storage_for(hdfs_root)
     for path in (tmp_path / "data").glob("[tv]*/*.avro"):
         hdfs.write_bytes(f"{hdfs_root}/data/{path.parent.name}/{path.name}", path.read_bytes())
 
-    on_yarn = config(f"{hdfs_root}/data", f"{hdfs_root}/out", "yarn", "yarn")
-    project = build_project(on_yarn, tmp_path / "yarn-project")
-    # its own process, as a user would run it: one Spark application on YARN for every Spark stage
-    result = subprocess.run([sys.executable, "-m", "glmix.cli", "flow", "run", str(project)],
-                            capture_output=True, text=True, timeout=840)
+    shipment = ship()
+    project = build_project(config(f"{hdfs_root}/data", f"{hdfs_root}/out", "yarn", "yarn"),
+                            tmp_path / "yarn-project", shipment)
+    # this machine as an Azkaban executor: the cluster's Spark client configuration, no glmix on a path
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "SPARK_CONF_DIR": str(dev_cluster.spark_conf_dir)}
+    result = subprocess.run([sys.executable, "-m", "glmix.cli", "flow", "run", str(project), "--literal"],
+                            capture_output=True, text=True, timeout=840, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert is_published(f"{hdfs_root}/out/best")
     models, _ = read_game_model(f"{hdfs_root}/out/best")
     assert [m.name for m in models] == ["global", "per-user"]
     assert storage_for(f"{hdfs_root}/out/report/index.html").exists(f"{hdfs_root}/out/report/index.html")
-    remote = json.loads(storage_for(f"{hdfs_root}/out/summary.json").read_bytes(f"{hdfs_root}/out/summary.json"))
+    logs = {log.stem: log.read_text() for log in (project / ".glmix-run" / "logs").glob("*.log")}
+    assert "(state: FINISHED)" in logs["index"] and "spark.yarn.archive=hdfs://" in logs["index"]
+    assert not [name for name, text in logs.items() if "falling back to uploading libraries" in text]
+    assert "Not copying hdfs://" in logs["index"] and shipment.environment.split("/")[-1] in logs["index"]
+
+    # where a driver and its executors found Python and glmix, under the same options
+    found_at = f"{hdfs_root}/probe.json"
+    flow = read_project(project)
+    options = shlex.split(substitute(flow.config["glmix.spark.options"], flow.config, "probe"))
+    probe = subprocess.run([str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn", "--deploy-mode", "cluster", "--num-executors", "2",
+                            "--driver-memory", "512m", "--executor-memory", "512m", *options,
+                            str(REPO / "tests" / "shipped_probe.py"), found_at], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    found = json.loads(hdfs.read_bytes(found_at))
+    for python, glmix_file in [found["driver"], *found["executors"]]:
+        assert "/usercache/" in python and python.endswith(f"/{ENV_LINK}/bin/python")   # localized by YARN
+        assert "/usercache/" in glmix_file and ".zip/glmix/" in glmix_file and not glmix_file.startswith(str(REPO / "glmix"))
 
     local = config(str(tmp_path / "data"), str(tmp_path / "out"), "local[2]", "local")
     results = LocalRunner(build_project(local, tmp_path / "local-project")).run()
     assert all(r.status == "succeeded" for r in results)
     here = json.loads((tmp_path / "out" / "summary.json").read_text())
+    remote = json.loads(hdfs.read_bytes(f"{hdfs_root}/out/summary.json"))
     for a, b in zip(remote["steps"], here["steps"], strict=True):
         assert a["metrics"] == pytest.approx(b["metrics"], rel=1e-6)
     assert remote["steps"][1]["metrics"]["AUC"] > remote["steps"][0]["metrics"]["AUC"]

@@ -13,6 +13,11 @@ typed arguments (relative paths anchored at the project directory) on one shared
 shell command in the project directory. Every node writes to its own log, given as a parameter:
 nothing swaps the process's streams or working directory, so nodes can run side by side.
 
+``--literal`` runs every node as Azkaban's command job type does instead: the command, split into
+arguments, as a process of its own (a fresh ``spark-submit`` per Spark stage). That is how a
+shipped project (``glmix flow build --ship``) is tested: its Spark drivers and executors and its
+launcher tasks run in YARN containers with the shipped environment and code.
+
 Per-node status, timing and log (``PROJECT/.glmix-run/logs/NODE.log``) are kept in
 ``PROJECT/.glmix-run/state.json``; a re-run skips every node that already succeeded with the same
 command, so it resumes at the first unfinished stage. Failed nodes are retried as often as their
@@ -27,8 +32,10 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -90,14 +97,16 @@ class NodeResult:
 class LocalRunner:
     def __init__(self, project: Path, overrides: dict[str, str] | None = None,
                  console: Console | None = None, parallel: int = DEFAULT_PARALLEL,
-                 quick_start: bool = True) -> None:
+                 quick_start: bool = True, literal: bool = False) -> None:
         """``quick_start``: start a local Spark JVM with the quick compiler (glmix.spark.session), as suits
-        the small flows this runner is mostly given; pass False for large local inputs."""
+        the small flows this runner is mostly given; pass False for large local inputs. ``literal``:
+        run every node's command as a process of its own, as Azkaban's command job type does."""
         if parallel < 1:
             raise ConfigError(f"parallel must be at least 1, got {parallel}")
         self.project = project.resolve()
         self.parallel = parallel
         self.quick_start = quick_start
+        self.literal = literal
         self.flow: Flow = read_project(self.project)
         self.properties = {**self.flow.config, **local_properties(), **(overrides or {})}
         self.state_dir = self.project / STATE_DIR
@@ -196,6 +205,8 @@ class LocalRunner:
         argv = shlex.split(command)
         with open(log, "a" if append else "w") as out:
             print(f"$ {command}", file=out, flush=True)
+            if self.literal:
+                return self._subprocess(argv, out, log)
             try:
                 if argv[0].endswith("spark-submit"):
                     return self._spark_job(argv[1:], out)
@@ -212,9 +223,19 @@ class LocalRunner:
                 traceback.print_exc(file=out)
                 return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
+    def _subprocess(self, argv: list[str], out: TextIO, log: Path) -> str:
+        """The command as its own process (no shell: Azkaban splits a command into arguments and runs
+        it), in the project directory; its reason to fail is the last ``error:`` line it printed."""
+        env = {**os.environ, "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
+        try:
+            code = subprocess.call(argv, cwd=self.project, stdout=out, stderr=out, env=env)
+        except OSError as exc:
+            return f"cannot run {argv[0]}: {exc.strerror}"
+        return "" if code == 0 else failure_reason(log, code)
+
     def _spark_job(self, argv: list[str], out: TextIO) -> str:
         options = argparse.ArgumentParser(add_help=False)
-        for flag in ("--master", "--deploy-mode", "--num-executors", "--executor-memory", "--jars"):
+        for flag in ("--master", "--deploy-mode", "--driver-memory", "--num-executors", "--executor-memory", "--jars"):
             options.add_argument(flag)
         options.add_argument("--conf", action="append", default=[])
         known, rest = options.parse_known_args(argv)
@@ -240,6 +261,26 @@ class LocalRunner:
                 spark.sparkContext.setLogLevel("ERROR")  # stage logs carry the reports; warnings are noise
                 self._owns_spark = True
             return self._spark
+
+
+def failure_reason(log: Path, code: int) -> str:
+    """The last ``error: ...`` line a stage printed (glmix stages print their one-line reason so);
+    for a Spark driver that ran in a YARN container, the line is looked up in the application's
+    logs and added to the node's log."""
+    def last_error(text: str) -> str | None:
+        lines = [line for line in text.splitlines() if line.startswith("error: ")]
+        return lines[-1].removeprefix("error: ").strip() if lines else None
+
+    text = log.read_text(errors="replace")
+    reason = last_error(text)
+    apps = re.findall(r"application_\d+_\d+", text)
+    if reason is None and apps and shutil.which("yarn"):
+        logs = subprocess.run(["yarn", "logs", "-applicationId", apps[-1], "-log_files", "stderr"],
+                              capture_output=True, text=True).stdout
+        with open(log, "a") as out:
+            print(f"--- stderr of {apps[-1]} (yarn logs) ---\n{logs}", file=out)
+        reason = last_error(logs)
+    return reason or f"exit code {code}"
 
 
 def _callers_session() -> SparkSession | None:

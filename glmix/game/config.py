@@ -198,6 +198,8 @@ class SparkResources(Settings):
     master: str = "local[2]"
     executors: int = Field(2, ge=1)
     executor_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$")
+    driver_memory: str = Field("1g", pattern=r"^[0-9]+[kmgt]?$",
+                               description="a Spark stage's driver; in a YARN container when the flow is shipped")
     partitions: int = Field(4, ge=1, description="random-effect partitions and fixed-effect files")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from glmix.deploy import Shipment
 from glmix.flow.azkaban import Flow, Node, write_project
 from glmix.game.config import (
     ExternalCoordinate,
@@ -45,6 +46,11 @@ DEFAULT_PROPERTIES = {
     "glmix.python": "python3",
     "spark.submit": "spark-submit",
     "spark.avro.jar": "/opt/glmix/jars/spark-avro_2.13-4.1.1.jar",
+    "spark.deploy.mode": "client",
+    # how the driver and executors find Python and glmix: here, glmix installed on every node;
+    # a shipped project (`glmix flow build --ship`) carries the packed environment and code instead
+    "glmix.spark.options": "--conf spark.pyspark.python=${glmix.python}",
+    "launcher.options": "",
 }
 # the day a dated input's last_days counts back from: the flow's start date, which Azkaban sets;
 # a run for another day sets glmix.run.date (Azkaban's flow parameters, `glmix flow run --set`)
@@ -52,17 +58,20 @@ RUN_DATE = {"glmix.run.date": "${azkaban.flow.start.year}-${azkaban.flow.start.m
 
 
 class FlowBuilder:
-    def __init__(self, config: GameConfig) -> None:
+    def __init__(self, config: GameConfig, shipment: Shipment | None = None) -> None:
+        """``shipment``: glmix's environment and code on HDFS (glmix.deploy), which the flow's Spark
+        stages (then in YARN's cluster deploy mode) and launcher jobs use instead of an installed glmix."""
         self.config = config
+        self.shipment = shipment
         self.plan = GamePlan(config)
         self.specs: dict[str, str] = {}
 
     def spark(self, script: str, args: StageArgs) -> str:
         s = self.config.resources.spark
-        return (f"${{spark.submit}} --master ${{spark.master}} --deploy-mode client --num-executors {s.executors} "
-                f"--executor-memory {s.executor_memory} --jars ${{spark.avro.jar}} "
-                f"--conf spark.pyspark.python=${{glmix.python}} ${{glmix.home}}/jobs/{script}.py "
-                f"{shlex.join(args.to_argv())}")
+        return (f"${{spark.submit}} --master ${{spark.master}} --deploy-mode ${{spark.deploy.mode}} "
+                f"--driver-memory {s.driver_memory} --num-executors {s.executors} --executor-memory {s.executor_memory} "
+                f"--jars ${{spark.avro.jar}} "
+                f"${{glmix.spark.options}} ${{glmix.home}}/jobs/{script}.py {shlex.join(args.to_argv())}")
 
     def _dated(self, split: str) -> dict[str, Any]:
         """A dated split's days, counted from the run's date (a flow property)."""
@@ -106,8 +115,14 @@ class FlowBuilder:
             node.config.update(retry)
         properties = {**DEFAULT_PROPERTIES, "spark.master": c.resources.spark.master,
                       "launcher.backend": c.resources.launcher.backend,
-                      **(RUN_DATE if c.input.train_dates or c.input.validation_dates else {})}
+                      **(RUN_DATE if c.input.train_dates or c.input.validation_dates else {}),
+                      **(self._shipped() if self.shipment else {})}
         return Flow(c.name, nodes, properties)
+
+    def _shipped(self) -> dict[str, str]:
+        assert self.shipment is not None
+        return {"spark.deploy.mode": "cluster", "glmix.spark.options": self.shipment.spark_options(),
+                "launcher.options": self.shipment.launcher_options()}
 
     def _fixed_shard(self) -> str:
         coordinate = self.config.coordinates[self.config.fixed_effect or ""]
@@ -132,7 +147,8 @@ class FlowBuilder:
         else:
             spec = f"specs/{name}.yaml"
             self.specs[spec] = self._fixed_effect_spec(step, name, coordinate)
-            train = Node(f"{name}-train", f"${{glmix.python}} -m launcher submit {spec} --backend ${{launcher.backend}}",
+            train = Node(f"{name}-train", f"${{glmix.python}} -m launcher submit {spec} --backend ${{launcher.backend}} "
+                         "${launcher.options}",
                          ["prepare-train", "prepare-validation", *after])
         # a fixed effect's validation scores are its trainer's own (looked up by uid, not recomputed)
         score = self.spark("score", ScoreArgs(
@@ -179,9 +195,9 @@ def step_node_name(step: Step, runs: int) -> str:
     return f"{'r' + str(step.run) + '-' if runs > 1 else ''}p{step.pass_index}-{step.coordinate}"
 
 
-def build_project(config: GameConfig, directory: Path) -> Path:
+def build_project(config: GameConfig, directory: Path, shipment: Shipment | None = None) -> Path:
     """Write the Azkaban project of ``config`` into ``directory`` (the flow, launcher specs, the config)."""
-    builder = FlowBuilder(config)
+    builder = FlowBuilder(config, shipment)
     flow = builder.build()
     files = {CONFIG_FILE: yaml.safe_dump(config.to_dict(), sort_keys=False), **builder.specs}
     return write_project(directory, config.name, flow, files)

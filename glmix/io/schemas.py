@@ -5,13 +5,24 @@ from __future__ import annotations
 import copy
 import json
 import os
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
 import fastavro
 
-SCHEMA_DIR = Path(os.environ.get("GLMIX_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "avro_schemas"))
+
+def _schema_dir() -> Path | zipfile.Path:
+    """``avro_schemas/`` next to the glmix package: in the source tree, or inside the code archive
+    glmix was imported from in a container (glmix.deploy)."""
+    if "GLMIX_SCHEMA_DIR" in os.environ:
+        return Path(os.environ["GLMIX_SCHEMA_DIR"])
+    root = Path(__file__).resolve().parents[2]
+    return zipfile.Path(root, "avro_schemas/") if zipfile.is_zipfile(root) else root / "avro_schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 NAMESPACE = "com.linkedin.photon.avro.generated"
 FEATURE_TYPE = f"{NAMESPACE}.FeatureAvro"
 INTERCEPT_NAME = "(INTERCEPT)"
@@ -27,8 +38,8 @@ SCHEMA_FILES = {
 
 @cache
 def _raw(name: str) -> dict[str, Any]:
-    with open(SCHEMA_DIR / SCHEMA_FILES[name]) as f:
-        return json.load(f)
+    schema: dict[str, Any] = json.loads((SCHEMA_DIR / SCHEMA_FILES[name]).read_text())
+    return schema
 
 
 def raw_schema(name: str) -> dict[str, Any]:

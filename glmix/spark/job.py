@@ -49,11 +49,16 @@ def get_spark(master: str | None, app_name: str) -> SparkSession:
     """The active session under spark-submit, or a configured one for `python -m jobs.X --master ...`."""
     from pyspark.sql import SparkSession
 
-    from glmix.spark.session import session
+    from glmix.spark.session import JOB_DEFAULTS, session
 
     if master:
         return session(master, app_name)
-    return SparkSession.builder.appName(app_name).getOrCreate()
+    spark = SparkSession.builder.appName(app_name).getOrCreate()
+    given = spark.sparkContext.getConf()
+    for key, value in JOB_DEFAULTS.items():
+        if not given.contains(key):
+            spark.conf.set(key, value)
+    return spark
 
 
 def run_main(args_type: type[A], run: Callable[[SparkSession, A], dict[str, Any]], doc: str | None,

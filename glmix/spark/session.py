@@ -6,15 +6,14 @@ Jobs call :func:`spark_conf` for `spark-submit --conf` pairs (or :func:`session`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyspark
 
+from glmix.deploy import spark_jars_archive
 from glmix.errors import GlmixError
 from glmix.io.storage import storage_for
 
@@ -40,6 +39,10 @@ QUICK_START_MAX_BYTES = 64 << 20
 CLASS_ARCHIVE = REPO / ".cache" / "spark" / f"classes-{SPARK_VERSION}.jsa"
 
 
+# what glmix's jobs assume unless a spark-submit command sets otherwise (runtime SQL settings)
+JOB_DEFAULTS = {"spark.sql.shuffle.partitions": "8", "spark.sql.avro.compression.codec": "deflate"}
+
+
 def local_java_options(quick_start: bool = False) -> str:
     """The driver JVM's options for a local run (the class archive when it was made)."""
     options = QUICK_JVM_OPTIONS if quick_start else PEAK_JVM_OPTIONS
@@ -59,33 +62,6 @@ def avro_jar() -> Path:
     return AVRO_JAR
 
 
-def spark_jars_archive() -> str:
-    """An HDFS zip of pyspark's jars, uploaded once per content hash, for spark.yarn.archive.
-
-    Without it every YARN submission would upload ~460 MB of jars.
-    """
-    jars_dir = Path(pyspark.__file__).parent / "jars"
-    names = sorted(p.name for p in jars_dir.glob("*.jar"))
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-    local = REPO / ".cache" / "spark" / f"spark-jars-{SPARK_VERSION}-{digest}.zip"
-    if not local.exists():
-        partial = local.with_suffix(".partial")
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
-            for name in names:
-                archive.write(jars_dir / name, name)
-        partial.rename(local)
-    remote = f"hdfs:///user/{os.environ.get('HADOOP_USER_NAME') or os.environ.get('USER', 'root')}/.glmix/{local.name}"
-    storage = storage_for(remote)
-    if not storage.exists(remote):
-        tmp = remote + ".partial"
-        with open(local, "rb") as src, storage.open_write(tmp) as dst:
-            while chunk := src.read(1 << 24):
-                dst.write(chunk)
-        storage.delete(remote)
-        storage.rename(tmp, remote)
-    return remote
-
-
 def spark_conf(master: str, app_name: str, executor_memory: str = "1g", executors: int = 2,
                extra: dict[str, str] | None = None, quick_start: bool = False) -> dict[str, str]:
     """Spark configuration for a glmix job on ``master`` (local[N] or yarn); ``quick_start``: see
@@ -98,8 +74,7 @@ def spark_conf(master: str, app_name: str, executor_memory: str = "1g", executor
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",
-        "spark.sql.shuffle.partitions": "8",
-        "spark.sql.avro.compression.codec": "deflate",
+        **JOB_DEFAULTS,
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
     }

@@ -1,0 +1,40 @@
+"""What a cluster needs to run glmix's stages when no node has glmix installed, as spark-submit and
+launcher options: Spark's jars (``spark.yarn.archive``), the packed Python environment (localized
+by YARN as ``./glmix-env``) and glmix's code (on the Python path of the driver and the executors,
+and ``./code`` in launcher containers). Everything is on HDFS, uploaded once per content hash."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from glmix.deploy.code import upload_code
+from glmix.deploy.environment import upload_environment
+from glmix.deploy.spark_jars import spark_jars_archive
+
+ENV_LINK = "glmix-env"
+
+
+@dataclass(frozen=True)
+class Shipment:
+    spark_jars: str     # hdfs:// zip of Spark's jars
+    environment: str    # hdfs:// venv-pack archive
+    code: str           # hdfs:// zip of glmix, jobs, launcher and the Avro schemas
+
+    def spark_options(self) -> str:
+        """spark-submit options: the driver (in YARN, ``--deploy-mode cluster``) and the executors
+        run the shipped Python and import glmix from the shipped code."""
+        python = f"./{ENV_LINK}/bin/python"
+        return shlex.join(["--conf", f"spark.yarn.archive={self.spark_jars}",
+                           "--archives", f"{self.environment}#{ENV_LINK}", "--py-files", self.code,
+                           "--conf", f"spark.pyspark.python={python}", "--conf", f"spark.pyspark.driver.python={python}"])
+
+    def launcher_options(self) -> str:
+        """``launcher submit`` options: every task runs the shipped Python with the code as ``./code``."""
+        return shlex.join(["--set", f"python.archive={self.environment}", "--set", f"code={self.code}"])
+
+
+def ship(say: Callable[[str], None] = print) -> Shipment:
+    """Make (first time only) and upload (once per content) the three archives."""
+    return Shipment(spark_jars_archive(), upload_environment(say), upload_code())
