@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from glmix.deploy import cluster_home, upload_once
-from glmix.io.storage import storage_for
+from glmix.io.storage import HdfsStorage, storage_for
 from launcher.backend import (
     AttemptStatus,
     JobResult,
@@ -55,6 +55,14 @@ def _code_archive(code: str) -> str:
             info = zipfile.ZipInfo(str(file.relative_to(path)), date_time=(2020, 1, 1, 0, 0, 0))
             archive.writestr(info, file.read_bytes())
     return upload_once(target, "code")
+
+
+def _cached_visibility(uri: str) -> str:
+    """How YARN keeps a shipped archive on each node, so later jobs skip unpacking it again: in the
+    node's public cache when everyone may read it, as Spark decides for the same file (then Spark's
+    executors and launcher tasks share one copy), else in the user's cache."""
+    storage = storage_for(uri)
+    return "public" if isinstance(storage, HdfsStorage) and storage.world_readable(uri) else "private"
 
 
 def _publish_tensorboard(app: Any, app_id: str, attempt: int, report: Any, events: EventLog) -> bool:
@@ -102,11 +110,11 @@ class YarnBackend:
         elif spec.python and spec.python.archive:
             source = spec.python.archive if "://" in spec.python.archive else upload_once(
                 Path(spec.python.archive), "envs")
-            # private: YARN keeps it in the user's cache on each node, so later jobs skip unpacking it
-            files["pyenv"] = skein.File(source, type="archive", visibility="private")
+            files["pyenv"] = skein.File(source, type="archive", visibility=_cached_visibility(source))
             python = "./pyenv/bin/python"
         if spec.code:
-            files["code"] = skein.File(_code_archive(spec.code), type="archive", visibility="private")
+            code = _code_archive(spec.code)
+            files["code"] = skein.File(code, type="archive", visibility=_cached_visibility(code))
             env["PYTHONPATH"] = "./code"
         services = {}
         for task_type, task in spec.tasks.items():

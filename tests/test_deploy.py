@@ -89,3 +89,16 @@ def test_a_literal_run_gives_every_node_its_own_process(tmp_path: Path) -> None:
     assert results["no-shell"].status == "succeeded"       # echo got '$HOME', '&&' and 'false' as arguments
     assert (project / ".glmix-run" / "logs" / "no-shell.log").read_text().splitlines()[1] == "$HOME && false"
     assert results["fails"].status == "failed" and results["fails"].error == "day 2026-12-01 has no _SUCCESS"
+
+
+def test_an_upload_happens_once_per_content(tmp_path: Path) -> None:
+    from glmix.deploy import upload_once
+
+    local = tmp_path / "env.tar.gz"
+    local.write_bytes(b"packed environment")
+    root = str(tmp_path / "home")
+    first = upload_once(local, "envs", root=root)
+    assert upload_once(local, "envs", root=root) == first and Path(first).read_bytes() == b"packed environment"
+    local.write_bytes(b"another environment")
+    assert upload_once(local, "envs", root=root) != first                  # new content, new name
+    assert sorted(p.name.endswith(".partial") for p in (tmp_path / "home" / "envs").iterdir()) == [False, False]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import pytest
 
 from glmix.errors import StorageError
@@ -136,3 +138,20 @@ def test_hdfs_settings_from_hadoop_conf(tmp_path, monkeypatch) -> None:
     assert HdfsSettings.from_environment() == HdfsSettings("http://127.0.0.1:50070", "alice")
     monkeypatch.setenv("GLMIX_WEBHDFS_URL", "http://nn:1234")
     assert HdfsSettings.from_environment().webhdfs_url == "http://nn:1234"
+
+
+def test_world_readable_asks_every_directory_above(hdfs_root: str) -> None:
+    """What decides whether YARN may keep a shipped archive in a node's public cache."""
+    from hdfs import InsecureClient
+
+    storage = storage_for(hdfs_root)
+    assert isinstance(storage, HdfsStorage)
+    uri = f"{hdfs_root}/envs/env.tar.gz"
+    storage.write_bytes(uri, b"packed")
+    assert storage.world_readable(uri)
+    client = InsecureClient(storage.settings.webhdfs_url, user=storage.settings.user)
+    client.set_permission(urlparse(f"{hdfs_root}/envs").path, "700")
+    assert not storage.world_readable(uri)
+    client.set_permission(urlparse(f"{hdfs_root}/envs").path, "755")
+    client.set_permission(urlparse(uri).path, "600")
+    assert not storage.world_readable(uri)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 
+from glmix.errors import StorageError
 from glmix.io.storage import storage_for
 
 CHUNK = 1 << 24
@@ -27,16 +29,22 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def upload_once(local: Path, kind: str, digest: str | None = None) -> str:
-    """``hdfs:///user/U/.glmix/KIND/DIGEST-NAME``, uploaded unless already there (written under a
-    temporary name and renamed, so a reader never sees half a file). ``digest``: when the name
-    already says what the content is (the caller knows it more cheaply than by reading the file)."""
-    remote = f"{cluster_home()}/{kind}/{digest or file_digest(local)}-{local.name}"
+def upload_once(local: Path, kind: str, digest: str | None = None, root: str | None = None) -> str:
+    """``ROOT/KIND/DIGEST-NAME`` (ROOT: :func:`cluster_home`), uploaded unless already there. Written
+    under a name of its own and renamed, so a reader never sees half a file; when two uploads race,
+    the second finds the first's file (same content) and drops its copy. ``digest``: when the caller
+    knows what the content is more cheaply than by reading the file."""
+    remote = f"{root or cluster_home()}/{kind}/{digest or file_digest(local)}-{local.name}"
     storage = storage_for(remote)
-    if not storage.exists(remote):
-        partial = f"{remote}.partial"
-        with open(local, "rb") as src, storage.open_write(partial) as dst:
-            shutil.copyfileobj(src, dst, CHUNK)
-        storage.delete(remote)
+    if storage.exists(remote):
+        return remote
+    partial = f"{remote}.{uuid.uuid4().hex}.partial"
+    with open(local, "rb") as src, storage.open_write(partial) as dst:
+        shutil.copyfileobj(src, dst, CHUNK)
+    try:
         storage.rename(partial, remote)
+    except StorageError:
+        if not storage.exists(remote):
+            raise
+        storage.delete(partial)
     return remote

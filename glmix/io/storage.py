@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlparse
 
@@ -284,6 +284,16 @@ class HdfsStorage(Storage):
 
     def exists(self, uri: str) -> bool:
         return self._status(uri) is not None
+
+    def world_readable(self, uri: str) -> bool:
+        """Whether everyone may read the file: it is readable by others, every directory above it
+        searchable by others (what YARN asks of a resource in its public cache)."""
+        path = PurePosixPath(self._path(uri))
+        for part, needed in [(path, 0o004), *((parent, 0o001) for parent in path.parents)]:
+            status = self._call(uri, "stat", self._client.status, str(part), strict=False)
+            if status is None or not int(status["permission"], 8) & needed:
+                return False
+        return True
 
     def is_dir(self, uri: str) -> bool:
         status = self._status(uri)
