@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from glmix.deploy import cluster_home, upload_once
+from glmix.deploy import cluster_home, upload_once, zip_tree
 from glmix.io.storage import HdfsStorage, storage_for
 from launcher.backend import (
     AttemptStatus,
@@ -47,14 +47,7 @@ def _code_archive(code: str) -> str:
     path = Path(code)
     if "://" in code or not path.is_dir():
         return code if "://" in code else upload_once(path, "code")
-    import zipfile
-
-    target = Path(tempfile.mkdtemp()) / f"{path.name}.zip"
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            info = zipfile.ZipInfo(str(file.relative_to(path)), date_time=(2020, 1, 1, 0, 0, 0))
-            archive.writestr(info, file.read_bytes())
-    return upload_once(target, "code")
+    return upload_once(zip_tree(path, (".",), Path(tempfile.mkdtemp()) / f"{path.name}.zip"), "code")
 
 
 def _cached_visibility(uri: str) -> str:

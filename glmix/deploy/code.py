@@ -7,20 +7,18 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from glmix.deploy.uploads import upload_once
+from glmix.deploy.uploads import CACHE, REPO, upload_once
 
-REPO = Path(__file__).resolve().parents[2]
 # the packages a stage runs, and the Avro schemas glmix.io.schemas reads next to them
 SHIPPED = ("glmix", "jobs", "launcher", "avro_schemas")
-CACHE = REPO / ".cache" / "ship"
 
 
-def code_archive(root: Path = REPO) -> Path:
-    """``.cache/ship/glmix-code.zip``, rewritten from the source tree (it takes well under a second)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    target = CACHE / "glmix-code.zip"
+def zip_tree(root: Path, tops: tuple[str, ...], target: Path) -> Path:
+    """``target``: every file under ``root/TOP`` (paths relative to ``root``; no bytecode), in sorted
+    order with fixed timestamps, so the same files always give the same bytes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    files = sorted(p for top in SHIPPED for p in (root / top).rglob("*")
+    files = sorted(p for top in tops for p in (root / top).rglob("*")
                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in files:
@@ -28,6 +26,11 @@ def code_archive(root: Path = REPO) -> Path:
                              file.read_bytes())
     partial.replace(target)
     return target
+
+
+def code_archive(root: Path = REPO) -> Path:
+    """``.cache/ship/glmix-code.zip``, rewritten from the source tree (it takes well under a second)."""
+    return zip_tree(root, SHIPPED, CACHE / "glmix-code.zip")
 
 
 def upload_code() -> str:

@@ -20,11 +20,9 @@ import venv
 from collections.abc import Callable
 from pathlib import Path
 
-from glmix.deploy.uploads import upload_once
+from glmix.deploy.uploads import CACHE, REPO, upload_once
 from glmix.errors import GlmixError
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "ship"
 # runtime requirements containers do without
 LEFT_OUT = {
     "pyspark": "Spark ships its own Python side (pyspark.zip, py4j) to every container",
@@ -73,4 +71,4 @@ def packed_environment(say: Callable[[str], None] = print) -> Path:
 
 def upload_environment(say: Callable[[str], None] = print) -> str:
     local = packed_environment(say)
-    return upload_once(local, "envs", environment_digest())
+    return upload_once(local, "envs", local.parent.name)   # .cache/ship/DIGEST/glmix-env.tar.gz

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pyspark
 
-from glmix.deploy.uploads import upload_once
+from glmix.deploy.uploads import REPO, upload_once
 
-CACHE = Path(__file__).resolve().parents[2] / ".cache" / "spark"
+CACHE = REPO / ".cache" / "spark"
 
 
 def spark_jars_archive() -> str:

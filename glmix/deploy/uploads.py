@@ -13,6 +13,8 @@ from glmix.errors import StorageError
 from glmix.io.storage import storage_for
 
 CHUNK = 1 << 24
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache" / "ship"      # the local copies of what is shipped
 
 
 def cluster_home() -> str:
