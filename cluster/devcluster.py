@@ -1,15 +1,18 @@
-"""A real single-node Hadoop 3.5 cluster (HDFS + YARN daemons in their own JVMs) for dev and tests.
+"""A real Hadoop 3.5 cluster on this machine (HDFS + YARN daemons in their own JVMs) for dev and tests.
 
     python cluster/devcluster.py up | down | status | jars | env
 
 `up` resolves the Hadoop jars from Maven Central with cluster/pom.xml (cached under
-.cache/hadoop/lib), writes a pseudo-distributed configuration under the run directory, starts
-NameNode, DataNode, ResourceManager and NodeManager, and waits until HDFS is out of safe mode
-and the NodeManager has registered. Everything listens on 127.0.0.1.
+.cache/hadoop/lib), writes the configuration under the run directory, starts NameNode, DataNode,
+ResourceManager and one NodeManager per node, and waits until HDFS is out of safe mode and every
+NodeManager has registered. HDFS and the ResourceManager listen on 127.0.0.1; node N's
+NodeManager listens on its own loopback address 127.0.0.N, with its own configuration, local and
+log directories, so YARN sees N hosts that share no local directory: what a container leaves on
+its node's disk is not there when a retry runs on another node, as on a real cluster.
 
 Settings come from the environment: GLMIX_CLUSTER_DIR (run directory, default .cluster in the
-repo) and GLMIX_CLUSTER_PORT_BASE (first of the ports, default 19000). Standard library only,
-so it runs before any virtualenv exists.
+repo), GLMIX_CLUSTER_PORT_BASE (first of the ports, default 19000) and GLMIX_CLUSTER_NODES
+(NodeManagers, default 2). Standard library only, so it runs before any virtualenv exists.
 """
 
 from __future__ import annotations
@@ -60,19 +63,27 @@ class Daemon:
     name: str
     main_class: str
     heap_mb: int
+    node: int = 0          # a NodeManager's node (1, 2, ...), which has its own configuration; 0 for the others
 
 
-DAEMONS = [
+MASTERS = [
     Daemon("namenode", "org.apache.hadoop.hdfs.server.namenode.NameNode", 512),
     Daemon("datanode", "org.apache.hadoop.hdfs.server.datanode.DataNode", 384),
     Daemon("resourcemanager", "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager", 768),
-    Daemon("nodemanager", "org.apache.hadoop.yarn.server.nodemanager.NodeManager", 512),
 ]
+NODEMANAGER = "org.apache.hadoop.yarn.server.nodemanager.NodeManager"
+DEFAULT_NODES = 2
+MAX_NODES = 8
 
-# Sized for a 2-core / 24 GB machine: room for well over six 512 MB containers at once,
-# vcores over-committed so that many small containers fit.
-NM_MEMORY_MB = 10240
-NM_VCORES = 16
+# Sized for a 2-core / 24 GB machine: each node has room for well over six 512 MB containers at
+# once, vcores over-committed so that many small containers fit.
+NM_MEMORY_MB = 8192
+NM_VCORES = 8
+
+
+def node_host(node: int) -> str:
+    """Node N's own loopback address: 127.0.0.N (Linux routes all of 127.0.0.0/8 to loopback)."""
+    return f"127.0.0.{node}"
 
 
 QUICK_JVM = "-XX:TieredStopAtLevel=1"
@@ -83,18 +94,33 @@ class ClusterError(Exception):
 
 
 class Cluster:
-    def __init__(self, run_dir: Path, ports: Ports) -> None:
+    def __init__(self, run_dir: Path, ports: Ports, nodes: int = DEFAULT_NODES) -> None:
+        if not 1 <= nodes <= MAX_NODES:
+            raise ClusterError(f"GLMIX_CLUSTER_NODES: {nodes} is not between 1 and {MAX_NODES}")
         self.run_dir = run_dir
         self.ports = ports
+        self.nodes = nodes
         self.conf_dir = run_dir / "conf"
         self.spark_conf_dir = self.conf_dir / "spark"
         self.log_dir = run_dir / "logs"
         self.pid_dir = run_dir / "pids"
+        self.daemons = MASTERS + [Daemon(f"nodemanager-{n}", NODEMANAGER, 512, n) for n in range(1, nodes + 1)]
 
     @classmethod
     def from_environment(cls) -> Cluster:
         run_dir = Path(os.environ.get("GLMIX_CLUSTER_DIR", REPO / ".cluster")).resolve()
-        return cls(run_dir, Ports(int(os.environ.get("GLMIX_CLUSTER_PORT_BASE", "19000"))))
+        nodes = os.environ.get("GLMIX_CLUSTER_NODES", str(DEFAULT_NODES))
+        if not nodes.isdigit():
+            raise ClusterError(f"GLMIX_CLUSTER_NODES: {nodes!r} is not a number of nodes")
+        return cls(run_dir, Ports(int(os.environ.get("GLMIX_CLUSTER_PORT_BASE", "19000"))), int(nodes))
+
+    @property
+    def hosts(self) -> list[str]:
+        """The NodeManagers' addresses (YARN names node 1 by its canonical name, localhost)."""
+        return [node_host(n) for n in range(1, self.nodes + 1)]
+
+    def node_conf_dir(self, node: int) -> Path:
+        return self.conf_dir / "nodes" / node_host(node)
 
     # ---------------------------------------------------------------- jars and configuration
     def ensure_jars(self) -> None:
@@ -152,11 +178,6 @@ class Cluster:
             "yarn.resourcemanager.resource-tracker.address": f"{host}:{p['rm-tracker']}",
             "yarn.resourcemanager.admin.address": f"{host}:{p['rm-admin']}",
             "yarn.resourcemanager.webapp.address": f"{host}:{p['rm-http']}",
-            "yarn.nodemanager.hostname": host,
-            "yarn.nodemanager.address": f"{host}:{p['nm-rpc']}",
-            "yarn.nodemanager.localizer.address": f"{host}:{p['nm-localizer']}",
-            "yarn.nodemanager.webapp.address": f"{host}:{p['nm-http']}",
-            "yarn.nodemanager.collector-service.address": f"{host}:{p['nm-collector']}",
             "yarn.nodemanager.resource.memory-mb": str(NM_MEMORY_MB),
             "yarn.nodemanager.resource.cpu-vcores": str(NM_VCORES),
             "yarn.scheduler.minimum-allocation-mb": "128",
@@ -165,8 +186,6 @@ class Cluster:
             "yarn.nodemanager.vmem-check-enabled": "false",
             "yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage": "99.9",
             "yarn.nodemanager.disk-health-checker.min-free-space-per-disk-mb": "100",
-            "yarn.nodemanager.local-dirs": str(data / "nm-local"),
-            "yarn.nodemanager.log-dirs": str(self.log_dir / "containers"),
             "yarn.nodemanager.env-whitelist": env_whitelist,
             "yarn.nodemanager.delete.debug-delay-sec": "300",
             "yarn.log-aggregation-enable": "true",
@@ -176,6 +195,7 @@ class Cluster:
             "yarn.resourcemanager.scheduler.class":
                 "org.apache.hadoop.yarn.server.resourcemanager.scheduler.capacity.CapacityScheduler",
             "yarn.resourcemanager.nodemanager-connect-retries": "3",
+            "yarn.resourcemanager.nodemanagers.heartbeat-interval-ms": "500",
             "yarn.client.application-client-protocol.poll-interval-ms": "100",
             "yarn.system-metrics-publisher.enabled": "false",
             "yarn.timeline-service.enabled": "false",
@@ -189,18 +209,25 @@ class Cluster:
             "yarn.scheduler.capacity.root.default.acl_administer_queue": "*",
             "yarn.scheduler.capacity.maximum-am-resource-percent": "0.6",
             "yarn.scheduler.capacity.node-locality-delay": "-1",
+            # one container per node heartbeat, so a job's containers spread over the nodes rather
+            # than filling the first node that reports (and nodes report twice a second)
+            "yarn.scheduler.capacity.per-node-heartbeat.maximum-container-assignments": "1",
         }
-        self.conf_dir.mkdir(parents=True, exist_ok=True)
-        for name, props in [("core-site.xml", core), ("hdfs-site.xml", hdfs), ("yarn-site.xml", yarn),
-                            ("capacity-scheduler.xml", capacity)]:
-            (self.conf_dir / name).write_text(_hadoop_xml(props))
-        (self.conf_dir / "log4j.properties").write_text(
-            "log4j.rootLogger=INFO,console\n"
-            "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
-            "log4j.appender.console.target=System.err\n"
-            "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
-            "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
-            "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n")
+        log4j = ("log4j.rootLogger=INFO,console\n"
+                 "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
+                 "log4j.appender.console.target=System.err\n"
+                 "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
+                 "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
+                 "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n")
+        # the clients' configuration, then each node's: the same plus where its NodeManager lives
+        shutil.rmtree(self.conf_dir / "nodes", ignore_errors=True)
+        for conf_dir, node_yarn in [(self.conf_dir, {})] + [(self.node_conf_dir(n), self.node_settings(n))
+                                                            for n in range(1, self.nodes + 1)]:
+            conf_dir.mkdir(parents=True, exist_ok=True)
+            for name, props in [("core-site.xml", core), ("hdfs-site.xml", hdfs), ("yarn-site.xml", yarn | node_yarn),
+                                ("capacity-scheduler.xml", capacity)]:
+                (conf_dir / name).write_text(_hadoop_xml(props))
+            (conf_dir / "log4j.properties").write_text(log4j)
         # what a gateway host's Spark client configuration says about this cluster (SPARK_CONF_DIR):
         # everything binds to loopback, in the client, the application master and the executors; and
         # as this cluster runs small test data, JVMs compile with C1 alone (glmix.spark.session's quick
@@ -218,17 +245,34 @@ class Cluster:
         for app in ("hdfs", "datanode", "secondary", "static"):
             (self.run_dir / "webapps-root" / "webapps" / app).mkdir(parents=True, exist_ok=True)
 
-    def java_command(self, main_class: str, heap_mb: int, log_name: str) -> list[str]:
+    def node_settings(self, node: int) -> dict[str, str]:
+        """Node N's NodeManager: its own address (same ports, its own loopback IP), disks and logs."""
+        p, host = self.ports, node_host(node)
+        return {
+            "yarn.nodemanager.hostname": host,
+            "yarn.nodemanager.address": f"{host}:{p['nm-rpc']}",
+            "yarn.nodemanager.localizer.address": f"{host}:{p['nm-localizer']}",
+            "yarn.nodemanager.webapp.address": f"{host}:{p['nm-http']}",
+            "yarn.nodemanager.collector-service.address": f"{host}:{p['nm-collector']}",
+            "yarn.nodemanager.local-dirs": str(self.run_dir / "data" / f"nm-local-{node}"),
+            "yarn.nodemanager.log-dirs": str(self.log_dir / f"containers-{node}"),
+        }
+
+    def daemon_conf_dir(self, daemon: Daemon) -> Path:
+        return self.node_conf_dir(daemon.node) if daemon.node else self.conf_dir
+
+    def java_command(self, main_class: str, heap_mb: int, log_name: str, conf_dir: Path | None = None) -> list[str]:
         java = _java()
-        classpath = os.pathsep.join([str(self.conf_dir), str(self.run_dir / "webapps-root"), f"{LIB_DIR}/*"])
+        classpath = os.pathsep.join([str(conf_dir or self.conf_dir), str(self.run_dir / "webapps-root"),
+                                     f"{LIB_DIR}/*"])
         return [java, f"-Xmx{heap_mb}m", *JAVA17_OPENS,
                 f"-Dhadoop.log.dir={self.log_dir}", f"-Dhadoop.log.file={log_name}.log",
                 f"-Dyarn.log.dir={self.log_dir}", "-Dhadoop.root.logger=INFO,console",
                 "-Djava.net.preferIPv4Stack=true", "-cp", classpath, main_class]
 
-    def daemon_env(self) -> dict[str, str]:
+    def daemon_env(self, conf_dir: Path | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        env["HADOOP_CONF_DIR"] = str(self.conf_dir)
+        env["HADOOP_CONF_DIR"] = str(conf_dir or self.conf_dir)
         env["JAVA_HOME"] = _java_home()
         # Read by every Java 9+ launcher in containers (Skein's ApplicationMaster adds no flags).
         env["JDK_JAVA_OPTIONS"] = " ".join(JAVA17_OPENS)
@@ -241,14 +285,10 @@ class Cluster:
         if not pid_file.exists():
             return None
         pid = int(pid_file.read_text())
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return pid if _alive(pid) else None
 
     def running(self) -> list[Daemon]:
-        return [d for d in DAEMONS if self.pid(d) is not None]
+        return [d for d in self.daemons if self.pid(d) is not None]
 
     def log_path(self, daemon: Daemon) -> Path:
         return self.log_dir / f"{daemon.name}.log"
@@ -256,11 +296,11 @@ class Cluster:
     def up(self) -> bool:
         """Start the cluster; returns False when it was already running (nothing started)."""
         running = self.running()
-        if len(running) == len(DAEMONS):
+        if len(running) == len(self.daemons) and not self.stray_pid_files():
             self.wait_ready()
-            print(f"cluster already running ({self.run_dir})")
+            print(f"cluster already running ({self.run_dir}, {self.nodes} nodes)")
             return False
-        if running:
+        if running or self.stray_pid_files():
             self.down()
         _java()
         self.ensure_jars()
@@ -272,20 +312,22 @@ class Cluster:
             self.run_java("org.apache.hadoop.hdfs.server.namenode.NameNode", ["-format", "-force", "-nonInteractive"],
                           "namenode-format")
         started = time.monotonic()
-        for daemon in DAEMONS:
+        for daemon in self.daemons:
             self.start(daemon)
         self.wait_ready()
         self.prepare_hdfs()
-        print(f"cluster up in {time.monotonic() - started:.1f}s; HADOOP_CONF_DIR={self.conf_dir}")
-        for daemon in DAEMONS:
+        print(f"cluster up in {time.monotonic() - started:.1f}s with {self.nodes} nodes ({', '.join(self.hosts)}); "
+              f"HADOOP_CONF_DIR={self.conf_dir}")
+        for daemon in self.daemons:
             print(f"  {daemon.name:16s} pid {self.pid(daemon)}  log {self.log_path(daemon)}")
         return True
 
     def start(self, daemon: Daemon) -> None:
         log = open(self.log_path(daemon), "ab")
-        proc = subprocess.Popen(self.java_command(daemon.main_class, daemon.heap_mb, daemon.name),
+        conf_dir = self.daemon_conf_dir(daemon)
+        proc = subprocess.Popen(self.java_command(daemon.main_class, daemon.heap_mb, daemon.name, conf_dir),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=self.daemon_env(), cwd=self.run_dir, start_new_session=True)
+                                env=self.daemon_env(conf_dir), cwd=self.run_dir, start_new_session=True)
         (self.pid_dir / f"{daemon.name}.pid").write_text(str(proc.pid))
 
     def run_java(self, main_class: str, args: list[str], log_name: str) -> None:
@@ -298,22 +340,23 @@ class Cluster:
 
     def check_ports_free(self) -> None:
         for name, port in self.ports.named.items():
-            with socket.socket() as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(("127.0.0.1", port))
-                except OSError:
-                    raise ClusterError(f"port {port} ({name}) is taken; set GLMIX_CLUSTER_PORT_BASE "
-                                       "to another base port") from None
+            for host in self.hosts if name.startswith("nm-") else [node_host(1)]:
+                with socket.socket() as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        sock.bind((host, port))
+                    except OSError:
+                        raise ClusterError(f"port {host}:{port} ({name}) is taken; set GLMIX_CLUSTER_PORT_BASE "
+                                           "to another base port") from None
 
     def wait_ready(self) -> None:
-        """Wait for HDFS out of safe mode with a live DataNode, and a registered NodeManager."""
+        """Wait for HDFS out of safe mode with a live DataNode, and every NodeManager registered."""
         deadline = time.monotonic() + READY_TIMEOUT_S
         checks = {"HDFS (out of safe mode, DataNode live)": self.hdfs_ready,
-                  "YARN (NodeManager registered)": self.yarn_ready}
+                  f"YARN ({self.nodes} NodeManagers registered)": self.yarn_ready}
         pending = dict(checks)
         while pending:
-            for daemon in DAEMONS:
+            for daemon in self.daemons:
                 if self.pid(daemon) is None:
                     raise ClusterError(f"{daemon.name} died; last lines of {self.log_path(daemon)}:\n"
                                        f"{_tail(self.log_path(daemon))}")
@@ -343,7 +386,7 @@ class Cluster:
 
     def yarn_ready(self) -> bool:
         metrics = self._get_json(self.ports["rm-http"], "/ws/v1/cluster/metrics")
-        return bool(metrics) and metrics["clusterMetrics"].get("activeNodes", 0) >= 1
+        return bool(metrics) and metrics["clusterMetrics"].get("activeNodes", 0) >= self.nodes
 
     def prepare_hdfs(self) -> None:
         """Directories a fresh cluster needs: a world-writable /tmp (aggregated logs live there) and /user."""
@@ -351,25 +394,34 @@ class Cluster:
         self.run_java("org.apache.hadoop.fs.FsShell", ["-mkdir", "-p", "/tmp/logs", f"/user/{user}"], "hdfs-prepare")
         self.run_java("org.apache.hadoop.fs.FsShell", ["-chmod", "1777", "/tmp", "/tmp/logs"], "hdfs-prepare")
 
+    def stray_pid_files(self) -> list[Path]:
+        """Pid files of daemons this cluster does not have (a run with another number of nodes)."""
+        names = {f"{d.name}.pid" for d in self.daemons}
+        return [f for f in self.pid_dir.glob("*.pid") if f.name not in names] if self.pid_dir.exists() else []
+
     def down(self) -> None:
-        for daemon in reversed(DAEMONS):
-            pid = self.pid(daemon)
+        """Stop every daemon with a pid file, NodeManagers first (whatever number of nodes they were started with)."""
+        files = sorted(self.pid_dir.glob("*.pid"), key=lambda f: not f.name.startswith("nodemanager")) \
+            if self.pid_dir.exists() else []
+        for pid_file in files:
+            name = pid_file.stem
+            pid = self.pid(Daemon(name, "", 0))
+            pid_file.unlink(missing_ok=True)
             if pid is None:
                 continue
             os.killpg(pid, signal.SIGTERM)
             for _ in range(100):
-                if self.pid(daemon) is None:
+                if not _alive(pid):
                     break
                 time.sleep(0.1)
             else:
                 os.killpg(pid, signal.SIGKILL)
-            (self.pid_dir / f"{daemon.name}.pid").unlink(missing_ok=True)
-            print(f"stopped {daemon.name} (pid {pid})")
+            print(f"stopped {name} (pid {pid})")
         _kill_orphan_containers(self.run_dir)
 
     def status(self) -> int:
         rows = []
-        for daemon in DAEMONS:
+        for daemon in self.daemons:
             pid = self.pid(daemon)
             rss = _rss_mb(pid) if pid else None
             rows.append((daemon.name, "running" if pid else "stopped", str(pid or "-"),
@@ -378,8 +430,9 @@ class Cluster:
         print(f"{'daemon':16s} {'state':8s} {'pid':>8s} {'RSS':>8s}")
         for row in rows:
             print(f"{row[0]:16s} {row[1]:8s} {row[2]:>8s} {row[3]:>8s}")
-        if len(self.running()) == len(DAEMONS):
-            print(f"HDFS ready: {self.hdfs_ready()}   YARN ready: {self.yarn_ready()}")
+        if len(self.running()) == len(self.daemons):
+            print(f"HDFS ready: {self.hdfs_ready()}   YARN ready ({self.nodes} nodes: {', '.join(self.hosts)}): "
+                  f"{self.yarn_ready()}")
             print(f"NameNode UI/WebHDFS http://127.0.0.1:{self.ports['namenode-http']}   "
                   f"ResourceManager UI http://127.0.0.1:{self.ports['rm-http']}")
             return 0
@@ -402,6 +455,14 @@ def _java() -> str:
 
 def _java_home() -> str:
     return os.environ.get("JAVA_HOME") or str(Path(os.path.realpath(_java())).parents[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _tail(path: Path, lines: int = 25) -> str:

@@ -165,7 +165,8 @@ def cmd_flow_build(args: argparse.Namespace) -> None:
         from glmix.deploy import ship
 
         shipment = ship(lambda message: console.print(message, highlight=False, markup=False))
-        console.print(f"shipped: {shipment.environment}, {shipment.code}", highlight=False, markup=False)
+        console.print(f"shipped: {shipment.spark_environment}, {shipment.launcher_environment}, {shipment.code}",
+                      highlight=False, markup=False)
     project = build_project(config, Path(args.project), shipment)
     console.print(f"wrote Azkaban project {project}")
     if args.zip:

@@ -3,7 +3,8 @@
 A backend (local processes or YARN) runs one *attempt* of a job at a time; ``run_attempts`` decides
 what follows an attempt, the same way for both: success ends the job; a failed chief, a timeout,
 an allocation that never came or a kill end it as failed; any other tracked task's failure starts a
-new attempt (every task, so training resumes from its checkpoints) while attempts remain.
+new attempt (every task, so training resumes from its checkpoints) while attempts remain. On YARN
+a new attempt avoids the nodes where tasks failed, as long as other nodes remain.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class TaskOutcome:
     exit_code: int | None
     stderr_tail: str
     where: str                # a log directory, or "container on node"
+    node: str = ""            # YARN: the host the task ran on, which a new attempt avoids
 
 
 @dataclass

@@ -102,12 +102,12 @@ def peak_child_rss_mb() -> float:
 
 
 def write_result(results_dir: str, task_type: str, index: int, attempt: int, exit_code: int,
-                 seconds: float) -> None:
+                 seconds: float, host: str) -> None:
     """The task's outcome where the client reads it even after the application is gone."""
     from glmix.io.storage import join, write_file_atomically
 
     record = {"task": f"{task_type}:{index}", "attempt": attempt, "exit_code": exit_code,
-              "seconds": round(seconds, 3), "peak_rss_mb": peak_child_rss_mb(), "host": socket.gethostname(),
+              "seconds": round(seconds, 3), "peak_rss_mb": peak_child_rss_mb(), "host": host,
               "container": os.environ.get("CONTAINER_ID", ""), "stderr_tail": "\n".join(STDERR_TAIL)}
     write_file_atomically(join(results_dir, f"{task_type}-{index}.json"), json.dumps(record).encode())
 
@@ -124,11 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec = JobSpec.from_dict(json.loads(args.spec))
     store: KeyValueStore = DirectoryStore(args.kv_dir) if args.kv_dir else SkeinStore()
-    host = os.environ.get("GLMIX_TASK_HOST", "127.0.0.1")
+    host = os.environ.get("NM_HOST", "127.0.0.1")   # on YARN, the NodeManager names the task's node
     started = time.monotonic()
     code = run_task(spec, args.type, args.index, args.attempt, store, args.run_id, host)
     if args.results_dir:
-        write_result(args.results_dir, args.type, args.index, args.attempt, code, time.monotonic() - started)
+        write_result(args.results_dir, args.type, args.index, args.attempt, code, time.monotonic() - started, host)
     return code
 
 

@@ -5,7 +5,9 @@ and waits at the barrier before starting the user's command with TF_CONFIG. The 
 the containers: when every tracked task has succeeded it shuts the application down as SUCCEEDED
 (untracked tasks such as ps are stopped with it); a failed chief fails the job; another failed
 tracked task fails the attempt, and a new attempt (a new application) starts while attempts
-remain, so training resumes from its checkpoints. Allocation and job timeouts kill the
+remain, so training resumes from its checkpoints: on other nodes than the ones where tasks failed
+(a bad disk or a lost node), while the cluster has others, so what a restarted task needs must be
+on shared storage. Allocation and job timeouts kill the
 application; so does Ctrl-C. Preempted containers (YARN exit status -102) are reported as
 preemptions, not task failures.
 """
@@ -92,12 +94,13 @@ class YarnBackend:
     def __init__(self) -> None:
         import skein  # noqa: F401  (fail early with a clear ImportError)
 
-    def skein_spec(self, spec: JobSpec, attempt: int, spec_file: Path) -> Any:
+    def skein_spec(self, spec: JobSpec, attempt: int, spec_file: Path, nodes: list[str] | None = None) -> Any:
+        """The attempt's application; ``nodes``, when given, are the only hosts its tasks may run on."""
         import skein
 
         files = {"spec.json": skein.File(str(spec_file))}
         python = sys.executable
-        env = {"GLMIX_TASK_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+        env = {"PYTHONUNBUFFERED": "1"}
         if spec.python and spec.python.path:
             python = f"{spec.python.path}/bin/python"
         elif spec.python and spec.python.archive:
@@ -120,7 +123,8 @@ class YarnBackend:
             services[task_type] = skein.Service(
                 instances=task.instances, max_restarts=0, allow_failures=True,  # the client decides
                 resources=skein.Resources(memory=task.memory, vcores=task.vcores, gpus=task.gpus),
-                files=task_files, env={**env, **task.env}, script=script)
+                files=task_files, env={**env, **task.env}, script=script,
+                **({"nodes": nodes, "relax_locality": False} if nodes else {}))
         return skein.ApplicationSpec(
             name=spec.name, queue=spec.queue, node_label=spec.node_label or "", tags=set(spec.tags) | {"glmix"},
             max_attempts=1, master=skein.Master(resources=skein.Resources(memory=AM_MEMORY_MB, vcores=1)),
@@ -140,10 +144,11 @@ class YarnBackend:
             spec_file = Path(tmp) / "spec.json"
             spec_file.write_text(json.dumps(spec.to_dict()))
             events: EventLog | None = None
+            failed_nodes: set[str] = set()
 
             def attempt(k: int) -> tuple[AttemptStatus, TaskOutcome | None]:
                 nonlocal events
-                app_id = client.submit(self.skein_spec(spec, k, spec_file))
+                app_id = client.submit(self.skein_spec(spec, k, spec_file, _nodes_avoiding(client, failed_nodes)))
                 if events is None:
                     result.app_id = app_id
                     events = EventLog(f"{history_dir()}/{app_id}.jsonl")
@@ -154,11 +159,14 @@ class YarnBackend:
                 for record in read_task_results(app_id).values():
                     events.emit("task_finished", app_id=app_id, **record)
                 result.attempt_ids.append(app_id)
+                if outcome[1] is not None and outcome[1].node:
+                    failed_nodes.add(outcome[1].node)
                 return outcome
 
             def restarted(k: int, reason: str) -> None:
                 assert events is not None
-                events.emit("attempt_restarted", app_id=result.attempt_ids[-1], attempt=k, reason=reason)
+                events.emit("attempt_restarted", app_id=result.attempt_ids[-1], attempt=k, reason=reason,
+                            avoiding=sorted(failed_nodes))
 
             run_attempts(spec, result, attempt, restarted)
             if events is not None:
@@ -204,15 +212,17 @@ class YarnBackend:
             return interrupted()
         return self._outcome(app_id, spec, str(report.final_status), report.diagnostics or "")
 
-    def _outcome(self, app_id: str, spec: JobSpec, final_status: str,
-                 diagnostics: str) -> tuple[AttemptStatus, TaskOutcome | None]:
-        """Decide from the tasks' own result records, which outlive the application."""
+    def _outcome(self, app_id: str, spec: JobSpec, final_status: str, diagnostics: str,
+                 failed_first: str = "") -> tuple[AttemptStatus, TaskOutcome | None]:
+        """Decide from the tasks' own result records, which outlive the application: a failed chief,
+        else the task whose container failed first (``failed_first``; the others were stopped)."""
         results = read_task_results(app_id)
         failed = [r for r in results.values() if r["exit_code"] != 0 and spec.is_tracked(r["task"].split(":")[0])]
         if failed:
-            first = next((r for r in failed if r["task"].startswith("chief:")), failed[0])
+            first = next((r for r in failed if r["task"].startswith("chief:")), None) or next(
+                (r for r in failed if r["task"] == failed_first), failed[0])
             outcome = TaskOutcome(first["task"], first["exit_code"], first["stderr_tail"],
-                                  f"{first['container']} on {first['host']}")
+                                  f"{first['container']} on {first['host']}", first["host"])
             return ("chief_failed" if first["task"].startswith("chief:") else "task_failed"), outcome
         expected = {f"{t}:{i}" for t, i in spec.instances() if spec.is_tracked(t)}
         if final_status == "SUCCEEDED" and expected <= set(results):
@@ -245,7 +255,7 @@ class YarnBackend:
                 if str(PREEMPTED_EXIT) in (c.exit_message or ""):
                     return "preempted", TaskOutcome(c.id.replace("_", ":"), PREEMPTED_EXIT, "preempted by YARN",
                                                     f"{c.yarn_container_id} on {c.yarn_node_http_address}")
-                return self._outcome(app_id, spec, "FAILED", c.exit_message or "")
+                return self._outcome(app_id, spec, "FAILED", c.exit_message or "", c.id.replace("_", ":"))
         tracked = [c for c in containers if spec.is_tracked(c.service_name)]
         expected = sum(t.instances for name, t in spec.tasks.items() if spec.is_tracked(name))
         if len(tracked) == expected and all(str(c.state) == "SUCCEEDED" for c in tracked):
@@ -258,6 +268,14 @@ class YarnBackend:
                 waiting[0].id.replace("_", ":"), None,
                 f"container not allocated within {spec.timeouts.allocation:.0f}s", "")
         return None
+
+
+def _nodes_avoiding(client: Any, failed: set[str]) -> list[str] | None:
+    """The running nodes other than ``failed``, or None (anywhere) when nothing failed or no other node is left."""
+    if not failed:
+        return None
+    others = sorted(node.host for node in client.get_nodes(states=["RUNNING"]) if node.host not in failed)
+    return others or None
 
 
 def read_task_results(app_id: str, wait_s: float = 10) -> dict[str, dict[str, Any]]:

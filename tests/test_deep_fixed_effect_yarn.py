@@ -1,4 +1,5 @@
-"""The Keras fixed effect with two workers on the dev YARN cluster: a killed worker resumes from backup."""
+"""The Keras fixed effect with two workers on the two-node YARN dev cluster: a killed worker's attempt
+restarts on the other node and resumes from the backup published on HDFS."""
 
 from __future__ import annotations
 
@@ -19,14 +20,20 @@ from glmix.settings import FeatureShard
 from jobs.index_features import index_features
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 from launcher.spec import JobSpec
-from launcher.yarn import YarnBackend
+from launcher.yarn import YarnBackend, read_task_results
 from tests.conftest import our_running_apps
 
 
-def kill_worker_after_first_backup(backup: Path, stop: threading.Event, killed: list[int]) -> None:
-    """Like a lost node: SIGKILL worker 1 of attempt 1 once the chief has backed up an epoch."""
+def published_backup(root: str) -> bool:
+    """Whether the chief has published an epoch's backup beside the output (its default place)."""
+    storage = storage_for(root)
+    return any(e.name.startswith("._keras-backup-") and is_published(e.uri) for e in storage.list(root))
+
+
+def kill_worker_after_first_backup(root: str, stop: threading.Event, killed: list[int]) -> None:
+    """Like a lost node: SIGKILL worker 1 of attempt 1 once the chief has published a backup."""
     while not stop.is_set():
-        if backup.exists() and any(backup.rglob("*.index")):
+        if published_backup(root):
             for proc in psutil.process_iter(["cmdline"]):
                 try:
                     environ = proc.environ()
@@ -37,7 +44,7 @@ def kill_worker_after_first_backup(backup: Path, stop: threading.Event, killed: 
                     proc.kill()
                     killed.append(proc.pid)
                     return
-        time.sleep(0.05)
+        time.sleep(0.2)
 
 
 def test_two_keras_workers_on_yarn_resume_after_a_kill(dev_cluster: Cluster, spark, tmp_path: Path,
@@ -51,14 +58,13 @@ def test_two_keras_workers_on_yarn_resume_after_a_kill(dev_cluster: Cluster, spa
                              str(tmp_path / "fe" / split), 2)
     copy_tree(str(tmp_path / "index"), f"{hdfs_root}/index")
     copy_tree(str(tmp_path / "fe"), f"{hdfs_root}/fe")
-    backup = tmp_path / "backup"
     command = (f"{sys.executable} -m glmix.train.keras_fixed_effect --index {hdfs_root}/index --train {hdfs_root}/fe/train "
                f"--validation {hdfs_root}/fe/validation --output {hdfs_root}/model --task logistic --epochs 40 "
-               f"--batch-size 128 --backup-dir {backup}")
+               f"--batch-size 128")
     job = JobSpec.from_dict({"name": "glmix-it-keras", "max_attempts": 2, "timeouts": {"registration": 120},
                              "tasks": {"worker": {"instances": 2, "memory": 2048, "command": command}}})
     stop, killed = threading.Event(), []
-    killer = threading.Thread(target=kill_worker_after_first_backup, args=(backup, stop, killed), daemon=True)
+    killer = threading.Thread(target=kill_worker_after_first_backup, args=(hdfs_root, stop, killed), daemon=True)
     killer.start()
     try:
         result = YarnBackend().submit(job)
@@ -70,6 +76,10 @@ def test_two_keras_workers_on_yarn_resume_after_a_kill(dev_cluster: Cluster, spa
     assert is_published(f"{hdfs_root}/model")
     report = json.loads(storage_for(f"{hdfs_root}/model").read_bytes(f"{hdfs_root}/model/_report.json"))
     assert report["workers"] == 2 and 0 < report["epochs_run"] < 40     # the second attempt resumed
+    first, second = result.attempt_ids
+    killed_on = read_task_results(first)["worker:1"]["host"]
+    assert killed_on not in {r["host"] for r in read_task_results(second).values()}   # on the other node
+    assert not published_backup(hdfs_root)                              # removed once the model is published
     scores = read_parquet(f"{hdfs_root}/model/scores/train")
     assert scores.num_rows == total_rows(str(tmp_path / "fe" / "train"))
     assert storage_for(hdfs_root).exists(f"{hdfs_root}/model/saved_model/saved_model.pb")

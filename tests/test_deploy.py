@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cluster.devcluster import REPO
 from glmix.deploy import ENV_LINK, Shipment, code_archive
-from glmix.deploy.environment import LEFT_OUT, requirements
+from glmix.deploy.environment import LEFT_OUT, TENSORFLOW, environment_digest, requirements
 from glmix.flow.azkaban import Flow, Node, read_project, write_project
 from glmix.flow.runner import LocalRunner
 from glmix.game.config import GameConfig
@@ -21,8 +21,8 @@ from glmix.game.flow_builder import build_project
 from launcher.spec import JobSpec
 from tests.test_azkaban_loader import azkaban_load
 
-SHIPMENT = Shipment("hdfs:///u/.glmix/spark/a-spark-jars.zip", "hdfs:///u/.glmix/envs/b-glmix-env.tar.gz",
-                    "hdfs:///u/.glmix/code/c-glmix-code.zip")
+SHIPMENT = Shipment("hdfs:///u/.glmix/spark/a-spark-jars.zip", "hdfs:///u/.glmix/envs/b-glmix-spark-env.tar.gz",
+                    "hdfs:///u/.glmix/envs/c-glmix-launcher-env.tar.gz", "hdfs:///u/.glmix/code/d-glmix-code.zip")
 
 
 def test_code_archive_is_deterministic_and_imports_from_the_zip(tmp_path: Path) -> None:
@@ -41,22 +41,25 @@ def test_code_archive_is_deterministic_and_imports_from_the_zip(tmp_path: Path) 
 
 
 def test_environment_leaves_out_what_only_the_submitting_machine_needs() -> None:
-    names = [r.split("==")[0] for r in requirements()]
+    names = [r.split("==")[0] for r in requirements("launcher")]
     assert "tensorflow" in names and "fastavro" in names and "skein" in names
     assert not set(names) & set(LEFT_OUT)
-    assert all("==" in r for r in requirements())          # pinned, as pyproject.toml pins them
+    assert all("==" in r for r in requirements("launcher"))   # pinned, as pyproject.toml pins them
+    spark = [r.split("==")[0] for r in requirements("spark")]
+    assert set(spark) == set(names) - TENSORFLOW and "tensorflow" not in spark and "scipy" in spark
+    assert environment_digest("spark") != environment_digest("launcher")
 
 
 def test_shipped_options_reach_spark_and_the_launcher() -> None:
     spark = shlex.split(SHIPMENT.spark_options())
     assert f"spark.yarn.archive={SHIPMENT.spark_jars}" in spark
-    assert spark[spark.index("--archives") + 1] == f"{SHIPMENT.environment}#{ENV_LINK}"
+    assert spark[spark.index("--archives") + 1] == f"{SHIPMENT.spark_environment}#{ENV_LINK}"
     assert spark[spark.index("--py-files") + 1] == SHIPMENT.code
     assert f"spark.pyspark.python=./{ENV_LINK}/bin/python" in spark
     assert f"spark.pyspark.driver.python=./{ENV_LINK}/bin/python" in spark
     sets = shlex.split(SHIPMENT.launcher_options())[1::2]
     spec = JobSpec.from_dict({"name": "j", "tasks": {"worker": {"instances": 1, "command": "true"}}}, sets)
-    assert spec.python is not None and spec.python.archive == SHIPMENT.environment and spec.code == SHIPMENT.code
+    assert spec.python is not None and spec.python.archive == SHIPMENT.launcher_environment and spec.code == SHIPMENT.code
 
 
 def test_a_shipped_project_runs_in_cluster_mode_and_azkaban_loads_it(tmp_path: Path) -> None:

@@ -47,7 +47,11 @@ def test_webhdfs_and_hdfs_cli_see_the_same_files(dev_cluster: Cluster, tmp_path:
 
 def test_yarn_cli_and_sizing(dev_cluster: Cluster) -> None:
     nodes = run("yarn", "node", "-list")
-    assert "Total Nodes:1" in nodes and "RUNNING" in nodes
+    assert f"Total Nodes:{dev_cluster.nodes}" in nodes and nodes.count("RUNNING") == dev_cluster.nodes
+    assert dev_cluster.nodes >= 2 and "127.0.0.2:" in nodes       # each node on its own loopback address
+    local_dirs = {(dev_cluster.node_conf_dir(n) / "yarn-site.xml").read_text().split("nm-local")[1][:3]
+                  for n in range(1, dev_cluster.nodes + 1)}
+    assert len(local_dirs) == dev_cluster.nodes                    # no local directory shared
     classpath = run("yarn", "classpath", "--glob").strip().split(":")
     assert classpath[0] == str(dev_cluster.conf_dir)
     assert any(p.endswith("hadoop-yarn-client-3.5.0.jar") for p in classpath)
@@ -64,6 +68,9 @@ rows.write.mode("overwrite").format("avro").save(source)
 back = spark.read.format("avro").load(source)
 back.groupBy("userId").count().write.mode("overwrite").format("avro").save(target)
 print("COUNT", back.count(), spark.read.format("avro").load(target).count())
+tracker = spark.sparkContext._jsc.sc().statusTracker()
+driver = spark.conf.get("spark.driver.host")
+print("EXECUTOR_HOSTS", " ".join(sorted({e.host() for e in tracker.getExecutorInfos()} - {driver})))
 spark.stop()
 """
 
@@ -77,6 +84,8 @@ def test_pyspark_on_yarn_reads_and_writes_avro_on_hdfs(dev_cluster: Cluster, tmp
                                         executor_memory="512m", executors=2)
     out = run(*command, env=env)
     assert "COUNT 5000 7" in out
+    executor_hosts = next(line for line in out.splitlines() if line.startswith("EXECUTOR_HOSTS")).split()[1:]
+    assert len(executor_hosts) == 2, out      # the two executors on two nodes: shuffled across hosts
     finished = run("yarn", "application", "-list", "-appStates", "FINISHED")
     line = next(line for line in finished.splitlines() if name in line)
     assert "SPARK" in line and "SUCCEEDED" in line

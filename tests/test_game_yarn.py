@@ -66,7 +66,7 @@ def test_shipped_flow_run_as_azkaban_runs_it_matches_the_local_run(dev_cluster: 
     logs = {log.stem: log.read_text() for log in (project / ".glmix-run" / "logs").glob("*.log")}
     assert "(state: FINISHED)" in logs["index"] and "spark.yarn.archive=hdfs://" in logs["index"]
     assert not [name for name, text in logs.items() if "falling back to uploading libraries" in text]
-    assert "Not copying hdfs://" in logs["index"] and shipment.environment.split("/")[-1] in logs["index"]
+    assert "Not copying hdfs://" in logs["index"] and shipment.spark_environment.split("/")[-1] in logs["index"]
 
     # where a driver and its executors found Python and glmix, under the same options
     found_at = f"{hdfs_root}/probe.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import pytest
 from cluster.devcluster import Cluster
 from launcher.events import read_events
 from launcher.spec import JobSpec
-from launcher.yarn import YarnBackend, history_dir
+from launcher.yarn import YarnBackend, history_dir, read_task_results
 from tests.conftest import our_running_apps
 
 JOB = Path(__file__).parent / "launcher_jobs" / "keras_mwms.py"
@@ -28,12 +29,17 @@ def yarn(dev_cluster: Cluster):
     assert not our_running_apps(dev_cluster.conf_dir), "the test left an application running"
 
 
-def keras_spec(tmp_path: Path, max_attempts: int = 1, **env) -> JobSpec:
-    # TensorFlow has no hdfs:// file system; the single-node cluster's containers share local disk.
-    command = f"{sys.executable} {JOB} {tmp_path / 'backup'}"
+def keras_spec(backup: str, max_attempts: int = 1, **env) -> JobSpec:
+    command = f"{sys.executable} {JOB} {backup}"
     return JobSpec.from_dict({"name": "glmix-it-keras", "max_attempts": max_attempts,
                               "timeouts": {"registration": 90},
                               "tasks": {"worker": {"instances": 2, "memory": 1024, "command": command, "env": env}}})
+
+
+def all_hosts() -> list[str]:
+    """The running nodes, as YARN names them."""
+    listing = subprocess.run(["yarn", "node", "-list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0].split(":")[0] for line in listing.splitlines() if "RUNNING" in line]
 
 
 def yarn_logs(app_id: str, *expected: str, timeout: float = 90.0) -> str:
@@ -47,8 +53,8 @@ def yarn_logs(app_id: str, *expected: str, timeout: float = 90.0) -> str:
         time.sleep(1)
 
 
-def test_two_workers_mwms_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
-    result = yarn.submit(keras_spec(tmp_path))
+def test_two_workers_mwms_on_yarn(yarn: YarnBackend, hdfs_root: str) -> None:
+    result = yarn.submit(keras_spec(f"{hdfs_root}/backup"))
     assert result.final_status == "SUCCEEDED" and result.attempts == 1, result.failed
     logs = yarn_logs(result.app_id, "worker:0 trained epochs=6", "worker:1 trained epochs=6")
     assert "worker:0 trained epochs=6" in logs and "worker:1 trained epochs=6" in logs
@@ -63,12 +69,20 @@ def test_two_workers_mwms_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
     assert all(e["exit_code"] == 0 and e["peak_rss_mb"] > 100 for e in task_events.values())  # TensorFlow workers
 
 
-def test_killed_worker_restarts_attempt_and_resumes_on_yarn(yarn: YarnBackend, tmp_path: Path) -> None:
-    result = yarn.submit(keras_spec(tmp_path, max_attempts=2, GLMIX_KILL_ME_AT_EPOCH="2"))
+def test_killed_worker_restarts_on_another_node_and_resumes_from_hdfs(yarn: YarnBackend, hdfs_root: str) -> None:
+    result = yarn.submit(keras_spec(f"{hdfs_root}/backup", max_attempts=2, GLMIX_KILL_ME_AT_EPOCH="2"))
     assert result.final_status == "SUCCEEDED" and result.attempts == 2, result.failed
     first, second = result.attempt_ids
     assert "killing itself after epoch 2" in yarn_logs(first, "killing itself after epoch 2")
-    assert "trained epochs=3" in yarn_logs(second, "trained epochs=3")  # resumed from the BackupAndRestore checkpoint
+    # the new attempt avoided the node where worker 1 died: its local disk is not where it resumed from
+    killed_on = read_task_results(first)["worker:1"]["host"]
+    retried_on = {r["host"] for r in read_task_results(second).values()}
+    assert len(all_hosts()) >= 2 and killed_on not in retried_on and retried_on <= set(all_hosts())
+    restarted = next(e for e in read_events(f"{history_dir()}/{result.app_id}.jsonl") if e["event"] == "attempt_restarted")
+    assert restarted["avoiding"] == [killed_on]
+    logs = yarn_logs(second, "worker:1 trained epochs=")
+    epochs = {int(n) for n in re.findall(r"worker:\d trained epochs=(\d+)", logs)}
+    assert epochs and epochs <= {3, 4}, logs      # resumed from the epoch 1 or 2 backup published on HDFS
 
 
 def test_failing_task_via_cli_exit_code_and_stderr(dev_cluster: Cluster, tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """What a cluster needs to run glmix's stages when no node has glmix installed, as spark-submit and
-launcher options: Spark's jars (``spark.yarn.archive``), the packed Python environment (localized
-by YARN as ``./glmix-env``) and glmix's code (on the Python path of the driver and the executors,
-and ``./code`` in launcher containers). Everything is on HDFS, uploaded once per content hash."""
+launcher options: Spark's jars (``spark.yarn.archive``), the packed Python environments (localized
+by YARN as ``./glmix-env`` in Spark's containers, ``./pyenv`` in the launcher's; Spark's without
+TensorFlow) and glmix's code (on the Python path of the driver and the executors, and ``./code``
+in launcher containers). Everything is on HDFS, uploaded once per content hash."""
 
 from __future__ import annotations
 
@@ -18,23 +19,25 @@ ENV_LINK = "glmix-env"
 
 @dataclass(frozen=True)
 class Shipment:
-    spark_jars: str     # hdfs:// zip of Spark's jars
-    environment: str    # hdfs:// venv-pack archive
-    code: str           # hdfs:// zip of glmix, jobs, launcher and the Avro schemas
+    spark_jars: str             # hdfs:// zip of Spark's jars
+    spark_environment: str      # hdfs:// venv-pack archive for drivers and executors
+    launcher_environment: str   # hdfs:// venv-pack archive for the launcher's tasks (with TensorFlow)
+    code: str                   # hdfs:// zip of glmix, jobs, launcher and the Avro schemas
 
     def spark_options(self) -> str:
         """spark-submit options: the driver (in YARN, ``--deploy-mode cluster``) and the executors
         run the shipped Python and import glmix from the shipped code."""
         python = f"./{ENV_LINK}/bin/python"
         return shlex.join(["--conf", f"spark.yarn.archive={self.spark_jars}",
-                           "--archives", f"{self.environment}#{ENV_LINK}", "--py-files", self.code,
+                           "--archives", f"{self.spark_environment}#{ENV_LINK}", "--py-files", self.code,
                            "--conf", f"spark.pyspark.python={python}", "--conf", f"spark.pyspark.driver.python={python}"])
 
     def launcher_options(self) -> str:
         """``launcher submit`` options: every task runs the shipped Python with the code as ``./code``."""
-        return shlex.join(["--set", f"python.archive={self.environment}", "--set", f"code={self.code}"])
+        return shlex.join(["--set", f"python.archive={self.launcher_environment}", "--set", f"code={self.code}"])
 
 
 def ship(say: Callable[[str], None] = print) -> Shipment:
-    """Make (first time only) and upload (once per content) the three archives."""
-    return Shipment(spark_jars_archive(), upload_environment(say), upload_code())
+    """Make (first time only) and upload (once per content) the four archives."""
+    return Shipment(spark_jars_archive(), upload_environment("spark", say), upload_environment("launcher", say),
+                    upload_code())

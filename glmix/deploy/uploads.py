@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from glmix.errors import StorageError
-from glmix.io.storage import storage_for
+from glmix.io.storage import storage_for, with_namenode
 
 CHUNK = 1 << 24
 REPO = Path(__file__).resolve().parents[2]
@@ -18,9 +18,10 @@ CACHE = REPO / ".cache" / "ship"      # the local copies of what is shipped
 
 
 def cluster_home() -> str:
-    """Where glmix keeps its uploads and job history on HDFS: the submitting user's ``.glmix``."""
+    """Where glmix keeps its uploads and job history on HDFS: the submitting user's ``.glmix``, with
+    the namenode spelled out, so Spark and the launcher name a shipped file alike (one cached copy)."""
     user = os.environ.get("HADOOP_USER_NAME") or os.environ.get("USER", "root")
-    return f"hdfs:///user/{user}/.glmix"
+    return with_namenode(f"hdfs:///user/{user}/.glmix")
 
 
 def file_digest(path: Path) -> str:

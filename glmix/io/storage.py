@@ -386,6 +386,16 @@ def qualified(uri: str) -> str:
     return uri if "://" in uri else Path(uri).resolve().as_uri()
 
 
+def with_namenode(uri: str) -> str:
+    """``hdfs:///path`` with the default file system's namenode spelled out (``hdfs://host:port/path``),
+    the form Spark gives YARN: a node caches a localized file under its URL, so two spellings of one
+    file are downloaded and unpacked twice."""
+    default_fs = _hadoop_conf().get("fs.defaultFS", "")
+    if uri.startswith("hdfs:///") and default_fs.startswith("hdfs://"):
+        return default_fs.rstrip("/") + uri.removeprefix("hdfs://")
+    return uri
+
+
 def storage_for(uri: str) -> Storage:
     """The backend for a local path, file:// URI or hdfs:// URI."""
     scheme = urlparse(uri).scheme if "://" in uri else ""

@@ -213,6 +213,7 @@ class Trainer:
             return f, g + l2 * b + prior_precision * delta
 
         state = self._load_checkpoint()
+        resumed_from = state.iteration if state else None       # before the solver advances the state in place
         evaluator = default_evaluator(c.task)
 
         validation_curve: list[tuple[int, float]] = []
@@ -243,7 +244,7 @@ class Trainer:
                            if self.context.is_chief else None)
         return self._publish(collective, uid, train_scores, result, variances, validation_curve, tensorboard_dir, {
             **data, "load_seconds": load_seconds, "compile_seconds": compile_seconds, "train_seconds": train_seconds,
-            "wall_seconds": time.monotonic() - started, "resumed_from_iteration": state.iteration if state else None})
+            "wall_seconds": time.monotonic() - started, "resumed_from_iteration": resumed_from})
 
     # ------------------------------------------------------------------ pieces
     def fingerprint(self) -> str:

@@ -9,10 +9,9 @@ workers with MultiWorkerMirroredStrategy (TF_CONFIG from the launcher), GDMix st
 Each worker loads its share of the rows (glmix.data.sparse_rows), pads them into ``indices`` /
 ``values`` matrices and feeds ``model(indices, values) + offset`` to the task's pointwise loss
 (logistic, squared, Poisson) with the row weights. Progress is backed up every epoch with Keras'
-BackupAndRestore into a directory on the chief's local disk keyed by the output path, so a
-restarted attempt resumes where the last one stopped (all workers must see that path: true for
-the local backend and a single-node cluster; on a multi-node cluster point --backup-dir at a
-shared mount).
+BackupAndRestore and published to storage beside the output (glmix.train.keras_backup; keyed by
+the output, the data and the config), so a restarted attempt resumes where the last one stopped,
+on whichever node it runs.
 
 Output (published atomically by the chief): saved_model/ (the user model: inputs indices and
 values, output the margin), scores/train/ and scores/validation/ (Parquet uid, score: the same
@@ -30,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -45,6 +43,7 @@ from glmix.io.storage import copy_tree, join, storage_for
 from glmix.settings import SHARD_META, Settings, Task
 from glmix.stage_args import StageArgs
 from glmix.train.fixed_effect import Collective, WorkerContext, publish_directory, sibling_dir, write_scores
+from glmix.train.keras_backup import SharedBackup
 
 
 class KerasConfig(Settings):
@@ -105,7 +104,8 @@ class KerasTrainer:
         self.context = WorkerContext.from_environment()
         self.tmp = sibling_dir(output, f"._tmp-{self.context.run_id}-")
         key = hashlib.sha256(json.dumps([output, train, config.model_dump()], sort_keys=True).encode()).hexdigest()
-        self.backup_dir = backup_dir or str(Path(tempfile.gettempdir()) / "glmix-keras-backup" / key[:16])
+        self.backup = SharedBackup(backup_dir or sibling_dir(output, f"._keras-backup-{key[:16]}-"),
+                                   self.context.is_chief)
 
     def _inputs(self, rows: SparseRows) -> dict[str, np.ndarray]:
         indices, values = padded(rows)
@@ -143,9 +143,10 @@ class KerasTrainer:
             full.compile(optimizer=keras.optimizers.get({"class_name": c.optimizer,
                                                           "config": {"learning_rate": c.learning_rate}}),
                          loss=pointwise_loss(c.task))
+        self.backup.restore()
         fit_started = time.monotonic()
         history = full.fit(dataset, epochs=c.epochs, steps_per_epoch=steps, verbose=2 if self.context.is_chief else 0,
-                           callbacks=[keras.callbacks.BackupAndRestore(self.backup_dir)])
+                           callbacks=self.backup.callbacks())
         fit_seconds = time.monotonic() - fit_started
         examples = steps * c.epochs * c.batch_size * self.context.count
         score_started = time.monotonic()
@@ -190,7 +191,7 @@ class KerasTrainer:
         storage.write_bytes(join(self.tmp, SHARD_META), storage.read_bytes(join(self.train_uri, SHARD_META)))
         storage.write_bytes(join(self.tmp, "_report.json"), json.dumps(report, indent=2, default=float).encode())
         publish_directory(self.tmp, self.output)
-        shutil.rmtree(self.backup_dir, ignore_errors=True)
+        self.backup.clear()
 
 
 class KerasArgs(StageArgs, KerasConfig):
@@ -204,8 +205,8 @@ class KerasArgs(StageArgs, KerasConfig):
     output: str
     offsets: list[str] | None = None
     offsets_exclude: str | None = None
-    backup_dir: str | None = Field(None, description="where epochs are backed up (default: local temp keyed by "
-                                                     "output)")
+    backup_dir: str | None = Field(None, description="where epochs are backed up, on storage every node sees "
+                                                     "(default: beside the output)")
 
     def config(self) -> KerasConfig:
         return KerasConfig.model_validate(self.model_dump(include=set(KerasConfig.model_fields)))
