@@ -69,12 +69,12 @@ def run() -> None:
         hdfs.delete(ROOT)
         for path in (local / "data").glob("[tv]*/*.avro"):
             hdfs.write_bytes(f"{ROOT}/data/{path.parent.name}/{path.name}", path.read_bytes())
+        c = config(f"{ROOT}/data", f"{ROOT}/out")
         started = time.monotonic()
-        shipment = ship()
+        shipment = ship(c.needs_tensorflow)
         shipping = time.monotonic() - started
         # this machine as an Azkaban executor: the cluster's Spark client configuration (both runs)
         env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "SPARK_CONF_DIR": str(cluster.spark_conf_dir)}
-        c = config(f"{ROOT}/data", f"{ROOT}/out")
         in_process, in_stages = run_flow(build_project(c, local / "in-process"), False, env)
         literal_project = build_project(c, local / "literal", shipment)
         first, _ = run_flow(literal_project, True, env)

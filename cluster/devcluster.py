@@ -400,23 +400,25 @@ class Cluster:
         return [f for f in self.pid_dir.glob("*.pid") if f.name not in names] if self.pid_dir.exists() else []
 
     def down(self) -> None:
-        """Stop every daemon with a pid file, NodeManagers first (whatever number of nodes they were started with)."""
-        files = sorted(self.pid_dir.glob("*.pid"), key=lambda f: not f.name.startswith("nodemanager")) \
-            if self.pid_dir.exists() else []
-        for pid_file in files:
-            name = pid_file.stem
-            pid = self.pid(Daemon(name, "", 0))
-            pid_file.unlink(missing_ok=True)
-            if pid is None:
-                continue
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(100):
-                if not _alive(pid):
-                    break
+        """Stop every daemon with a pid file (whatever number of nodes they were started with): the
+        NodeManagers first, then the others, each group at once (SIGTERM, SIGKILL after 10 s)."""
+        files = list(self.pid_dir.glob("*.pid")) if self.pid_dir.exists() else []
+        for group in ([f for f in files if f.name.startswith("nodemanager")],
+                      [f for f in files if not f.name.startswith("nodemanager")]):
+            stopping = {}
+            for pid_file in group:
+                pid = self.pid(Daemon(pid_file.stem, "", 0))
+                pid_file.unlink(missing_ok=True)
+                if pid is not None:
+                    os.killpg(pid, signal.SIGTERM)
+                    stopping[pid_file.stem] = pid
+            deadline = time.monotonic() + 10
+            while any(_alive(pid) for pid in stopping.values()) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            else:
-                os.killpg(pid, signal.SIGKILL)
-            print(f"stopped {name} (pid {pid})")
+            for name, pid in stopping.items():
+                if _alive(pid):
+                    os.killpg(pid, signal.SIGKILL)
+                print(f"stopped {name} (pid {pid})")
         _kill_orphan_containers(self.run_dir)
 
     def status(self) -> int:

@@ -164,7 +164,7 @@ def cmd_flow_build(args: argparse.Namespace) -> None:
     if args.ship:
         from glmix.deploy import ship
 
-        shipment = ship(lambda message: console.print(message, highlight=False, markup=False))
+        shipment = ship(config.needs_tensorflow, lambda message: console.print(message, highlight=False, markup=False))
         console.print(f"shipped: {shipment.spark_environment}, {shipment.launcher_environment}, {shipment.code}",
                       highlight=False, markup=False)
     project = build_project(config, Path(args.project), shipment)

@@ -12,7 +12,10 @@ For one random-effect type (an entity-id field):
   as passive data (for scoring);
 * entities with more rows than the *upper bound* are down-sampled to exactly the bound, reproducibly
   (rows ranked by a hash of (uid, seed)), and the kept rows' weights scaled by n / bound, as Photon
-  ML does; the rows left out are passive data too (the trainer scores them with the entity's model);
+  ML does; the rows left out are passive data too (the trainer scores them with the entity's model).
+  A heavy entity's rows are thinned *before* they are grouped (see :func:`_thinned`), so no task
+  ever holds more than about the bound of one entity's rows: an entity with 1% of ten billion rows
+  would otherwise be one task's hundred million rows;
 * each entity is projected onto the features present in its own rows: ``features`` lists them
   (sorted global indices); a row's ``indices`` are global too, so its local columns are
   ``searchsorted(features, indices)`` (the trainer's, vectorized; Spark has no compiled lookup);
@@ -78,9 +81,11 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     offset_check = None
     if offsets is not None:
         rows, offset_check = _with_offsets(spark, rows, offsets, offsets_exclude, policy)
+    heavy = _heavy_entities(rows, upper_bound) if upper_bound is not None else None
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
-    grouped = _group_by_entity(indexed)
-    bounded = _bounded(grouped, lower_bound, upper_bound, seed)
+    thinned = _thinned(indexed, heavy, upper_bound, seed) if heavy is not None and upper_bound is not None else None
+    grouped = _group_by_entity(thinned.rows if thinned else indexed, heavy)
+    bounded = _bounded(grouped, lower_bound, upper_bound, seed, thinned.left_out if thinned else None)
 
     with publish_atomically(output) as tmp:
         assignment = _assignment(bounded, partitions)
@@ -108,6 +113,8 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
                                "mean": sum(row_sizes) / max(1, len(row_sizes))}})
         report.write_into(tmp)
         grouped.unpersist()
+        if heavy is not None:
+            heavy.unpersist()
     return report.to_dict()
 
 
@@ -133,13 +140,53 @@ def _with_offsets(spark: SparkSession, rows: DataFrame, offsets: str, exclude: s
     return rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score"), check
 
 
-def _group_by_entity(indexed: DataFrame) -> DataFrame:
+@dataclass
+class _Thinned:
+    """Every row but the heavy entities' sure losers (``rows``), and those (``left_out``: passive rows)."""
+
+    rows: DataFrame
+    left_out: DataFrame
+
+
+def _hash(uid: Column, seed: int) -> Column:
+    """The down-sampling rank of a row: its entity keeps the rows of smallest hash."""
+    return F.xxhash64(uid, F.lit(seed))
+
+
+def _heavy_entities(rows: DataFrame, upper_bound: int) -> DataFrame:
+    """``entity_id, n_rows_before`` of the entities over the bound (cached). Counting rows per entity
+    is an aggregation Spark combines on the map side, so it is balanced whatever the skew; it reads
+    the input once more (the indexing it does not need)."""
+    counts = rows.groupBy("entity_id").agg(F.count(F.lit(1)).alias("n_rows_before"))
+    return counts.filter(F.col("n_rows_before") > upper_bound).cache()
+
+
+def _thinned(indexed: DataFrame, heavy: DataFrame, upper_bound: int, seed: int) -> _Thinned:
+    """Entities over the bound keep, of the rows of smallest hash, about ``bound + 8 sqrt(bound) +
+    16`` before grouping: each row stays when its hash is below the fraction ``q = that / n`` of the
+    hash range. Hashes are uniform, so all of the ``bound`` smallest stay, and the exact cut is made
+    after grouping; fewer than ``bound`` rows stay only when a Binomial(n, q) falls 8 standard
+    deviations below its mean (probability below 1e-15). The heavy entities are few (those over the
+    bound) and meet the rows as a broadcast."""
+    fraction = F.least(F.lit(1.0), F.lit(upper_bound + 8 * upper_bound ** 0.5 + 16) / F.col("_n_heavy"))
+    threshold = F.lit(-(2.0 ** 63)) + fraction * F.lit(2.0 ** 64)   # the hash is a signed 64-bit integer
+    marked = indexed.join(F.broadcast(heavy.withColumnRenamed("n_rows_before", "_n_heavy")), "entity_id", "left") \
+        .withColumn("_stays", F.col("_n_heavy").isNull() | (_hash(F.col("uid"), seed).cast("double") < threshold))
+    return _Thinned(marked.filter("_stays").select(*indexed.columns),
+                    marked.filter(~F.col("_stays")).select(*indexed.columns))
+
+
+def _group_by_entity(rows: DataFrame, heavy: DataFrame | None) -> DataFrame:
     """One shuffle: every entity's rows together (cached; the active and passive outputs and the
-    report all derive from it). uid leads the row struct, so sorting an entity's rows (a compiled
-    sort_array) orders them by uid."""
+    report all derive from it), with ``n_rows_before`` its rows in the input (a heavy entity's
+    count from ``heavy``: its thinned list is shorter). uid leads the row struct, so sorting an
+    entity's rows (a compiled sort_array) orders them by uid."""
     row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"))
-    return indexed.groupBy("entity_id").agg(F.collect_list(row).alias("_rows")) \
-        .withColumn("n_rows_before", F.size("_rows")).cache()
+    grouped = rows.groupBy("entity_id").agg(F.collect_list(row).alias("_rows"))
+    if heavy is None:
+        return grouped.withColumn("n_rows_before", F.size("_rows")).cache()
+    return grouped.join(F.broadcast(heavy), "entity_id", "left") \
+        .withColumn("n_rows_before", F.coalesce("n_rows_before", F.size("_rows"))).cache()
 
 
 @dataclass
@@ -150,29 +197,32 @@ class _Bounded:
     active: DataFrame
     passive: DataFrame          # entity_id, _rows
     n_rows: Column
+    left_out: DataFrame | None = None   # rows thinned out before grouping (ROW_COLUMNS + indices, values)
 
     def passive_rows(self) -> DataFrame:
-        return (self.passive.select("entity_id", F.explode("_rows").alias("r"))
-                .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
+        grouped = (self.passive.select("entity_id", F.explode("_rows").alias("r"))
+                   .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
+        return grouped if self.left_out is None else grouped.unionByName(self.left_out.select(*grouped.columns))
 
 
-def _bounded(grouped: DataFrame, lower_bound: int, upper_bound: int | None, seed: int) -> _Bounded:
+def _bounded(grouped: DataFrame, lower_bound: int, upper_bound: int | None, seed: int,
+             left_out: DataFrame | None = None) -> _Bounded:
     """Entities below the lower bound become passive; those above the upper bound keep the rows of
     smallest (hash(uid, seed), uid), their weights scaled to keep the entity's total, and the rows
-    left out become passive (lambdas, interpreted, but only for the entities over the bound)."""
+    left out (here and by :func:`_thinned`) become passive (lambdas, interpreted, but only for the
+    entities over the bound)."""
     passive = grouped.filter(F.col("n_rows_before") < lower_bound).select("entity_id", "_rows")
     active = grouped.filter(F.col("n_rows_before") >= lower_bound)
     n_rows = F.col("n_rows_before")
     if upper_bound is None:
-        return _Bounded(active, passive, n_rows)
+        return _Bounded(active, passive, n_rows, left_out)
     scale = n_rows / F.lit(upper_bound)
-    by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(F.xxhash64(r["uid"], F.lit(seed)).alias("h"),
-                                                                    r.alias("r"))))
+    by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(_hash(r["uid"], seed).alias("h"), r.alias("r"))))
     kept = F.transform(F.slice(by_hash, 1, upper_bound), lambda s: s["r"].withField("weight", s["r"]["weight"] * scale))
-    removed = F.transform(F.slice(by_hash, upper_bound + 1, n_rows - upper_bound), lambda s: s["r"])
+    removed = F.transform(F.slice(by_hash, upper_bound + 1, F.size("_rows") - upper_bound), lambda s: s["r"])
     passive = passive.unionByName(active.filter(n_rows > upper_bound).select("entity_id", removed.alias("_rows")))
     active = active.withColumn("_rows", F.when(n_rows > upper_bound, kept).otherwise(F.col("_rows")))
-    return _Bounded(active, passive, F.least(n_rows, F.lit(upper_bound)))
+    return _Bounded(active, passive, F.least(n_rows, F.lit(upper_bound)), left_out)
 
 
 def _assignment(bounded: _Bounded, partitions: int) -> DataFrame:

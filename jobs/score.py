@@ -164,8 +164,9 @@ def score(spark: SparkSession, data: dict[str, str], models: list[CoordinateMode
             observation = Observation(f"score-{name}-{id(result)}")
             written = result.observe(observation, F.count(F.lit(1)).alias("rows"),
                                      *[F.sum(f"_has_{n}").alias(n) for n in names])
+            # repartition, not coalesce: coalescing would run the joins and the scoring in ``files`` tasks
             (written.select("uid", "label", "weight", "modelId", "predictionScore", "coordinateScores", "metadataMap")
-             .coalesce(files).write.format("avro").option("avroSchema", schema).save(join(tmp, name)))
+             .repartition(files).write.format("avro").option("avroSchema", schema).save(join(tmp, name)))
             totals = observation.get
             counts = loaded.check()
             for model in models:

@@ -107,7 +107,8 @@ def write_result(results_dir: str, task_type: str, index: int, attempt: int, exi
     from glmix.io.storage import join, write_file_atomically
 
     record = {"task": f"{task_type}:{index}", "attempt": attempt, "exit_code": exit_code,
-              "seconds": round(seconds, 3), "peak_rss_mb": peak_child_rss_mb(), "host": host,
+              "seconds": round(seconds, 3), "finished": round(time.time(), 3), "peak_rss_mb": peak_child_rss_mb(),
+              "host": host,
               "container": os.environ.get("CONTAINER_ID", ""), "stderr_tail": "\n".join(STDERR_TAIL)}
     write_file_atomically(join(results_dir, f"{task_type}-{index}.json"), json.dumps(record).encode())
 

@@ -212,15 +212,15 @@ class YarnBackend:
             return interrupted()
         return self._outcome(app_id, spec, str(report.final_status), report.diagnostics or "")
 
-    def _outcome(self, app_id: str, spec: JobSpec, final_status: str, diagnostics: str,
-                 failed_first: str = "") -> tuple[AttemptStatus, TaskOutcome | None]:
-        """Decide from the tasks' own result records, which outlive the application: a failed chief,
-        else the task whose container failed first (``failed_first``; the others were stopped)."""
+    def _outcome(self, app_id: str, spec: JobSpec, final_status: str,
+                 diagnostics: str) -> tuple[AttemptStatus, TaskOutcome | None]:
+        """Decide from the tasks' own result records, which outlive the application: the task that
+        failed first decides (the others failed because of it, e.g. a collective lost its peer, or
+        were stopped), and a new attempt avoids its node."""
         results = read_task_results(app_id)
         failed = [r for r in results.values() if r["exit_code"] != 0 and spec.is_tracked(r["task"].split(":")[0])]
         if failed:
-            first = next((r for r in failed if r["task"].startswith("chief:")), None) or next(
-                (r for r in failed if r["task"] == failed_first), failed[0])
+            first = min(failed, key=lambda r: r["finished"])
             outcome = TaskOutcome(first["task"], first["exit_code"], first["stderr_tail"],
                                   f"{first['container']} on {first['host']}", first["host"])
             return ("chief_failed" if first["task"].startswith("chief:") else "task_failed"), outcome
@@ -255,7 +255,7 @@ class YarnBackend:
                 if str(PREEMPTED_EXIT) in (c.exit_message or ""):
                     return "preempted", TaskOutcome(c.id.replace("_", ":"), PREEMPTED_EXIT, "preempted by YARN",
                                                     f"{c.yarn_container_id} on {c.yarn_node_http_address}")
-                return self._outcome(app_id, spec, "FAILED", c.exit_message or "", c.id.replace("_", ":"))
+                return self._outcome(app_id, spec, "FAILED", c.exit_message or "")
         tracked = [c for c in containers if spec.is_tracked(c.service_name)]
         expected = sum(t.instances for name, t in spec.tasks.items() if spec.is_tracked(name))
         if len(tracked) == expected and all(str(c.state) == "SUCCEEDED" for c in tracked):

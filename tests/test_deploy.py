@@ -21,8 +21,8 @@ from glmix.game.flow_builder import build_project
 from launcher.spec import JobSpec
 from tests.test_azkaban_loader import azkaban_load
 
-SHIPMENT = Shipment("hdfs:///u/.glmix/spark/a-spark-jars.zip", "hdfs:///u/.glmix/envs/b-glmix-spark-env.tar.gz",
-                    "hdfs:///u/.glmix/envs/c-glmix-launcher-env.tar.gz", "hdfs:///u/.glmix/code/d-glmix-code.zip")
+SHIPMENT = Shipment("hdfs:///u/.glmix/spark/a-spark-jars.zip", "hdfs:///u/.glmix/envs/b-glmix-base-env.tar.gz",
+                    "hdfs:///u/.glmix/envs/c-glmix-tensorflow-env.tar.gz", "hdfs:///u/.glmix/code/d-glmix-code.zip")
 
 
 def test_code_archive_is_deterministic_and_imports_from_the_zip(tmp_path: Path) -> None:
@@ -41,13 +41,27 @@ def test_code_archive_is_deterministic_and_imports_from_the_zip(tmp_path: Path) 
 
 
 def test_environment_leaves_out_what_only_the_submitting_machine_needs() -> None:
-    names = [r.split("==")[0] for r in requirements("launcher")]
+    names = [r.split("==")[0] for r in requirements("tensorflow")]
     assert "tensorflow" in names and "fastavro" in names and "skein" in names
     assert not set(names) & set(LEFT_OUT)
-    assert all("==" in r for r in requirements("launcher"))   # pinned, as pyproject.toml pins them
-    spark = [r.split("==")[0] for r in requirements("spark")]
-    assert set(spark) == set(names) - TENSORFLOW and "tensorflow" not in spark and "scipy" in spark
-    assert environment_digest("spark") != environment_digest("launcher")
+    assert all("==" in r for r in requirements("tensorflow"))   # pinned, as pyproject.toml pins them
+    base = [r.split("==")[0] for r in requirements("base")]
+    assert set(base) == set(names) - TENSORFLOW and "tensorflow" not in base and "tensorboardX" in base
+    assert environment_digest("base") != environment_digest("tensorflow")
+
+
+def test_the_launcher_gets_tensorflow_only_when_a_trainer_needs_it() -> None:
+    movielens = GameConfig.from_yaml(REPO / "configs" / "movielens.yaml")   # a GLM fixed effect, 2 workers
+
+    def variant(compute: str | None, workers: int) -> GameConfig:
+        glm = movielens.coordinates["global"].model_copy(update={"compute": compute})
+        launcher = movielens.resources.launcher.model_copy(update={"workers": workers})
+        return movielens.model_copy(update={"coordinates": {**movielens.coordinates, "global": glm},
+                                            "resources": movielens.resources.model_copy(update={"launcher": launcher})})
+
+    assert variant(None, 1).needs_tensorflow                # the GLM computes with TensorFlow by default
+    assert variant("scipy", 2).needs_tensorflow             # several workers: their all-reduce is TensorFlow's
+    assert not variant("scipy", 1).needs_tensorflow
 
 
 def test_shipped_options_reach_spark_and_the_launcher() -> None:

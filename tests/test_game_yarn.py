@@ -32,7 +32,7 @@ def config(data: str, output: str, master: str, backend: str) -> GameConfig:
         "columns": {"response": "response", **RENAMED},
         "feature_shards": [{"name": "global", "bags": ["features", "userFeatures", "movieFeatures"]},
                            {"name": "movie", "bags": ["movieFeatures"]}],
-        "coordinates": {"global": {"type": "fixed", "shard": "global", "l2": 1.0},
+        "coordinates": {"global": {"type": "fixed", "shard": "global", "l2": 1.0, "compute": "scipy"},
                         "per-user": {"type": "random", "shard": "movie", "entity_field": "userId", "l2": 3.0,
                                      "lower_bound": 2}},
         "update_sequence": ["global", "per-user"], "passes": 1, "evaluators": ["AUC", "LOGISTIC_LOSS", "AUC:userId"],
@@ -51,9 +51,10 @@ def test_shipped_flow_run_as_azkaban_runs_it_matches_the_local_run(dev_cluster: 
     for path in (tmp_path / "data").glob("[tv]*/*.avro"):
         hdfs.write_bytes(f"{hdfs_root}/data/{path.parent.name}/{path.name}", path.read_bytes())
 
-    shipment = ship()
-    project = build_project(config(f"{hdfs_root}/data", f"{hdfs_root}/out", "yarn", "yarn"),
-                            tmp_path / "yarn-project", shipment)
+    on_yarn = config(f"{hdfs_root}/data", f"{hdfs_root}/out", "yarn", "yarn")
+    shipment = ship(on_yarn.needs_tensorflow)     # one worker computing with scipy: no TensorFlow to ship
+    assert shipment.launcher_environment == shipment.spark_environment
+    project = build_project(on_yarn, tmp_path / "yarn-project", shipment)
     # this machine as an Azkaban executor: the cluster's Spark client configuration, no glmix on a path
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "SPARK_CONF_DIR": str(dev_cluster.spark_conf_dir)}
     result = subprocess.run([sys.executable, "-m", "glmix.cli", "flow", "run", str(project), "--literal"],

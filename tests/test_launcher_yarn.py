@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.devcluster import Cluster
+from cluster.devcluster import NM_MEMORY_MB, Cluster
 from launcher.events import read_events
 from launcher.spec import JobSpec
-from launcher.yarn import YarnBackend, history_dir, read_task_results
+from launcher.yarn import AM_MEMORY_MB, YarnBackend, history_dir, read_task_results
 from tests.conftest import our_running_apps
 
 JOB = Path(__file__).parent / "launcher_jobs" / "keras_mwms.py"
@@ -99,10 +99,12 @@ def test_failing_task_via_cli_exit_code_and_stderr(dev_cluster: Cluster, tmp_pat
 
 
 def test_registration_timeout_fails_cleanly(yarn: YarnBackend) -> None:
-    # the second worker asks for more memory than the node has left: it is never allocated
+    # the worker asks for a whole node, which it never gets: the application master takes part of one
+    # node, and the chief more than the rest of it (so it runs on the other)
+    chief_mb = NM_MEMORY_MB - AM_MEMORY_MB + 128
     spec = JobSpec.from_dict({"name": "glmix-it-noreg", "timeouts": {"registration": 15, "allocation": 600},
-                              "tasks": {"chief": {"memory": 512, "command": "echo never"},
-                                        "worker": {"instances": 1, "memory": 9800, "command": "echo never"}}})
+                              "tasks": {"chief": {"memory": chief_mb, "command": "echo never"},
+                                        "worker": {"instances": 1, "memory": NM_MEMORY_MB, "command": "echo never"}}})
     result = yarn.submit(spec)
     assert result.final_status == "FAILED" and result.failed.task == "chief:0"
     assert result.failed.exit_code == 75 or "registration timeout" in result.failed.stderr_tail

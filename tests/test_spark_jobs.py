@@ -212,6 +212,25 @@ def test_bounds_down_sampling_and_projection(spark, tmp_path: Path) -> None:
     assert all(r["weight"] == 1.0 for r in passive)
 
 
+def test_a_heavy_entity_is_thinned_before_grouping_and_keeps_the_exact_sample(spark, tmp_path: Path) -> None:
+    """u11 has 2048 rows and the bound is 3: about 3 + 8 sqrt(3) + 16 = 33 of its rows reach the
+    grouping, yet it keeps exactly the 3 rows of smallest hash over all 2048, as without thinning."""
+    write(tmp_path / "data" / "part-0.avro", skewed_records(12))
+    index_features(spark, str(tmp_path / "data"), str(tmp_path / "idx"), FeatureShard(name="u", bags=("userFeatures",)))
+    report = partition_random_effect(spark, str(tmp_path / "data"), "userId", str(tmp_path / "idx"),
+                                     str(tmp_path / "re"), upper_bound=3, seed=7, partitions=2)
+    entities = {r["entity_id"]: r for r in pq.read_table(str(tmp_path / "re" / "active")).to_pylist()}
+    uids = spark.createDataFrame([(f"11-{j}",) for j in range(2048)], ["uid"])
+    smallest = uids.orderBy(F.xxhash64("uid", F.lit(7)), "uid").limit(3).collect()
+    assert entities["u11"]["uids"] == sorted(r["uid"] for r in smallest)
+    assert entities["u11"]["weights"] == [pytest.approx(2048 / 3)] * 3 and entities["u11"]["sampled"]
+    passive = pq.read_table(str(tmp_path / "re" / "passive")).to_pylist()
+    heavy_passive = {r["uid"] for r in passive if r["entity_id"] == "u11"}
+    assert len(heavy_passive) == 2045 and not heavy_passive & set(entities["u11"]["uids"])
+    assert len(passive) == sum(2 ** u - 3 for u in range(2, 12))   # every left-out row once
+    assert report["rows_removed_by_down_sampling"] == len(passive) and report["rows_active"] == 1 + 2 + 3 * 10
+
+
 def test_down_sampling_is_reproducible_and_seeded(spark, tmp_path: Path) -> None:
     _, first = partitioned(spark, tmp_path, "a", upper_bound=10, seed=1)
     _, again = partitioned(spark, tmp_path, "b", upper_bound=10, seed=1)

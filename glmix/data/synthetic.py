@@ -60,6 +60,9 @@ class EntitySpec(_Spec):
     id_field: str
     count: int = Field(ge=1)
     zipf_exponent: float = Field(1.0, ge=0)
+    top_share: float | None = Field(None, gt=0, lt=1, description="the most popular entity's share of all rows "
+                                                                  "(a skewed world); the others keep their Zipf "
+                                                                  "proportions")
     feature_bag: str
     attributes: list[AttributeSpec]
     random_effect_bag: str
@@ -189,6 +192,8 @@ class _EntityTable:
             offset += len(attribute.levels)
         self.attribute_index = np.hstack(columns)  # (count, nnz) vocabulary indices
         weights = 1.0 / np.arange(1, spec.count + 1) ** spec.zipf_exponent
+        if spec.top_share is not None and spec.count > 1:
+            weights = np.concatenate([[spec.top_share], (1 - spec.top_share) * weights[1:] / weights[1:].sum()])
         ranks = rng.permutation(spec.count)  # popularity rank of each entity, so ids are not sorted by size
         self.cdf = np.cumsum(weights[ranks] / weights.sum())
         self.ids = np.array([f"{spec.id_field[0]}{i}" for i in range(spec.count)], dtype=object)

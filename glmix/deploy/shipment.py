@@ -1,7 +1,7 @@
 """What a cluster needs to run glmix's stages when no node has glmix installed, as spark-submit and
 launcher options: Spark's jars (``spark.yarn.archive``), the packed Python environments (localized
-by YARN as ``./glmix-env`` in Spark's containers, ``./pyenv`` in the launcher's; Spark's without
-TensorFlow) and glmix's code (on the Python path of the driver and the executors, and ``./code``
+by YARN as ``./glmix-env`` in Spark's containers, without TensorFlow, and as ``./pyenv`` in the
+launcher's, with TensorFlow only when the flow's trainers need it) and glmix's code (on the Python path of the driver and the executors, and ``./code``
 in launcher containers). Everything is on HDFS, uploaded once per content hash."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ENV_LINK = "glmix-env"
 class Shipment:
     spark_jars: str             # hdfs:// zip of Spark's jars
     spark_environment: str      # hdfs:// venv-pack archive for drivers and executors
-    launcher_environment: str   # hdfs:// venv-pack archive for the launcher's tasks (with TensorFlow)
+    launcher_environment: str   # hdfs:// venv-pack archive for the launcher's tasks
     code: str                   # hdfs:// zip of glmix, jobs, launcher and the Avro schemas
 
     def spark_options(self) -> str:
@@ -37,7 +37,9 @@ class Shipment:
         return shlex.join(["--set", f"python.archive={self.launcher_environment}", "--set", f"code={self.code}"])
 
 
-def ship(say: Callable[[str], None] = print) -> Shipment:
-    """Make (first time only) and upload (once per content) the four archives."""
-    return Shipment(spark_jars_archive(), upload_environment("spark", say), upload_environment("launcher", say),
+def ship(tensorflow: bool, say: Callable[[str], None] = print) -> Shipment:
+    """Make (first time only) and upload (once per content) the archives; the launcher's tasks get
+    the environment with TensorFlow when ``tensorflow`` (``GameConfig.needs_tensorflow``)."""
+    base = upload_environment("base", say)
+    return Shipment(spark_jars_archive(), base, upload_environment("tensorflow", say) if tensorflow else base,
                     upload_code())

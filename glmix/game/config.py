@@ -328,6 +328,13 @@ class GameConfig(Settings):
         return sorted(set(self.entity_fields) | groups)
 
     @property
+    def needs_tensorflow(self) -> bool:
+        """Whether a launcher task imports TensorFlow: a Keras coordinate, a GLM fixed effect that
+        computes with it (the default), or several workers (their all-reduce is TensorFlow's)."""
+        return any(isinstance(c, FixedKerasCoordinate) or (isinstance(c, FixedGlmCoordinate) and (
+            c.compute != "scipy" or self.resources.launcher.workers > 1)) for c in self.coordinates.values())
+
+    @property
     def fixed_effect(self) -> str | None:
         return next((n for n, c in self.coordinates.items() if c.type == "fixed"), None)
 
