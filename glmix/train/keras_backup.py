@@ -23,18 +23,15 @@ from glmix.io.storage import copy_tree, is_published, publish_atomically, storag
 class SharedBackup:
     """``callbacks()`` go to ``model.fit``; ``clear()`` once the trained model is published."""
 
-    def __init__(self, uri: str, is_chief: bool, local_root: str | None = None) -> None:
+    def __init__(self, uri: str, is_chief: bool) -> None:
         self.uri, self.is_chief = uri, is_chief
         in_container = "CONTAINER_ID" in os.environ      # YARN's: the working directory is the container's own
-        self.local = tempfile.mkdtemp(prefix="glmix-keras-backup-",
-                                      dir=local_root or (os.getcwd() if in_container else None))
+        self.local = tempfile.mkdtemp(prefix="glmix-keras-backup-", dir=os.getcwd() if in_container else None)
 
-    def restore(self) -> bool:
-        """Copy the last published backup into the local directory; False when there is none."""
-        if not is_published(self.uri):
-            return False
-        copy_tree(self.uri, self.local)
-        return True
+    def restore(self) -> None:
+        """Copy the last published backup, if any, into the local directory."""
+        if is_published(self.uri):
+            copy_tree(self.uri, self.local)
 
     def callbacks(self) -> list[Any]:
         """BackupAndRestore in the local directory, then the chief's publication of it (Keras runs
