@@ -12,9 +12,9 @@ straggler). Two runs of the same three jobs, in one process:
   join on, with thresholds scaled to this data, where the scoring job's rows meet the users' models
   (a sort-merge join: broadcasting is off, as for millions of models).
 
-For each job's main stage (the one with the most task time, among stages of at least 8 tasks):
-the longest task's time over the median (from the Spark event log: executor run time of each
-task) and the largest task's records over the median (shuffle records read, else input records).
+For each job's longest stage (the most task time; see ``stage_balance``): the longest task's time
+over the median (from the Spark event log: executor run time of each task) and the most bytes a
+task read over the median (shuffled bytes, else input bytes).
 
     make bench BENCH=skew
     GLMIX_BENCH_ROWS=2000000 make bench BENCH=skew
@@ -42,17 +42,17 @@ TOP_SHARE = 0.01
 ROWS_PER_USER = 20
 UPPER_BOUND = 1000
 SHUFFLE_PARTITIONS = 64
-MIN_TASKS = 8
 
 
 def stage_balance(event_log: Path) -> dict[str, dict[str, Any]]:
-    """Per job group (one glmix job), its main stage (the most task time, among stages of at least
-    MIN_TASKS tasks that read something): its name, tasks, max/median task time and max/median
-    records, over the tasks that read something (a shuffle into fewer keys than partitions, such as
-    the random-effect partitions, leaves tasks empty)."""
+    """Per job group (one glmix job), its longest stage — the most task time, among stages where at
+    least two tasks read something — and how balanced its tasks are: over the tasks that read
+    something (a shuffle into fewer keys than partitions leaves tasks empty), the longest task's
+    time over the median, and the most bytes read over the median (bytes, not records: a grouping's
+    shuffle combines each map task's rows of an entity into one record). The stage is named by its
+    id and what its tasks read (shuffled rows, or input files)."""
     stage_group: dict[int, str] = {}
-    stage_name: dict[int, str] = {}
-    tasks: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    tasks: dict[int, list[tuple[float, float, float]]] = defaultdict(list)   # seconds, shuffle bytes, input bytes
     for line in event_log.read_text().splitlines():
         event = json.loads(line)
         if event["Event"] == "SparkListenerJobStart":
@@ -60,26 +60,25 @@ def stage_balance(event_log: Path) -> dict[str, dict[str, Any]]:
             for stage in event["Stage IDs"]:
                 if group:
                     stage_group[stage] = group
-        elif event["Event"] == "SparkListenerStageSubmitted":
-            info = event["Stage Info"]
-            stage_name[info["Stage ID"]] = info["Stage Name"].split(" at ")[0]
         elif event["Event"] == "SparkListenerTaskEnd" and event.get("Task Metrics"):
             metrics = event["Task Metrics"]
-            records = (metrics.get("Shuffle Read Metrics", {}).get("Total Records Read")
-                       or metrics.get("Input Metrics", {}).get("Records Read") or 0)
-            tasks[event["Stage ID"]].append((metrics["Executor Run Time"] / 1000, float(records)))
+            shuffle = metrics.get("Shuffle Read Metrics", {})
+            tasks[event["Stage ID"]].append((metrics["Executor Run Time"] / 1000,
+                                             float(shuffle.get("Remote Bytes Read", 0) + shuffle.get("Local Bytes Read", 0)),
+                                             float(metrics.get("Input Metrics", {}).get("Bytes Read", 0))))
     main: dict[str, dict[str, Any]] = {}
     for stage, all_tasks in tasks.items():
-        measured = [m for m in all_tasks if m[1] > 0]
-        if len(measured) < MIN_TASKS or stage not in stage_group:
+        measured = [(t, s + i) for t, s, i in all_tasks if s + i > 0]
+        if len(measured) < 2 or stage not in stage_group:
             continue
-        seconds, records = [m[0] for m in measured], [m[1] for m in measured]
+        seconds, read = [m[0] for m in measured], [m[1] for m in measured]
         current = main.get(stage_group[stage])
         if current is None or sum(seconds) > current["total_s"]:
+            reads = "shuffle" if any(s > 0 for _, s, _ in all_tasks) else "input"
             main[stage_group[stage]] = {
-                "total_s": sum(seconds), "tasks": len(measured), "stage": stage_name.get(stage, "?"),
+                "total_s": sum(seconds), "tasks": len(measured), "stage": f"{stage} ({reads})",
                 "time": max(seconds) / max(statistics.median(seconds), 1e-3),
-                "records": max(records) / max(statistics.median(records), 1.0)}
+                "bytes": max(read) / max(statistics.median(read), 1.0)}
     return main
 
 
@@ -148,12 +147,12 @@ def run() -> None:
         return result[1].get(job, {}).get(key, float("nan"))
 
     print_table(f"skew: {rows:,} rows, top user ~{top_rows:,} training rows ({TOP_SHARE:.0%}), "
-                f"{SHUFFLE_PARTITIONS} shuffle partitions, local[2]; each job's main stage",
-                ["job", "seconds plain", "seconds glmix", "main stage (glmix)", "tasks", "max/median time plain",
-                 "max/median time glmix", "max/median records plain", "max/median records glmix"],
+                f"{SHUFFLE_PARTITIONS} shuffle partitions, local[2]; each job's longest stage",
+                ["job", "seconds plain", "seconds glmix", "longest stage (glmix)", "tasks", "max/median time plain",
+                 "max/median time glmix", "max/median bytes plain", "max/median bytes glmix"],
                 [[job, plain[0][job], handled[0][job], of(handled, job, "stage"), of(handled, job, "tasks"),
                   of(plain, job, "time"),
-                  of(handled, job, "time"), of(plain, job, "records"), of(handled, job, "records")]
+                  of(handled, job, "time"), of(plain, job, "bytes"), of(handled, job, "bytes")]
                  for job in ("partition", "train", "score")])
     report = handled[2]
     print(f"glmix run: upper bound {UPPER_BOUND}: {report['entities_down_sampled']} user(s) down-sampled, "

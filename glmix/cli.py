@@ -22,6 +22,7 @@ from glmix.flow.runner import DEFAULT_PARALLEL
 from glmix.game.config import GameConfig
 from glmix.io.examples import ColumnNames, ExampleReader, ReadStats
 from glmix.io.libsvm import import_libsvm
+from glmix.registry import commands as models_commands
 
 console = Console(stderr=False)
 
@@ -114,7 +115,7 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
 
 
 def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], restart: bool,
-               parallel: int = DEFAULT_PARALLEL) -> dict[str, Any]:
+               parallel: int = DEFAULT_PARALLEL, wait: float = 0.0) -> dict[str, Any]:
     """Build the config's flow and run it here; returns the summary (raises if a stage failed)."""
     from glmix.flow.runner import LocalRunner, print_timings
     from glmix.game.flow_builder import build_project
@@ -123,7 +124,7 @@ def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], res
 
     build_project(config, project)
     quick_start = suits_quick_start([config.input.train, config.input.validation])
-    runner = LocalRunner(project, overrides, console, parallel, quick_start)
+    runner = LocalRunner(project, overrides, console, parallel, quick_start, lease_wait=wait)
     started = time.monotonic()
     results = runner.run(restart=restart)
     print_timings(results, console)
@@ -137,8 +138,9 @@ def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], res
     return summary
 
 
-def _overrides(values: list[str] | None) -> dict[str, str]:
-    pairs = {}
+def _overrides(values: list[str] | None, run_date: str | None = None) -> dict[str, str]:
+    """``--set`` pairs, and ``--date`` as the run date a scheduled flow's dated inputs count back from."""
+    pairs = {"glmix.run.date": run_date} if run_date else {}
     for value in values or []:
         key, sep, item = value.partition("=")
         if not sep:
@@ -150,7 +152,7 @@ def _overrides(values: list[str] | None) -> dict[str, str]:
 def cmd_train(args: argparse.Namespace) -> None:
     config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
     project = Path(args.project or Path(".glmix") / "flows" / config.name)
-    summary = train_flow(config, project, _overrides(args.set), args.restart, args.parallel)
+    summary = train_flow(config, project, _overrides(args.set, args.date), args.restart, args.parallel, args.wait)
     print_summary(summary, f"{config.name}: validation metrics after each coordinate update")
     console.print(f"best model: {summary['best_model']}; report: {config.output}/report/index.html")
 
@@ -183,8 +185,8 @@ def cmd_flow_validate(args: argparse.Namespace) -> None:
 def cmd_flow_run(args: argparse.Namespace) -> None:
     from glmix.flow.runner import LocalRunner, print_timings
 
-    results = LocalRunner(Path(args.project), _overrides(args.set), console, args.parallel,
-                          quick_start=not args.peak_jvm, literal=args.literal).run(restart=args.restart)
+    results = LocalRunner(Path(args.project), _overrides(args.set, args.date), console, args.parallel,
+                          quick_start=not args.peak_jvm, literal=args.literal, lease_wait=args.wait).run(restart=args.restart)
     print_timings(results, console)
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -278,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="PROPERTY=VALUE", help="override a flow property")
     train.add_argument("--restart", action="store_true", help="run every stage again instead of resuming")
     train.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="stages run at once at most")
+    train.add_argument("--date", metavar="YYYY-MM-DD", help="the run date dated inputs count back from")
+    train.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                       help="if another run of this flow on the same output is running, wait up to this long")
     train.set_defaults(func=cmd_train)
 
     flow = sub.add_parser("flow", help="Azkaban flows: build, validate, run locally, upload")
@@ -300,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--literal", action="store_true",
                      help="run each node's command as its own process, as Azkaban's command job type does")
     run.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="stages run at once at most")
+    run.add_argument("--date", metavar="YYYY-MM-DD", help="run one scheduled instance: the day it runs for")
+    run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                     help="if another run of this flow on the same output is running, wait up to this long")
     run.add_argument("--peak-jvm", action="store_true",
                      help="local Spark: compile for peak speed (large inputs) instead of a quick start")
     run.set_defaults(func=cmd_flow_run)
@@ -312,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--create", action="store_true", help="create the project first")
     upload.add_argument("--execute", metavar="FLOW", help="then start this flow")
     upload.set_defaults(func=cmd_flow_upload)
+    models_commands.add_parser(sub).set_defaults(func=lambda args: models_commands.run(args, console))
     return parser
 
 

@@ -1,7 +1,7 @@
 """Scoring: apply a GAME model (fixed effect + every random effect) to Avro examples.
 
     spark-submit jobs/score.py --data validation=DATA [--data train=DATA2] --output OUT \
-        (--model GAME_MODEL_DIR | --fixed-effect global=DIR --random-effect per-user=userId=DIR ...)
+        (--model GAME_MODEL_DIR | --model-pointer FILE.json | --fixed-effect global=DIR --random-effect per-user=userId=DIR ...)
 
 Each coordinate's score of a row is x.b over the features of the coordinate's shard (matched by
 feature name and term, the intercept included); a random effect uses the model of the row's
@@ -35,7 +35,7 @@ from glmix.errors import ConfigError, DataError
 from glmix.io.dated import DatedDays
 from glmix.io.examples import ColumnNames
 from glmix.io.schemas import INTERCEPT_NAME, raw_schema
-from glmix.io.storage import join, publish_atomically, qualified
+from glmix.io.storage import join, publish_atomically, qualified, storage_for
 from glmix.model.game_model import CoordinateModel, read_game_model
 from glmix.model.linear_model import read_models
 from glmix.settings import BadRecordPolicy
@@ -188,12 +188,21 @@ ARGS = ScoreArgs  # this job's command line (glmix.spark.job_args)
 
 
 def run(spark: SparkSession, args: ScoreArgs) -> dict[str, Any]:
-    models = read_game_model(args.model)[0] if args.model else []
+    model = pointed_model(args.model_pointer) if args.model_pointer else args.model
+    models = read_game_model(model)[0] if model else []
     models += [CoordinateModel.from_flag("fixed", v) for v in args.fixed_effect]
     models += [CoordinateModel.from_flag("random", v) for v in args.random_effect]
     models += [CoordinateModel.from_flag("scores", v) for v in args.scores]
     return score(spark, args.datasets(), models, args.output, args.model_id, args.columns,
                  args.bad_records, args.files, tuple(args.id_fields), args.dated())
+
+
+def pointed_model(pointer: str) -> str:
+    """The GAME model a pointer file names (``{"model": URI}``; e.g. the registry's production version)."""
+    try:
+        return str(json.loads(storage_for(pointer).read_bytes(pointer))["model"])
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"{pointer}: expected JSON with a \"model\" key naming a GAME model directory") from None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 import yaml
 
 from glmix.cli import main
+from glmix.data.feature_index import FeatureIndex
 from glmix.data.synthetic import generate, movielens_spec
+from glmix.errors import GlmixError
 from glmix.flow.azkaban import Flow, Node, write_project
 from glmix.flow.runner import LocalRunner
 from glmix.game.config import GameConfig
@@ -21,6 +24,8 @@ from glmix.game.flow_builder import build_project
 from glmix.game.report import hosmer_lemeshow
 from glmix.glm.metrics import auc
 from glmix.model.game_model import read_game_model
+from glmix.registry import ModelRegistry
+from glmix.registry.gate import decide
 
 
 def test_demo_trains_glmix_and_beats_the_global_model(tmp_path: Path, capsys, spark) -> None:
@@ -61,7 +66,10 @@ def small_config(tmp_path: Path) -> GameConfig:
 
 
 def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> None:
-    config = small_config(tmp_path)
+    """Resuming after a failure and after an output was deleted (the state lives with the output);
+    the model gate registers and promotes the chosen model, or rejects it (issue 22)."""
+    registry = ModelRegistry(str(tmp_path / "registry"))
+    config = GameConfig.from_dict({**small_config(tmp_path).to_dict(), "registry": {"root": registry.root}})
     project = build_project(config, tmp_path / "project")
     flow_file = project / "resume-test.flow"
     good = flow_file.read_text()
@@ -79,12 +87,55 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     flow_file.write_text(good)   # fixed: the same command line again resumes
     second = LocalRunner(project).run()
     statuses = {r.name: r.status for r in second}
-    assert all(statuses[r.name] == "skipped" for r in first[:-1])
+    assert all(statuses[r.name] == "skipped" for r in first[:-1]), statuses
     assert statuses["p0-per-user-train"] == "succeeded" and statuses["report"] == "succeeded"
-    state = json.loads((project / ".glmix-run" / "state.json").read_text())
+    state = json.loads((tmp_path / "out" / "_flow" / "state.json").read_text())   # with the output, not the project
     assert all(s["status"] == "succeeded" for s in state.values()) and len(state) == len(second)
     log = (project / ".glmix-run" / "logs" / "partition-per-user.log").read_text()
     assert log.startswith("$ ") and '"job": "partition_random_effect"' in log
+
+    gate = json.loads((tmp_path / "out" / "gate" / "gate.json").read_text())
+    assert gate["verdict"] == "promoted: the first version" and registry.production("resume-test") == 1
+
+    # an output deleted since: its stage and the stages after it run again, from another project
+    # directory too (another machine: the state lives with the output)
+    shutil.rmtree(tmp_path / "out" / "run-0" / "pass-0" / "per-user.metrics")
+    third = LocalRunner(build_project(config, tmp_path / "elsewhere")).run()
+    ran = [r.name for r in third if r.status == "succeeded"]
+    assert ran == ["p0-per-user-evaluate", "select-best", "report", "production", "production-score",
+                   "production-evaluate", "gate"], ran
+    assert not (tmp_path / "out" / "_flow" / "lease.json").exists()   # released
+    # the same model again, against production (version 1) on the same rows: equal metrics pass
+    gate = json.loads((tmp_path / "out" / "gate" / "gate.json").read_text())
+    assert gate["production_version"] == 1 and gate["candidate_version"] == 2 and gate["passed"]
+    assert gate["metrics"][0]["candidate"] == pytest.approx(gate["metrics"][0]["production"], abs=1e-12)
+    # the same scores up to rounding (the fixed effect's are its trainer's own on one side, the
+    # scoring job's on the other): ties broken differently move the empirical CDFs by a row or so
+    assert gate["score_shift"]["ks_statistic"] < 0.005 and gate["score_shift"]["rows"] > 500
+    assert "<img src=\"data:image/png;base64," in (tmp_path / "out" / "gate" / "index.html").read_text()
+    assert [(v.number, v.state) for v in registry.versions("resume-test")] == [(1, "archived"), (2, "production")]
+
+    # what registering recorded of how the model was made
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    version = registry.version("resume-test", 2)
+    facts = version.metadata
+    assert facts["metrics"] == summary["steps"][summary["best"]]["metrics"]
+    assert facts["config"] == config.to_dict() and len(facts["config_digest"]) == 16
+    assert facts["rows"]["train_used"] == facts["rows"]["train_read"] > 3000
+    assert {s: f["features"] for s, f in facts["shards"].items()} == \
+        {s: FeatureIndex.load(str(tmp_path / "out" / "index" / s)).size for s in ("global", "movie")}
+    assert len(registry.features(version)["movie"]) == facts["shards"]["movie"]["features"]
+    assert len(facts["code"]["commit"]) == 40 and (Path(version.model_uri) / "model-metadata.json").exists()
+
+    # a production version that did better on these rows: the candidate is rejected, production stays
+    metrics = tmp_path / "out" / "production.metrics" / "metrics.json"
+    better = json.loads(metrics.read_text())
+    better["metrics"]["AUC"] = 0.999
+    metrics.write_text(json.dumps(better))
+    with pytest.raises(GlmixError, match=r"model gate: resume-test version 3 rejected: AUC 0.\d+ vs production "
+                                         r"0.999 \(tolerance 0\); report .*/gate/index.html"):
+        decide(config)
+    assert registry.version("resume-test", 3).state == "rejected" and registry.production("resume-test") == 2
 
 
 def test_runner_runs_ready_stages_at_once_each_with_its_own_log(tmp_path: Path) -> None:

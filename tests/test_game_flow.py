@@ -117,7 +117,14 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     assert nodes["p0-global-train"].command == \
         "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend} ${launcher.options}"
     assert set(nodes["select-best"].depends_on) == {n for n in nodes if n.endswith("-evaluate")}
-    assert all(n.config == {"retries": "1", "retry.backoff": "30000"} for n in flow.nodes)
+    assert all({k: n.config[k] for k in ("retries", "retry.backoff")} == {"retries": "1", "retry.backoff": "30000"}
+               for n in flow.nodes)
+    # what the runner needs to know when a stage's earlier run still stands (glmix.flow.run_state)
+    assert nodes["partition-per-user"].config["glmix.outputs"] == "hdfs:///glmix/movielens/game/partitions/per-user"
+    assert nodes["partition-per-user"].config["glmix.inputs"] == "hdfs:///glmix/movielens/data/train"
+    assert nodes["index"].config["glmix.outputs"].split() == [f"hdfs:///glmix/movielens/game/index/{s}"
+                                                              for s in ("global", "movie", "user")]
+    assert flow.config["glmix.state"] == "hdfs:///glmix/movielens/game/_flow"
     spec = JobSpec.from_yaml(tmp_path / "project" / "specs" / "p1-global.yaml")
     assert spec.tasks["worker"].instances == 2 and spec.max_attempts == 2
     assert f"--offsets {game}/pass-0/per-user/scores/train {game}/pass-0/per-movie/scores/train" \

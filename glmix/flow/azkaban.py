@@ -43,9 +43,11 @@ class Flow:
     name: str
     nodes: list[Node]
     config: dict[str, str] = field(default_factory=dict)
+    trigger: dict[str, Any] | None = None   # Azkaban's schedule (a scheduled flow); the local runner runs now
 
     def to_dict(self) -> dict[str, Any]:
-        return {"config": dict(self.config), "nodes": [n.to_dict() for n in self.nodes]}
+        flow: dict[str, Any] = {"config": dict(self.config), "nodes": [n.to_dict() for n in self.nodes]}
+        return {**flow, "trigger": self.trigger} if self.trigger else flow
 
     @classmethod
     def from_dict(cls, name: str, data: dict[str, Any]) -> Flow:
@@ -59,7 +61,7 @@ class Flow:
             raise ConfigError(f"flow {name}: node(s) {', '.join(missing)} have no config.command")
         nodes = [Node(n["name"], n["config"]["command"], list(n.get("dependsOn", [])),
                       {k: v for k, v in n["config"].items() if k != "command"}) for n in data["nodes"]]
-        return cls(name, nodes, dict(data.get("config") or {}))
+        return cls(name, nodes, dict(data.get("config") or {}), data.get("trigger"))
 
     def order(self) -> list[Node]:
         """Nodes in a dependency-respecting order (the order they were declared, where free)."""

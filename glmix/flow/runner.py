@@ -18,10 +18,13 @@ arguments, as a process of its own (a fresh ``spark-submit`` per Spark stage). T
 shipped project (``glmix flow build --ship``) is tested: its Spark drivers and executors and its
 launcher tasks run in YARN containers with the shipped environment and code.
 
-Per-node status, timing and log (``PROJECT/.glmix-run/logs/NODE.log``) are kept in
-``PROJECT/.glmix-run/state.json``; a re-run skips every node that already succeeded with the same
-command, so it resumes at the first unfinished stage. Failed nodes are retried as often as their
-``retries`` config says.
+Per-node status and timing are kept with the flow's output (the flow's ``glmix.state`` directory,
+see glmix.flow.run_state; ``PROJECT/.glmix-run/`` for flows that name none), logs in
+``PROJECT/.glmix-run/logs/NODE.log``. A re-run skips every node whose earlier run still stands
+(same command, same inputs, outputs still published), so it resumes at the first unfinished
+stage, from any machine. One run at a time per state directory: a run holds a lease there
+(glmix.flow.lease) and a second one waits up to ``lease_wait`` seconds, then refuses. Failed nodes
+are retried as often as their ``retries`` config says.
 """
 
 from __future__ import annotations
@@ -48,9 +51,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 
 from glmix.errors import ConfigError, GlmixError
 from glmix.flow.azkaban import Flow, Node, read_project
+from glmix.flow.lease import Lease
+from glmix.flow.run_state import NodeFacts, RunState, data_fingerprint, reason_to_run
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -97,7 +103,7 @@ class NodeResult:
 class LocalRunner:
     def __init__(self, project: Path, overrides: dict[str, str] | None = None,
                  console: Console | None = None, parallel: int = DEFAULT_PARALLEL,
-                 quick_start: bool = True, literal: bool = False) -> None:
+                 quick_start: bool = True, literal: bool = False, lease_wait: float = 0.0) -> None:
         """``quick_start``: start a local Spark JVM with the quick compiler (glmix.spark.session), as suits
         the small flows this runner is mostly given; pass False for large local inputs. ``literal``:
         run every node's command as a process of its own, as Azkaban's command job type does."""
@@ -110,35 +116,47 @@ class LocalRunner:
         self.flow: Flow = read_project(self.project)
         self.properties = {**self.flow.config, **local_properties(), **(overrides or {})}
         self.state_dir = self.project / STATE_DIR
-        self.state_file = self.state_dir / "state.json"
+        home = self.flow.config.get("glmix.state")
+        self.run_state = RunState(substitute(home, self.properties, "flow config glmix.state") if home
+                                  else str(self.state_dir))
+        self.lease_wait = lease_wait
         self.console = console or Console(stderr=True)
         self._spark: SparkSession | None = None
         self._owns_spark = False
         self._spark_lock = threading.Lock()
 
-    # ------------------------------------------------------------------ state
-    def _load_state(self) -> dict[str, Any]:
-        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
-
-    def _save_state(self, state: dict[str, Any]) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.state_file)
-
     def command(self, node: Node) -> str:
         return substitute(node.command, self.properties, f"node {node.name}")
+
+    def facts(self, node: Node, command: str, state: dict[str, Any]) -> NodeFacts:
+        """The node's command digest, inputs (its dependencies' runs, its data's listings) and outputs."""
+        def declared(key: str) -> list[str]:
+            return shlex.split(substitute(node.config.get(key, ""), self.properties, f"node {node.name} {key}"))
+
+        inputs = {f"node:{d}": str(state.get(d, {}).get("finished", "")) for d in node.depends_on}
+        # a relative path is the project's file (its config.yaml), as the stage reads it
+        inputs.update({path: data_fingerprint(path if "://" in path or path.startswith("/") else str(self.project / path))
+                       for path in declared("glmix.inputs")})
+        return NodeFacts(hashlib.sha256(command.encode()).hexdigest()[:16], inputs, tuple(declared("glmix.outputs")))
 
     # ------------------------------------------------------------------ running
     def run(self, restart: bool = False) -> list[NodeResult]:
         """Run every node not already done; after a failure, start nothing new and let the running finish."""
-        state = {} if restart else self._load_state()
+        lease = Lease(self.run_state.directory, f"flow {self.flow.name}")
+        lease.acquire(self.lease_wait, say=lambda message: self.console.print(message, highlight=False, markup=False))
+        try:
+            return self._run(restart)
+        finally:
+            lease.release()
+
+    def _run(self, restart: bool) -> list[NodeResult]:
+        state = {} if restart else self.run_state.load()
         ordered = self.flow.order()
         position = {node.name: k for k, node in enumerate(ordered, 1)}
         results: dict[str, NodeResult] = {}
         succeeded: set[str] = set()
         running: dict[Future[NodeResult], Node] = {}
-        digests: dict[str, str] = {}  # node -> hash of the command it ran, to know later runs may skip it
+        facts: dict[str, NodeFacts] = {}  # what each node ran from, to know whether later runs may skip it
         failed = False
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._spark = _callers_session()
@@ -152,16 +170,18 @@ class LocalRunner:
                                 not all(d in succeeded for d in node.depends_on):
                             continue
                         command = self.command(node)
-                        digest = hashlib.sha256(command.encode()).hexdigest()[:16]
                         log = self.state_dir / "logs" / f"{node.name}.log"
                         tag = f"[{position[node.name]}/{len(ordered)}] {node.name}"
                         previous = state.get(node.name, {})
-                        if previous.get("status") == "succeeded" and previous.get("command") == digest:
+                        facts[node.name] = known = self.facts(node, command, state)
+                        why = reason_to_run(previous, known)
+                        if why is None:
                             results[node.name] = NodeResult(node.name, "skipped", 0.0, 0, str(log))
                             succeeded.add(node.name)
                             self.console.print(f"{tag} [dim]done earlier, skipped[/dim]", highlight=False)
                             continue
-                        digests[node.name] = digest
+                        if previous:
+                            self.console.print(f"{tag} [dim]runs again: {escape(why)}[/dim]", highlight=False)
                         running[pool.submit(self._run_with_retries, node, command, log, tag)] = node
                     if not running:
                         break
@@ -169,10 +189,10 @@ class LocalRunner:
                     for future in finished:
                         node, result = running.pop(future), future.result()
                         results[node.name] = result
-                        state[node.name] = {"status": result.status, "command": digests[node.name],
-                                            "seconds": round(result.seconds, 3), "attempts": result.attempts,
-                                            "log": result.log, "error": result.error}
-                        self._save_state(state)
+                        state[node.name] = {"status": result.status, **facts[node.name].to_dict(),
+                                            "finished": time.time(), "seconds": round(result.seconds, 3),
+                                            "attempts": result.attempts, "log": result.log, "error": result.error}
+                        self.run_state.save(state)
                         if result.status == "failed":
                             failed = True
                         else:
@@ -190,7 +210,7 @@ class LocalRunner:
         for attempt in range(1, retries + 2):
             self.console.print(f"{tag} [cyan]running[/cyan]" + (f" (attempt {attempt})" if attempt > 1 else ""),
                                highlight=False)
-            error = self._execute(command, log, append=attempt > 1)
+            error = self._execute(node.name, command, log, append=attempt > 1)
             if not error:
                 seconds = time.monotonic() - started
                 self.console.print(f"{tag} [green]succeeded[/green] in {seconds:.1f}s", highlight=False)
@@ -199,7 +219,7 @@ class LocalRunner:
         self.console.print(f"{tag} [red]failed[/red] after {seconds:.1f}s: {error}\n  log: {log}", highlight=False)
         return NodeResult(node.name, "failed", seconds, retries + 1, str(log), error)
 
-    def _execute(self, command: str, log: Path, append: bool) -> str:
+    def _execute(self, name: str, command: str, log: Path, append: bool) -> str:
         """Run one command in the project directory, as Azkaban runs a job in its working directory;
         returns '' on success, else a one-line reason (details in the log)."""
         argv = shlex.split(command)
@@ -209,7 +229,7 @@ class LocalRunner:
                 return self._subprocess(argv, out, log)
             try:
                 if argv[0].endswith("spark-submit"):
-                    return self._spark_job(argv[1:], out)
+                    return self._spark_job(name, argv[1:], out)
                 main = _module_main(argv[2]) if len(argv) >= 3 and argv[1] == "-m" else None
                 if main is not None and _runs_in_flow(main):
                     code = main(argv[3:], out=out, cwd=self.project)
@@ -233,7 +253,7 @@ class LocalRunner:
             return f"cannot run {argv[0]}: {exc.strerror}"
         return "" if code == 0 else failure_reason(log, code)
 
-    def _spark_job(self, argv: list[str], out: TextIO) -> str:
+    def _spark_job(self, name: str, argv: list[str], out: TextIO) -> str:
         options = argparse.ArgumentParser(add_help=False)
         for flag in ("--master", "--deploy-mode", "--driver-memory", "--num-executors", "--executor-memory", "--jars"):
             options.add_argument(flag)
@@ -244,7 +264,10 @@ class LocalRunner:
             return "spark-submit: no job script in the command"
         module = importlib.import_module(f"jobs.{Path(script).stem}")
         args = module.ARGS.from_argv(rest[rest.index(script) + 1:]).resolved(self.project)
-        report = module.run(self._session(known), args)
+        spark = self._session(known)
+        # Spark's UI and event log then say which node each Spark job belongs to (the thread's jobs)
+        spark.sparkContext.setJobGroup(name, f"{self.flow.name}: {name}")
+        report = module.run(spark, args)
         print(json.dumps(report, indent=2, default=str), file=out, flush=True)
         return ""
 

@@ -33,6 +33,7 @@ import yaml
 from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator, model_validator
 
 from glmix.errors import ConfigError, run_command
+from glmix.flow.loader_rules import is_quartz_cron
 from glmix.glm.metrics import Evaluator
 from glmix.io.dated import DateRange
 from glmix.io.examples import ColumnNames
@@ -220,6 +221,36 @@ class FlowSettings(Settings):
     retry_backoff_ms: int = Field(30_000, ge=0)
 
 
+class ScheduleSettings(Settings):
+    """A scheduled flow: when Azkaban starts it (the ``.flow``'s trigger) and how long each run waits
+    for its input days to be complete (their ``_SUCCESS`` markers) before failing."""
+
+    cron: str = Field(description="a Quartz cron expression, e.g. '0 0 2 ? * *' for 02:00 every day")
+    input_wait_minutes: float = Field(60.0, ge=0)
+    poll_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _quartz(cls, value: str) -> str:
+        if not is_quartz_cron(value):
+            raise ValueError(f"{value!r} is not a Quartz cron expression (seconds minutes hours day-of-month "
+                             "month day-of-week [year], one of the two days '?'; at most once a minute)")
+        return value
+
+
+class RegistrySettings(Settings):
+    """Where the flow registers the model it chose, and the model gate before promotion: the candidate
+    and the production version scored on this run's validation data; promoted when its primary metric
+    is no worse than production's by more than ``tolerance`` (and, with ``grouped``, the same for
+    the grouped metrics), else rejected and the flow fails."""
+
+    root: str
+    model: str | None = Field(None, pattern=NAME, description="the registry's model name (default: the config's name)")
+    tolerance: float = Field(0.0, ge=0)
+    grouped: bool = Field(False, description="also gate on the grouped evaluators (e.g. AUC:userId)")
+    promote: bool = Field(True, description="promote a candidate that passes (false: leave it a candidate)")
+
+
 class GameConfig(Settings):
     name: str = Field(pattern=NAME)
     task: Task
@@ -234,6 +265,8 @@ class GameConfig(Settings):
     evaluators: list[str] = Field(["AUC"], min_length=1)
     resources: Resources = Resources()
     flow: FlowSettings = FlowSettings()
+    schedule: ScheduleSettings | None = None
+    registry: RegistrySettings | None = None
 
     @field_validator("coordinates")
     @classmethod
@@ -267,6 +300,12 @@ class GameConfig(Settings):
                 raise ValueError(f"update_sequence: no coordinate named {name!r}")
         if len(set(self.update_sequence)) != len(self.update_sequence):
             raise ValueError("update_sequence: a coordinate appears twice")
+        if "${" in self.output:
+            raise ValueError("output: flow properties (${...}) are not substituted in the config the Python "
+                             "stages read; give a fixed path (dated inputs select each run's days)")
+        if self.schedule and not (self.input.train_dates and self.input.validation_dates):
+            raise ValueError("schedule: a scheduled flow reads dated input (input.train_dates and "
+                             "input.validation_dates), so that each run reads its own days")
         return self
 
     # ------------------------------------------------------------------ reading
@@ -310,7 +349,8 @@ class GameConfig(Settings):
                        if isinstance(c, ExternalCoordinate) else c for name, c in self.coordinates.items()}
         return self.model_copy(update={
             "coordinates": coordinates,
-            "input": Inputs(train=absolute(self.input.train), validation=absolute(self.input.validation)),
+            "input": self.input.model_copy(update={"train": absolute(self.input.train),   # dates kept
+                                                   "validation": absolute(self.input.validation)}),
             "output": absolute(self.output)})
 
     # ------------------------------------------------------------------ derived

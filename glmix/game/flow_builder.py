@@ -1,5 +1,6 @@
 """GAME config -> the flow of stages that trains it: one Azkaban command job per stage, passes unrolled.
 
+    wait-input                       glmix.game.wait_input      (a scheduled flow: the run's input days complete)
     index                            jobs/index_features        (every shard in one pass, training data)
     prepare-train, prepare-validation jobs/prepare_fixed_effect (the fixed effect's shard)
     partition-<coord>                jobs/partition_random_effect   (each random effect, once)
@@ -10,6 +11,9 @@
     [r<k>-]p<p>-<coord>-evaluate     jobs/evaluate on the validation scores
     select-best                      glmix.game.select_best: best step on the first evaluator -> best/
     report                           glmix.game.report: report/index.html
+    production, production-score,    with a registry: its production version scored and evaluated on
+      production-evaluate, gate      this run's validation data; glmix.registry.gate registers best/,
+                                     promotes it or rejects it (the model gate)
 
 Commands use flow properties (``${spark.master}``, ``${glmix.python}``...) whose defaults are in
 the flow's ``config``; Azkaban users override them per execution, the local runner sets them for
@@ -34,6 +38,7 @@ from glmix.game.config import (
     RandomCoordinate,
 )
 from glmix.game.plan import GamePlan, Step
+from glmix.io.storage import join
 from glmix.spark.job_args import EvaluateArgs, IndexArgs, PartitionArgs, PrepareArgs, ScoreArgs, TrainRandomEffectArgs
 from glmix.stage_args import StageArgs
 from glmix.train.external_scores import ExternalScoresArgs
@@ -86,20 +91,26 @@ class FlowBuilder:
         reading = {"columns": c.columns, "bad_records": c.bad_records}
         train = {**reading, **self._dated("train")}
         used = [s for s in c.feature_shards if s.name in {getattr(k, "shard", None) for k in c.coordinates.values()}]
-        nodes = [Node("index", self.spark("index_features", IndexArgs(
-            input=c.input.train, output=plan.index_root, shards=used, **train)))] if used else []
+        # a scheduled run first waits for its input days to be complete
+        start = [Node("wait-input", self.python("glmix.game.wait_input", [CONFIG_FILE, "${glmix.run.date}"]))] \
+            if c.schedule else []
+        after_start = [n.name for n in start]
+        nodes = start + ([Node("index", self.spark("index_features", IndexArgs(
+            input=c.input.train, output=plan.index_root, shards=used, **train)), after_start,
+            _declared([plan.index(s.name) for s in used], [c.input.train]))] if used else [])
         if c.fixed_effect:
             shard = self._fixed_shard()
             for split in ("train", "validation"):
                 nodes.append(Node(f"prepare-{split}", self.spark("prepare_fixed_effect", PrepareArgs(
                     input=getattr(c.input, split), index=plan.index(shard), output=plan.prepared(split),
-                    files=c.resources.spark.partitions, task=c.task, **reading, **self._dated(split))), ["index"]))
+                    files=c.resources.spark.partitions, task=c.task, **reading, **self._dated(split))), ["index"],
+                    _declared([plan.prepared(split)], [getattr(c.input, split)])))
         for name, coordinate in c.random_effects().items():
             nodes.append(Node(f"partition-{name}", self.spark("partition_random_effect", PartitionArgs(
                 input=c.input.train, entity_field=coordinate.entity_field, index=plan.index(coordinate.shard),
                 output=plan.partitions(name), lower_bound=coordinate.lower_bound,
                 upper_bound=coordinate.upper_bound, partitions=c.resources.spark.partitions, task=c.task,
-                **train)), ["index"]))
+                **train)), ["index"], _declared([plan.partitions(name)], [c.input.train])))
         runs = plan.runs()
         for run in runs:
             previous: str | None = None
@@ -108,21 +119,43 @@ class FlowBuilder:
                 nodes += self._step(step, name, previous)
                 previous = f"{name}-train"
         evaluations = [n.name for n in nodes if n.name.endswith("-evaluate")]
-        nodes.append(Node("select-best", self.python("glmix.game.select_best", [CONFIG_FILE]), evaluations))
-        nodes.append(Node("report", self.python("glmix.game.report", [CONFIG_FILE]), ["select-best"]))
+        nodes.append(Node("select-best", self.python("glmix.game.select_best", [CONFIG_FILE]), evaluations,
+                          _declared([plan.best, plan.summary], [CONFIG_FILE])))
+        nodes.append(Node("report", self.python("glmix.game.report", [CONFIG_FILE]), ["select-best"],
+                          _declared([join(plan.report, "index.html")], [CONFIG_FILE])))
+        if c.registry:
+            nodes += self._gate()
         retry = {"retries": str(c.flow.retries), "retry.backoff": str(c.flow.retry_backoff_ms)}
         for node in nodes:
             node.config.update(retry)
-        properties = {**DEFAULT_PROPERTIES, "spark.master": c.resources.spark.master,
+        properties = {**DEFAULT_PROPERTIES, "glmix.state": plan.run_state, "spark.master": c.resources.spark.master,
                       "launcher.backend": c.resources.launcher.backend,
                       **(RUN_DATE if c.input.train_dates or c.input.validation_dates else {}),
                       **(self._shipped() if self.shipment else {})}
-        return Flow(c.name, nodes, properties)
+        trigger = {"schedule": {"type": "cron", "value": c.schedule.cron}} if c.schedule else None
+        return Flow(c.name, nodes, properties, trigger)
 
     def _shipped(self) -> dict[str, str]:
         assert self.shipment is not None
         return {"spark.deploy.mode": "cluster", "glmix.spark.options": self.shipment.spark_options(),
                 "launcher.options": self.shipment.launcher_options()}
+
+    def _gate(self) -> list[Node]:
+        """Score the registry's production version on this run's validation data, then the gate."""
+        c, plan = self.config, self.plan
+        score = self.spark("score", ScoreArgs(
+            data=[f"validation={c.input.validation}"], model_pointer=plan.production_pointer,
+            output=plan.production_scores, model_id=c.name, id_fields=c.id_fields, bad_records=c.bad_records,
+            columns=c.columns, **self._dated("validation")))
+        evaluate = self.spark("evaluate", EvaluateArgs(
+            scores=f"{plan.production_scores}/validation", output=plan.production_metrics, evaluators=c.evaluators))
+        run_date = ["${glmix.run.date}"] if c.input.train_dates or c.input.validation_dates else []
+        return [Node("production", self.python("glmix.registry.gate", ["production", CONFIG_FILE]), ["select-best"],
+                     _declared([plan.production_pointer], [CONFIG_FILE])),
+                Node("production-score", score, ["production"], _declared([plan.production_scores], [c.input.validation])),
+                Node("production-evaluate", evaluate, ["production-score"], _declared([plan.production_metrics])),
+                Node("gate", self.python("glmix.registry.gate", ["decide", CONFIG_FILE, *run_date]),
+                     ["production-evaluate", "report"], _declared([plan.gate], [CONFIG_FILE]))]
 
     def _fixed_shard(self) -> str:
         coordinate = self.config.coordinates[self.config.fixed_effect or ""]
@@ -160,7 +193,9 @@ class FlowBuilder:
         evaluate = self.spark("evaluate", EvaluateArgs(
             scores=f"{step.scores}/validation", output=step.metrics, evaluators=c.evaluators,
             coordinate=step.coordinate, pass_index=step.pass_index))
-        return [train, Node(f"{name}-score", score, [train.name]), Node(f"{name}-evaluate", evaluate, [f"{name}-score"])]
+        train.config.update(_declared([step.output]))
+        return [train, Node(f"{name}-score", score, [train.name], _declared([step.scores], [c.input.validation])),
+                Node(f"{name}-evaluate", evaluate, [f"{name}-score"], _declared([step.metrics]))]
 
     def _fixed_effect_spec(self, step: Step, name: str, coordinate: FixedGlmCoordinate | FixedKerasCoordinate) -> str:
         c, plan, launcher = self.config, self.plan, self.config.resources.launcher
@@ -183,6 +218,12 @@ class FlowBuilder:
                 "tasks": {"worker": {"instances": launcher.workers, "memory": launcher.memory, "command": command}}}
         return "# generated by `glmix flow build`: the fixed-effect training of one coordinate-descent step\n" + \
             yaml.safe_dump(spec, sort_keys=False, width=1000)
+
+
+def _declared(outputs: list[str], inputs: list[str] | None = None) -> dict[str, str]:
+    """A node's published outputs and the data it reads, for the runner to know when its run still
+    stands (glmix.flow.run_state); Azkaban ignores properties its job types do not use."""
+    return {"glmix.outputs": shlex.join(outputs), **({"glmix.inputs": shlex.join(inputs)} if inputs else {})}
 
 
 def _given(**values: object) -> dict[str, object]:

@@ -80,6 +80,29 @@ class GamePlan:
     def report(self) -> str:
         return join(self.root, "report")
 
+    @property
+    def production_pointer(self) -> str:
+        """The registry's production version when the run checked: ``{"version", "model"}``."""
+        return join(self.root, "production.json")
+
+    @property
+    def production_scores(self) -> str:
+        return join(self.root, "production.scores")
+
+    @property
+    def production_metrics(self) -> str:
+        return join(self.root, "production.metrics")
+
+    @property
+    def gate(self) -> str:
+        """The model gate's decision and report (gate.json, index.html)."""
+        return join(self.root, "gate")
+
+    @property
+    def run_state(self) -> str:
+        """Where flow runs keep their nodes' records and their lease (glmix.flow.run_state, .lease)."""
+        return join(self.root, "_flow")
+
     def runs(self) -> list[list[Step]]:
         """Every regularization run's steps, in execution order."""
         return [self._steps(k, weights) for k, weights in enumerate(self.config.grid())]

@@ -50,14 +50,27 @@ def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10) -> tuple[flo
     return float(statistic), float(chi2.sf(statistic, max(len(bins) - 2, 1))), bins
 
 
-def _png(figure: Any) -> str:
+def png_tag(figure: Any) -> str:
+    """A matplotlib figure as an inline <img> (one self-contained HTML file)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
     return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _scores(uri: str) -> tuple[np.ndarray, np.ndarray]:
+def score_histograms(scores: dict[str, np.ndarray]) -> str:
+    """Overlaid histograms of several score sets on the same rows (e.g. a candidate and production)."""
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    bins = np.linspace(min(s.min() for s in scores.values()), max(s.max() for s in scores.values()), 50).tolist()
+    for name, values in scores.items():
+        axes.hist(values, bins=bins, alpha=0.5, label=name)
+    axes.set_xlabel("predictionScore (validation rows)")
+    axes.legend()
+    return png_tag(figure)
+
+
+def labels_and_scores(uri: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and predictionScore of the ScoringResult Avro under ``uri``."""
     records = list(read_avro_records(uri))
     return (np.array([r["label"] for r in records], dtype=float),
             np.array([r["predictionScore"] for r in records], dtype=float))
@@ -85,7 +98,7 @@ def _metric_plot(summary: dict[str, Any]) -> str:
     ax.set_xticks(range(len(steps)), labels, fontsize=7)
     ax.set_title("validation metrics after each coordinate update")
     ax.legend(fontsize=7)
-    return _png(figure)
+    return png_tag(figure)
 
 
 def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
@@ -95,7 +108,7 @@ def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (validation)")
     ax.legend(loc="lower right")
-    roc = _png(figure)
+    roc = png_tag(figure)
     p = 1.0 / (1.0 + np.exp(-margin))
     statistic, p_value, bins = hosmer_lemeshow(y, p)
     figure, ax = plt.subplots(figsize=(4, 4))
@@ -105,7 +118,7 @@ def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
            title=f"calibration: HL {statistic:.1f}, p = {p_value:.3g}")
     text = (f"<p>Hosmer-Lemeshow statistic {statistic:.2f} over {len(bins)} deciles of predicted probability "
             f"(chi-square, {len(bins) - 2} degrees of freedom): p = {p_value:.3g}</p>")
-    return [roc, _png(figure), text]
+    return [roc, png_tag(figure), text]
 
 
 def _coefficients(model_dir: str) -> str:
@@ -118,7 +131,7 @@ def _coefficients(model_dir: str) -> str:
         ax.hist(values, bins=50)
         ax.set_title(f"{model.name} ({model.type}): {len(values)} coefficients", fontsize=9)
         ax.set_yscale("log")
-    return _png(figure)
+    return png_tag(figure)
 
 
 def _entity_sizes(plan: GamePlan, best_run: int) -> str:
@@ -133,7 +146,7 @@ def _entity_sizes(plan: GamePlan, best_run: int) -> str:
         ax.set_title(f"{step.coordinate}: rows per entity\n{len(sizes)} active, "
                      f"{report['entities_passive']} passive", fontsize=9)
         ax.set_yscale("log")
-    return _png(figure)
+    return png_tag(figure)
 
 
 def write_report(config: GameConfig) -> str:
@@ -146,7 +159,7 @@ def write_report(config: GameConfig) -> str:
                 f"published at <code>{html.escape(plan.best)}</code></p>",
                 "<h2>Validation metrics per coordinate update</h2>", _metric_table(summary), _metric_plot(summary)]
     if config.task == "logistic":
-        y, margin = _scores(join(best.scores, "validation"))
+        y, margin = labels_and_scores(join(best.scores, "validation"))
         sections += ["<h2>Best model on the validation data</h2>", *_roc_and_calibration(y, margin)]
     sections += ["<h2>Coefficients</h2>", _coefficients(plan.best),
                  "<h2>Training rows per entity</h2>", _entity_sizes(plan, best.run)]

@@ -103,9 +103,19 @@ class Storage(ABC):
     def read_tail(self, uri: str, length: int) -> bytes:
         """The last ``length`` bytes of a file (all of it if shorter), without reading the rest."""
 
+    @abstractmethod
+    def create_new(self, uri: str, data: bytes) -> bool:
+        """Write a file only if no file is at ``uri`` yet, atomically against other writers: True if
+        this call created it, False if it existed (what locks and version numbers are built on)."""
+
     def write_bytes(self, uri: str, data: bytes) -> None:
         with self.open_write(uri) as stream:
             stream.write(data)
+
+    @abstractmethod
+    def append_bytes(self, uri: str, data: bytes) -> None:
+        """Add to the end of an existing file; the file never disappears meanwhile (as a rewrite
+        through WebHDFS would), so readers always find it."""
 
     def data_files(self, uri: str, suffix: str = "", skip_empty: bool = False) -> builtins.list[str]:
         """The data files of a file or directory (recursively), skipping hidden entries and, with
@@ -159,9 +169,14 @@ class LocalStorage(Storage):
         path = self._path(uri)
         if not path.is_dir():
             raise StorageError(f"{uri}: not a directory")
-        return [FileInfo(uri=join(uri, p.name), name=p.name, is_dir=p.is_dir(),
-                         size=0 if p.is_dir() else p.stat().st_size)
-                for p in sorted(path.iterdir())]
+        found = []
+        for p in sorted(path.iterdir()):
+            try:   # an entry another process removes meanwhile (a spool file) is not listed
+                found.append(FileInfo(uri=join(uri, p.name), name=p.name, is_dir=p.is_dir(),
+                                      size=0 if p.is_dir() else p.stat().st_size))
+            except FileNotFoundError:
+                continue
+        return found
 
     def file_size(self, uri: str) -> int:
         try:
@@ -208,6 +223,26 @@ class LocalStorage(Storage):
 
     def replace_file(self, src: str, dst: str) -> None:
         os.replace(self._path(src), self._path(dst))   # atomic: readers see the old file or the new one
+
+    def append_bytes(self, uri: str, data: bytes) -> None:
+        try:
+            with open(self._path(uri), "ab") as stream:
+                stream.write(data)
+        except OSError as exc:
+            raise StorageError(f"{uri}: cannot append: {exc.strerror}") from exc
+
+    def create_new(self, uri: str, data: bytes) -> bool:
+        path = self._path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spool = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        spool.write_bytes(data)
+        try:
+            os.link(spool, path)   # atomic, fails if the path exists, and the file appears whole
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            spool.unlink()
 
 
 @dataclass(frozen=True)
@@ -336,6 +371,22 @@ class HdfsStorage(Storage):
         if self.exists(dst):
             raise StorageError(f"{dst}: cannot rename {src} onto an existing path")
         self._call(src, "rename", self._client.rename, self._path(src), self._path(dst))
+
+    def append_bytes(self, uri: str, data: bytes) -> None:
+        self._call(uri, "append", self._client.write, self._path(uri), data=data, append=True)
+
+    def create_new(self, uri: str, data: bytes) -> bool:
+        from hdfs.util import HdfsError
+
+        try:   # the namenode creates a path at most once (WebHDFS CREATE with overwrite=false)
+            self._client.write(self._path(uri), data=data, overwrite=False)
+            return True
+        except HdfsError as exc:
+            # exists, or another client is creating it right now (the namenode's file lease)
+            if any(m in str(exc) for m in ("FileAlreadyExistsException", "already exists",
+                                           "AlreadyBeingCreatedException", "lease is currently owned")):
+                return False
+            raise StorageError(f"{uri}: cannot create: {exc.message.splitlines()[0]}") from exc
 
 
 def _read_all(client: Any, path: str) -> bytes:

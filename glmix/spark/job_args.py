@@ -99,6 +99,8 @@ class ScoreArgs(DatedArgs):
     data: list[NamedLocation] = Field(description="datasets to score, NAME=URI each; written to OUTPUT/NAME")
     output: Location
     model: Location | None = Field(None, description="a published GAME model directory (model-metadata.json)")
+    model_pointer: Location | None = Field(None, description="a JSON file whose \"model\" names the GAME model "
+                                           "directory, read when the job starts (a model chosen at run time)")
     scores: list[NamedLocation] = Field([], description="NAME=DIR each: a coordinate given by its scores, DIR/scores/<dataset>/"
                                               " (uid, score), e.g. a Keras fixed effect or an external model")
     fixed_effect: list[NamedLocation] = Field([], description="NAME=DIR each")

@@ -1,0 +1,194 @@
+"""The model registry on storage: numbered immutable versions, their states, a production alias.
+
+Layout (local disk or HDFS alike)::
+
+    REGISTRY/<model>/claims/<N>           an empty file: version N is taken (create-if-absent)
+    REGISTRY/<model>/versions/<N>/        immutable, published atomically (_SUCCESS):
+        metadata.json                     see glmix.registry.metadata
+        model/                            the GAME model (a flow's best/)
+        features/<shard>.tsv              each shard's feature list (name, term), in index order
+    REGISTRY/<model>/log/<seq>.json       append-only: each a state change or an alias move
+
+Nothing is ever rewritten, so every change is one create-if-absent (a link locally, WebHDFS CREATE
+without overwrite on HDFS; WebHDFS cannot rename over a file, so a rewritten alias file would be
+briefly absent): two publishers never both get version N, and of two promotions racing, the log
+orders them. A version's state is the last state its log entries give it (``candidate`` at
+first); ``production`` is the version of the last alias entry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from glmix.errors import GlmixError
+from glmix.io.storage import copy_tree, is_published, join, publish_atomically, storage_for
+
+State = Literal["candidate", "production", "rejected", "archived"]
+STATES: tuple[State, ...] = ("candidate", "production", "rejected", "archived")
+METADATA = "metadata.json"
+
+
+class RegistryError(GlmixError):
+    """A registry operation that cannot be done (unknown version, rejected version promoted...)."""
+
+
+@dataclass(frozen=True)
+class Version:
+    model: str
+    number: int
+    uri: str
+    state: State
+    reason: str
+    metadata: dict[str, Any]
+
+    @property
+    def model_uri(self) -> str:
+        return join(self.uri, "model")
+
+
+class ModelRegistry:
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+        self.storage = storage_for(self.root)
+
+    # ------------------------------------------------------------------ paths
+    def _model(self, model: str) -> str:
+        if not model or "/" in model or model.startswith((".", "_")):
+            raise RegistryError(f"model name {model!r}: must be non-empty, without '/', not starting with '.' or '_'")
+        return join(self.root, model)
+
+    def _numbers(self, directory: str) -> list[int]:
+        if not self.storage.exists(directory):
+            return []
+        return sorted(int(e.name.removesuffix(".json")) for e in self.storage.list(directory)
+                      if e.name.removesuffix(".json").isdigit())
+
+    # ------------------------------------------------------------------ writing
+    def register(self, model: str, fill: Callable[[str], dict[str, Any]], parent: int | None = None) -> Version:
+        """Claim the next version number, let ``fill(directory)`` write the version's files into a
+        temporary directory and return its metadata, then publish it as a candidate."""
+        root = self._model(model)
+        if parent is not None:
+            self.version(model, parent)   # must exist
+        number = max(self._numbers(join(root, "claims")), default=0) + 1
+        while not self.storage.create_new(join(root, "claims", f"{number:06d}"), b""):
+            number += 1   # another publisher took it first
+        uri = join(root, "versions", f"{number:06d}")
+        with publish_atomically(uri) as tmp:
+            metadata = {**fill(tmp), "model": model, "version": number, "parent_version": parent,
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            self.storage.write_bytes(join(tmp, METADATA), json.dumps(metadata, indent=2, default=str).encode())
+        self._log(model, {"event": "state", "version": number, "state": "candidate", "reason": "registered"})
+        return self.version(model, number)
+
+    def register_model_dir(self, model: str, model_dir: str, metadata: dict[str, Any],
+                           features: dict[str, list[tuple[str, str]]], parent: int | None = None) -> Version:
+        """Register a published GAME model directory (a flow's best/) with its metadata and feature lists."""
+        if not is_published(model_dir):
+            raise RegistryError(f"{model_dir}: not a published model (no _SUCCESS)")
+
+        def fill(tmp: str) -> dict[str, Any]:
+            copy_tree(model_dir, join(tmp, "model"))
+            for shard, keys in features.items():
+                self.storage.write_bytes(join(tmp, "features", f"{shard}.tsv"),
+                                         "".join(f"{name}\t{term}\n" for name, term in keys).encode())
+            return metadata
+
+        return self.register(model, fill, parent)
+
+    def _log(self, model: str, entry: dict[str, Any]) -> None:
+        log = join(self._model(model), "log")
+        entry = {**entry, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        sequence = max(self._numbers(log), default=0) + 1
+        while not self.storage.create_new(join(log, f"{sequence:08d}.json"), json.dumps(entry).encode()):
+            sequence += 1
+
+    def set_state(self, model: str, number: int, state: State, reason: str) -> None:
+        current = self.version(model, number)
+        if state == "production":
+            raise RegistryError("use promote to make a version production")
+        if current.state == "production":
+            raise RegistryError(f"{model} version {number} is production: promote or roll back to another first")
+        self._log(model, {"event": "state", "version": number, "state": state, "reason": reason})
+
+    def promote(self, model: str, number: int, reason: str = "promoted") -> Version:
+        """Move the production alias to ``number`` (the previous production version becomes archived)."""
+        target = self.version(model, number)
+        if target.state in ("rejected", "archived"):
+            raise RegistryError(f"{model} version {number} is {target.state} ({target.reason}); "
+                                "only a candidate can be promoted")
+        self._log(model, {"event": "alias", "alias": "production", "version": number, "reason": reason})
+        return self.version(model, number)
+
+    def rollback(self, model: str, reason: str = "rolled back") -> Version:
+        """Production back to the version that held it before the current one (still available)."""
+        history = [e["version"] for e in self._entries(model) if e["event"] == "alias"]
+        if not history:
+            raise RegistryError(f"{model}: no production version to roll back from")
+        current = history[-1]
+        earlier = [v for v in reversed(history[:-1]) if v != current]
+        if not earlier:
+            raise RegistryError(f"{model}: version {current} is the first production version; nothing to roll back to")
+        self._log(model, {"event": "alias", "alias": "production", "version": earlier[0], "reason": reason})
+        self._log(model, {"event": "state", "version": current, "state": "rejected", "reason": reason})
+        return self.version(model, earlier[0])
+
+    # ------------------------------------------------------------------ reading
+    def _entries(self, model: str) -> list[dict[str, Any]]:
+        log = join(self._model(model), "log")
+        return [json.loads(self.storage.read_bytes(join(log, f"{n:08d}.json"))) for n in self._numbers(log)]
+
+    def models(self) -> list[str]:
+        if not self.storage.exists(self.root):
+            return []
+        return sorted(e.name for e in self.storage.list(self.root) if e.is_dir and not e.name.startswith((".", "_")))
+
+    def production(self, model: str) -> int | None:
+        aliases = [e for e in self._entries(model) if e["event"] == "alias"]
+        return aliases[-1]["version"] if aliases else None
+
+    def versions(self, model: str) -> list[Version]:
+        entries = self._entries(model)
+        production = next((e["version"] for e in reversed(entries) if e["event"] == "alias"), None)
+        states: dict[int, tuple[State, str]] = {}
+        for e in entries:
+            if e["event"] == "state":
+                states[e["version"]] = (e["state"], e["reason"])
+            elif e["event"] == "alias":
+                states[e["version"]] = ("production", e["reason"])
+        found = []
+        for number in self._numbers(join(self._model(model), "versions")):
+            uri = join(self._model(model), "versions", f"{number:06d}")
+            if not is_published(uri):
+                continue   # being published, or a publisher died: never a version
+            state, reason = states.get(number, ("candidate", "registered"))
+            if state == "production" and number != production:
+                state, reason = "archived", f"replaced in production by version {production}"
+            metadata = json.loads(self.storage.read_bytes(join(uri, METADATA)))
+            found.append(Version(model, number, uri, state, reason, metadata))
+        return found
+
+    def version(self, model: str, number: int | None = None) -> Version:
+        """Version ``number``, or the production version when None."""
+        if number is None:
+            number = self.production(model)
+            if number is None:
+                raise RegistryError(f"{model}: no production version in {self.root}")
+        for v in self.versions(model):
+            if v.number == number:
+                return v
+        raise RegistryError(f"{model}: no version {number} in {self.root}")
+
+    def features(self, version: Version) -> dict[str, list[tuple[str, str]]]:
+        directory = join(version.uri, "features")
+        if not self.storage.exists(directory):
+            return {}
+        out = {}
+        for entry in self.storage.list(directory):
+            rows = (line.partition("\t") for line in self.storage.read_bytes(entry.uri).decode().splitlines())
+            out[entry.name.removesuffix(".tsv")] = [(name, term) for name, _, term in rows]
+        return out

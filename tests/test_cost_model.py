@@ -1,0 +1,65 @@
+"""The whole-flow cost model (bench/cost_model.py) on measurements made up to follow a known law,
+so its fit, its check and its extrapolation can be compared with arithmetic done by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.cost_model import FIXED, SPARK_KINDS, Cluster, check, extrapolate, fixed_effect_memory_gb, linear_fit, main
+
+
+def run(rows: int) -> dict[str, Any]:
+    """Every Spark stage: 5 s + 2 us a row, 4 core-us and 100 shuffled bytes a row; the fixed
+    effect: 3 s of launcher overhead a pass plus loading (1 us a row) and 50 evaluations (30 nnz a row, 1 ns a nnz)."""
+    stages: dict[str, dict[str, float]] = {k: {"nodes": 1, "seconds": 5 + 2e-6 * rows, "core_seconds": 4e-6 * rows,
+                                               "shuffle_bytes": 100.0 * rows} for k in SPARK_KINDS}
+    reports = [{"load_seconds": 1e-6 * rows, "train_seconds": 50 * 30 * rows * 1e-9, "evaluations": 50,
+                "nnz_this_worker": 30 * rows, "peak_rss_mb_this_worker": 200 + 1e-4 * rows} for _ in range(2)]
+    stages[FIXED] = {"nodes": 2, "seconds": sum(3 + r["load_seconds"] + r["train_seconds"] for r in reports)}
+    return {"master": "local[2]", "rows": rows, "stages": stages, "fixed_effect": reports}
+
+
+RUNS = [run(n) for n in (100_000, 1_000_000, 10_000_000)]
+
+
+def test_a_line_through_two_points_and_its_floor_at_zero_overhead() -> None:
+    assert linear_fit((1, 7.0), (3, 11.0)) == (5.0, 2.0)
+    assert linear_fit((1, 1.0), (3, 9.0)) == (0.0, 3.0)     # would cross below zero: overhead 0, through the larger
+
+
+def test_the_check_predicts_the_largest_run_exactly_when_the_law_is_linear() -> None:
+    table = check(RUNS)
+    assert [row[0] for row in table] == [*SPARK_KINDS, FIXED, "all of these"]
+    for row in table:
+        assert row[-1] == pytest.approx(0.0, abs=1e-9)   # predicted == measured
+    index = table[0]
+    assert index[1] == pytest.approx(5.0) and index[2] == pytest.approx(2.0)   # overhead s, s per 1M rows
+
+
+def test_extrapolation_spreads_work_over_the_cluster_and_adds_the_network() -> None:
+    cluster = Cluster(nodes=100, cores_per_node=16, network_gb_per_s=1.25, features=100_000)
+    rows = 10_000_000_000
+    table = {row[0]: row for row in extrapolate(RUNS, rows, cluster)}
+    name, overhead, compute, network, total = table["index"]
+    assert overhead == pytest.approx(5.0)
+    assert compute == pytest.approx(4e-6 * rows / 1600)
+    assert network == pytest.approx(100 * rows / (100 * 1.25e9))
+    assert total == pytest.approx(overhead + compute + network)
+    fixed = table[FIXED]
+    per_worker = rows / 100
+    load, solve = 2 * 1e-6 * per_worker, 2 * 50 * 30 * per_worker * 1e-9
+    assert fixed[1] == pytest.approx(6.0) and fixed[2] == pytest.approx(load + solve)
+    assert fixed[3] == pytest.approx(100 * 2 * 8 * 100_000 / 1.25e9)
+    assert fixed_effect_memory_gb(RUNS, rows, cluster) == pytest.approx((200 + 1e-4 * per_worker) / 1024)
+
+
+def test_the_model_prints_from_saved_measurements(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    saved = tmp_path / "flow.json"
+    saved.write_text(json.dumps(RUNS))
+    assert main([str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "cost model check on local[2]" in out and "extrapolated: 10,000,000,000 rows on 100 nodes" in out
