@@ -28,7 +28,6 @@ from glmix.errors import GlmixError
 from glmix.io.storage import copy_tree, is_published, join, publish_atomically, storage_for
 
 State = Literal["candidate", "production", "rejected", "archived"]
-STATES: tuple[State, ...] = ("candidate", "production", "rejected", "archived")
 METADATA = "metadata.json"
 
 
