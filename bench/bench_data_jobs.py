@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -23,7 +22,7 @@ from pyspark.sql import functions as F
 
 from bench.datasets import CACHE, synthetic
 from bench.dev_cluster import running_cluster
-from bench.report import print_table
+from bench.report import print_table, timed
 from bench.sizes import SMOKE, sizes
 from glmix.io.storage import join, qualified, storage_for
 from glmix.settings import FeatureShard
@@ -35,12 +34,6 @@ from jobs.prepare_fixed_effect import prepare_fixed_effect
 BAGS = ("features", "userFeatures", "itemFeatures")
 FILES = 4
 WARM_UP_ROWS = 100_000
-
-
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def run() -> None:

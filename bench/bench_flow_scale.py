@@ -30,7 +30,7 @@ import re
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
@@ -43,7 +43,7 @@ from pyspark.sql import functions as F
 from bench.cost_model import print_model
 from bench.datasets import synthetic
 from bench.dev_cluster import running_cluster
-from bench.report import print_table
+from bench.report import print_table, timed
 from bench.sizes import SMOKE, size, sizes
 from glmix.data.sparse_rows import load_rows
 from glmix.flow.runner import LocalRunner, NodeResult
@@ -116,12 +116,6 @@ def event_log_measures(directory: Path) -> tuple[dict[str, dict[str, float]], di
                                   ("python_rss_mb", "ProcessTreePythonRSSMemory")):
                     mine[name] = max(mine[name], peaks.get(key, 0) / 2**20)
     return nodes, executors
-
-
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def floors(spark: SparkSession, data: str, prepared: str, scratch: str,

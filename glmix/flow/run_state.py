@@ -87,5 +87,4 @@ class RunState:
         return loaded
 
     def save(self, state: dict[str, Any]) -> None:
-        storage_for(self.directory).makedirs(self.directory)
         write_file_atomically(self.uri, json.dumps(state, indent=2).encode())

@@ -128,15 +128,18 @@ class LocalRunner:
     def command(self, node: Node) -> str:
         return substitute(node.command, self.properties, f"node {node.name}")
 
-    def facts(self, node: Node, command: str, state: dict[str, Any]) -> NodeFacts:
-        """The node's command digest, inputs (its dependencies' runs, its data's listings) and outputs."""
+    def facts(self, node: Node, command: str, state: dict[str, Any], fingerprints: dict[str, str]) -> NodeFacts:
+        """The node's command digest, inputs (its dependencies' runs, its data's listings) and outputs.
+        ``fingerprints``: the data inputs listed so far in this run (several stages read the same data)."""
         def declared(key: str) -> list[str]:
             return shlex.split(substitute(node.config.get(key, ""), self.properties, f"node {node.name} {key}"))
 
         inputs = {f"node:{d}": str(state.get(d, {}).get("finished", "")) for d in node.depends_on}
-        # a relative path is the project's file (its config.yaml), as the stage reads it
-        inputs.update({path: data_fingerprint(path if "://" in path or path.startswith("/") else str(self.project / path))
-                       for path in declared("glmix.inputs")})
+        for path in declared("glmix.inputs"):
+            if path not in fingerprints:   # a relative path is the project's file (its config.yaml)
+                fingerprints[path] = data_fingerprint(path if "://" in path or path.startswith("/")
+                                                      else str(self.project / path))
+            inputs[path] = fingerprints[path]
         return NodeFacts(hashlib.sha256(command.encode()).hexdigest()[:16], inputs, tuple(declared("glmix.outputs")))
 
     # ------------------------------------------------------------------ running
@@ -157,6 +160,7 @@ class LocalRunner:
         succeeded: set[str] = set()
         running: dict[Future[NodeResult], Node] = {}
         facts: dict[str, NodeFacts] = {}  # what each node ran from, to know whether later runs may skip it
+        fingerprints: dict[str, str] = {}
         failed = False
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._spark = _callers_session()
@@ -173,7 +177,7 @@ class LocalRunner:
                         log = self.state_dir / "logs" / f"{node.name}.log"
                         tag = f"[{position[node.name]}/{len(ordered)}] {node.name}"
                         previous = state.get(node.name, {})
-                        facts[node.name] = known = self.facts(node, command, state)
+                        facts[node.name] = known = self.facts(node, command, state, fingerprints)
                         why = reason_to_run(previous, known)
                         if why is None:
                             results[node.name] = NodeResult(node.name, "skipped", 0.0, 0, str(log))

@@ -31,6 +31,10 @@ State = Literal["candidate", "production", "rejected", "archived"]
 METADATA = "metadata.json"
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 class RegistryError(GlmixError):
     """A registry operation that cannot be done (unknown version, rejected version promoted...)."""
 
@@ -78,8 +82,7 @@ class ModelRegistry:
             number += 1   # another publisher took it first
         uri = join(root, "versions", f"{number:06d}")
         with publish_atomically(uri) as tmp:
-            metadata = {**fill(tmp), "model": model, "version": number, "parent_version": parent,
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            metadata = {**fill(tmp), "model": model, "version": number, "parent_version": parent, "created": _now()}
             self.storage.write_bytes(join(tmp, METADATA), json.dumps(metadata, indent=2, default=str).encode())
         self._log(model, {"event": "state", "version": number, "state": "candidate", "reason": "registered"})
         return self.version(model, number)
@@ -101,7 +104,7 @@ class ModelRegistry:
 
     def _log(self, model: str, entry: dict[str, Any]) -> None:
         log = join(self._model(model), "log")
-        entry = {**entry, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        entry = {**entry, "time": _now()}
         sequence = max(self._numbers(log), default=0) + 1
         while not self.storage.create_new(join(log, f"{sequence:08d}.json"), json.dumps(entry).encode()):
             sequence += 1
@@ -146,41 +149,48 @@ class ModelRegistry:
             return []
         return sorted(e.name for e in self.storage.list(self.root) if e.is_dir and not e.name.startswith((".", "_")))
 
-    def production(self, model: str) -> int | None:
-        aliases = [e for e in self._entries(model) if e["event"] == "alias"]
-        return aliases[-1]["version"] if aliases else None
-
-    def versions(self, model: str) -> list[Version]:
-        entries = self._entries(model)
-        production = next((e["version"] for e in reversed(entries) if e["event"] == "alias"), None)
+    def _states(self, model: str) -> tuple[dict[int, tuple[State, str]], int | None]:
+        """Each version's state and reason as the log gives them, and the production version."""
         states: dict[int, tuple[State, str]] = {}
-        for e in entries:
+        production = None
+        for e in self._entries(model):
             if e["event"] == "state":
                 states[e["version"]] = (e["state"], e["reason"])
             elif e["event"] == "alias":
                 states[e["version"]] = ("production", e["reason"])
-        found = []
-        for number in self._numbers(join(self._model(model), "versions")):
-            uri = join(self._model(model), "versions", f"{number:06d}")
-            if not is_published(uri):
-                continue   # being published, or a publisher died: never a version
-            state, reason = states.get(number, ("candidate", "registered"))
-            if state == "production" and number != production:
-                state, reason = "archived", f"replaced in production by version {production}"
-            metadata = json.loads(self.storage.read_bytes(join(uri, METADATA)))
-            found.append(Version(model, number, uri, state, reason, metadata))
-        return found
+                production = e["version"]
+        return states, production
+
+    def _load(self, model: str, number: int, states: dict[int, tuple[State, str]],
+              production: int | None) -> Version | None:
+        """Version ``number`` (None while unpublished: being published, or its publisher died)."""
+        uri = join(self._model(model), "versions", f"{number:06d}")
+        if not is_published(uri):
+            return None
+        state, reason = states.get(number, ("candidate", "registered"))
+        if state == "production" and number != production:
+            state, reason = "archived", f"replaced in production by version {production}"
+        return Version(model, number, uri, state, reason, json.loads(self.storage.read_bytes(join(uri, METADATA))))
+
+    def production(self, model: str) -> int | None:
+        return self._states(model)[1]
+
+    def versions(self, model: str) -> list[Version]:
+        states, production = self._states(model)
+        found = (self._load(model, n, states, production) for n in self._numbers(join(self._model(model), "versions")))
+        return [v for v in found if v is not None]
 
     def version(self, model: str, number: int | None = None) -> Version:
-        """Version ``number``, or the production version when None."""
+        """Version ``number``, or the production version when None (reads that version only)."""
+        states, production = self._states(model)
         if number is None:
-            number = self.production(model)
+            number = production
             if number is None:
                 raise RegistryError(f"{model}: no production version in {self.root}")
-        for v in self.versions(model):
-            if v.number == number:
-                return v
-        raise RegistryError(f"{model}: no version {number} in {self.root}")
+        found = self._load(model, number, states, production)
+        if found is None:
+            raise RegistryError(f"{model}: no version {number} in {self.root}")
+        return found
 
     def features(self, version: Version) -> dict[str, list[tuple[str, str]]]:
         directory = join(version.uri, "features")
