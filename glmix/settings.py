@@ -54,3 +54,19 @@ class FeatureShard(Settings):
         if len(set(bags)) != len(bags):
             raise ValueError("bags must be distinct")
         return bags
+
+
+class DataGateSettings(Settings):
+    """The data gate: the new training window's statistics against those of the production
+    version's training window (glmix.registry.data_gate), each check with its threshold."""
+
+    features: int = Field(50, ge=1, description="the reference's most frequent features compared one by one")
+    bins: int = Field(10, ge=2, description="quantile bins of a feature's values (from the reference window)")
+    psi: float = Field(0.25, gt=0, description="the highest population stability index a feature may reach")
+    ks: float | None = Field(None, gt=0, le=1, description="the highest Kolmogorov-Smirnov statistic (binned)")
+    unseen_share: float = Field(0.1, ge=0, le=1,
+                                description="the highest share of rows with a feature the production model never saw")
+    label_rate: float = Field(0.1, ge=0, description="the largest change of the mean label (absolute)")
+    missing_ids: float = Field(0.01, ge=0, le=1, description="the highest share of rows without an entity id")
+    row_change: float = Field(0.5, ge=0, description="the largest relative change of the row count")
+    action: Literal["fail", "warn"] = Field("fail", description="what a violation does to the flow")

@@ -69,7 +69,8 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     """Resuming after a failure and after an output was deleted (the state lives with the output);
     the model gate registers and promotes the chosen model, or rejects it (issue 22)."""
     registry = ModelRegistry(str(tmp_path / "registry"))
-    config = GameConfig.from_dict({**small_config(tmp_path).to_dict(), "registry": {"root": registry.root}})
+    config = GameConfig.from_dict({**small_config(tmp_path).to_dict(), "registry": {"root": registry.root},
+                                   "data_gate": {"features": 5}})
     project = build_project(config, tmp_path / "project")
     flow_file = project / "resume-test.flow"
     good = flow_file.read_text()
@@ -96,6 +97,11 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
 
     gate = json.loads((tmp_path / "out" / "gate" / "gate.json").read_text())
     assert gate["verdict"] == "promoted: the first version" and registry.production("resume-test") == 1
+    # the data gate ran first; its window statistics are kept with the version, for the next runs' gates
+    assert first[0].name == "data-gate" and first[1].name == "index"
+    kept = json.loads((Path(registry.version("resume-test", 1).uri) / "data-stats.json").read_text())
+    assert kept == json.loads((tmp_path / "out" / "data-gate" / "stats.json").read_text())
+    assert len(kept["features"]) == 5 and kept["rows"] > 3000
 
     # an output deleted since: its stage and the stages after it run again, from another project
     # directory too (another machine: the state lives with the output)

@@ -56,6 +56,7 @@ def test_yarn_cli_and_sizing(dev_cluster: Cluster) -> None:
     assert classpath[0] == str(dev_cluster.conf_dir)
     assert any(p.endswith("hadoop-yarn-client-3.5.0.jar") for p in classpath)
     assert NM_MEMORY_MB >= 6 * 512 + 1024  # six 512 MB containers plus an ApplicationMaster
+    assert 4096 + 409 < NM_MEMORY_MB < 2 * (4096 + 409) + 512 + 384  # see the Avro job's executors
 
 
 SPARK_AVRO_JOB = """
@@ -80,8 +81,12 @@ def test_pyspark_on_yarn_reads_and_writes_avro_on_hdfs(dev_cluster: Cluster, tmp
     script = tmp_path / "avro_job.py"
     script.write_text(SPARK_AVRO_JOB)
     name = f"glmix-it-avro-{uuid.uuid4().hex[:6]}"
-    command, env = spark_submit_command("yarn", name, str(script), [f"{hdfs_root}/rows", f"{hdfs_root}/by_user"],
-                                        executor_memory="512m", executors=2)
+    # Executors of 4 GB: two (plus the ApplicationMaster) do not fit in one node's NM_MEMORY_MB, so
+    # YARN must place them on two nodes; the job starts only when both have registered.
+    command, env = spark_submit_command(
+        "yarn", name, str(script), [f"{hdfs_root}/rows", f"{hdfs_root}/by_user"], executor_memory="4g",
+        executors=2, extra={"spark.scheduler.minRegisteredResourcesRatio": "1.0",
+                            "spark.scheduler.maxRegisteredResourcesWaitingTime": "180s"})
     out = run(*command, env=env)
     assert "COUNT 5000 7" in out
     executor_hosts = next(line for line in out.splitlines() if line.startswith("EXECUTOR_HOSTS")).split()[1:]

@@ -48,8 +48,11 @@ def test_a_scheduled_config_makes_a_triggered_flow_that_waits_for_its_input(tmp_
     assert flow["trigger"] == {"schedule": {"type": "cron", "value": "0 0 2 ? * *"}}
     assert validate_project(project) == ["movielens-daily"]
     nodes = {n["name"]: n for n in flow["nodes"]}
-    assert flow["nodes"][0]["name"] == "wait-input" and nodes["index"]["dependsOn"] == ["wait-input"]
-    assert "--run-date '${glmix.run.date}'" in nodes["index"]["config"]["command"]
+    # wait for the days, check them against production's training days, then train
+    assert flow["nodes"][0]["name"] == "wait-input" and nodes["data-gate"]["dependsOn"] == ["wait-input"]
+    assert nodes["index"]["dependsOn"] == ["data-gate"]
+    for name in ("data-gate", "index"):
+        assert "--run-date '${glmix.run.date}'" in nodes[name]["config"]["command"]
     assert read_project(project).trigger == flow["trigger"]
 
 

@@ -38,7 +38,7 @@ from glmix.glm.metrics import Evaluator
 from glmix.io.dated import DateRange
 from glmix.io.examples import ColumnNames
 from glmix.model.game_model import ModelKind
-from glmix.settings import BadRecordPolicy, FeatureShard, Settings, Task
+from glmix.settings import BadRecordPolicy, DataGateSettings, FeatureShard, Settings, Task
 from glmix.train.warm_start import VarianceKind
 
 NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
@@ -267,6 +267,7 @@ class GameConfig(Settings):
     flow: FlowSettings = FlowSettings()
     schedule: ScheduleSettings | None = None
     registry: RegistrySettings | None = None
+    data_gate: DataGateSettings | None = None
 
     @field_validator("coordinates")
     @classmethod
@@ -303,6 +304,9 @@ class GameConfig(Settings):
         if "${" in self.output:
             raise ValueError("output: flow properties (${...}) are not substituted in the config the Python "
                              "stages read; give a fixed path (dated inputs select each run's days)")
+        if self.data_gate and not self.registry:
+            raise ValueError("data_gate: compares the training data with the production version's, so it "
+                             "needs a registry section")
         if self.schedule and not (self.input.train_dates and self.input.validation_dates):
             raise ValueError("schedule: a scheduled flow reads dated input (input.train_dates and "
                              "input.validation_dates), so that each run reads its own days")

@@ -1,6 +1,8 @@
 """GAME config -> the flow of stages that trains it: one Azkaban command job per stage, passes unrolled.
 
     wait-input                       glmix.game.wait_input      (a scheduled flow: the run's input days complete)
+    data-gate                        jobs/data_gate             (with data_gate: the training window against
+                                                                the production version's; fails the flow)
     index                            jobs/index_features        (every shard in one pass, training data)
     prepare-train, prepare-validation jobs/prepare_fixed_effect (the fixed effect's shard)
     partition-<coord>                jobs/partition_random_effect   (each random effect, once)
@@ -39,7 +41,16 @@ from glmix.game.config import (
 )
 from glmix.game.plan import GamePlan, Step
 from glmix.io.storage import join
-from glmix.spark.job_args import EvaluateArgs, IndexArgs, PartitionArgs, PrepareArgs, ScoreArgs, TrainRandomEffectArgs
+from glmix.settings import FeatureShard
+from glmix.spark.job_args import (
+    DataGateArgs,
+    EvaluateArgs,
+    IndexArgs,
+    PartitionArgs,
+    PrepareArgs,
+    ScoreArgs,
+    TrainRandomEffectArgs,
+)
 from glmix.stage_args import StageArgs
 from glmix.train.external_scores import ExternalScoresArgs
 from glmix.train.fixed_effect import FixedEffectArgs
@@ -94,7 +105,9 @@ class FlowBuilder:
         # a scheduled run first waits for its input days to be complete
         start = [Node("wait-input", self.python("glmix.game.wait_input", [CONFIG_FILE, "${glmix.run.date}"]))] \
             if c.schedule else []
-        after_start = [n.name for n in start]
+        if c.data_gate:
+            start.append(self._data_gate([n.name for n in start], used))
+        after_start = [start[-1].name] if start else []
         nodes = start + ([Node("index", self.spark("index_features", IndexArgs(
             input=c.input.train, output=plan.index_root, shards=used, **train)), after_start,
             _declared([plan.index(s.name) for s in used], [c.input.train]))] if used else [])
@@ -139,6 +152,17 @@ class FlowBuilder:
         assert self.shipment is not None
         return {"spark.deploy.mode": "cluster", "glmix.spark.options": self.shipment.spark_options(),
                 "launcher.options": self.shipment.launcher_options()}
+
+    def _data_gate(self, after: list[str], shards: list[FeatureShard]) -> Node:
+        """The new training window against the production version's, before anything trains."""
+        c = self.config
+        assert c.registry is not None and c.data_gate is not None
+        bags = list(dict.fromkeys(b for s in shards for b in s.bags))
+        return Node("data-gate", self.spark("data_gate", DataGateArgs(
+            input=c.input.train, output=self.plan.data_gate, bags=bags,
+            entity_fields=[r.entity_field for r in c.random_effects().values()], task=c.task,
+            registry=c.registry.root, model=c.registry.model or c.name, gate=c.data_gate,
+            columns=c.columns, **self._dated("train"))), after, _declared([self.plan.data_gate], [c.input.train]))
 
     def _gate(self) -> list[Node]:
         """Score the registry's production version on this run's validation data, then the gate."""

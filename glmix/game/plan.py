@@ -94,6 +94,11 @@ class GamePlan:
         return join(self.root, "production.metrics")
 
     @property
+    def data_gate(self) -> str:
+        """The data gate's statistics of the training window, decision and report (jobs/data_gate)."""
+        return join(self.root, "data-gate")
+
+    @property
     def gate(self) -> str:
         """The model gate's decision and report (gate.json, index.html)."""
         return join(self.root, "gate")

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from glmix.errors import ConfigError
-from glmix.registry.metadata import flow_metadata
+from glmix.registry.metadata import flow_metadata, kept_files
 from glmix.registry.store import ModelRegistry, Version
 
 
@@ -73,7 +73,8 @@ def run(args: argparse.Namespace, console: Console) -> None:
 
         config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
         metadata, features = flow_metadata(config, args.run_date)
-        v = registry.register_model_dir(args.model or config.name, metadata["source"], metadata, features, args.parent)
+        v = registry.register_model_dir(args.model or config.name, metadata["source"], metadata, features, args.parent,
+                                        kept_files(config))
         console.print(f"registered {v.model} version {v.number} ({v.state}): {v.uri}", highlight=False)
     elif args.action == "list":
         console.print(versions_table(registry, args.model) if args.model else models_table(registry))

@@ -33,7 +33,7 @@ from glmix.game.plan import GamePlan
 from glmix.game.report import labels_and_scores, score_histograms
 from glmix.glm.metrics import Evaluator
 from glmix.io.storage import join, publish_atomically, storage_for, write_file_atomically
-from glmix.registry.metadata import flow_metadata
+from glmix.registry.metadata import flow_metadata, kept_files
 from glmix.registry.store import ModelRegistry
 
 METRICS_FILE = "metrics.json"
@@ -93,7 +93,7 @@ def decide(config: GameConfig, run_date: str | None = None) -> str:
     metadata, features = flow_metadata(config, run_date)
     summary = json.loads(storage_for(plan.summary).read_bytes(plan.summary))
     best = plan.steps()[summary["best"]]
-    candidate = registry.register_model_dir(model, plan.best, metadata, features)
+    candidate = registry.register_model_dir(model, plan.best, metadata, features, files=kept_files(config))
     if pointer["version"] is None:
         passed, rows, reason = True, list[dict[str, Any]](), "the first version"
     else:

@@ -22,6 +22,9 @@ from glmix.io.dated import DateRange
 from glmix.io.storage import join, storage_for
 from glmix.spark.job import read_report
 
+STATS_FILE = "stats.json"              # the window's statistics, in the data gate's output
+VERSION_STATS = "data-stats.json"      # the same, kept with a registered version
+
 
 def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -62,3 +65,11 @@ def flow_metadata(config: GameConfig, run_date: str | None = None) -> tuple[dict
 
 def _dates(dates: DateRange | None) -> dict[str, Any] | None:
     return None if dates is None else dict(json.loads(dates.model_dump_json()))
+
+
+def kept_files(config: GameConfig) -> dict[str, bytes]:
+    """The files of a finished flow kept with its version: the data gate's window statistics, the
+    reference of the next runs' data gates."""
+    path = join(GamePlan(config).data_gate, STATS_FILE)
+    storage = storage_for(path)
+    return {VERSION_STATS: storage.read_bytes(path)} if config.data_gate and storage.exists(path) else {}

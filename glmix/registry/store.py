@@ -7,6 +7,7 @@ Layout (local disk or HDFS alike)::
         metadata.json                     see glmix.registry.metadata
         model/                            the GAME model (a flow's best/)
         features/<shard>.tsv              each shard's feature list (name, term), in index order
+        data-stats.json                   the training window's statistics (with a data gate)
     REGISTRY/<model>/log/<seq>.json       append-only: each a state change or an alias move
 
 Nothing is ever rewritten, so every change is one create-if-absent (a link locally, WebHDFS CREATE
@@ -88,8 +89,10 @@ class ModelRegistry:
         return self.version(model, number)
 
     def register_model_dir(self, model: str, model_dir: str, metadata: dict[str, Any],
-                           features: dict[str, list[tuple[str, str]]], parent: int | None = None) -> Version:
-        """Register a published GAME model directory (a flow's best/) with its metadata and feature lists."""
+                           features: dict[str, list[tuple[str, str]]], parent: int | None = None,
+                           files: dict[str, bytes] | None = None) -> Version:
+        """Register a published GAME model directory (a flow's best/) with its metadata, feature lists
+        and other ``files`` (name -> content, e.g. the data gate's statistics of the training window)."""
         if not is_published(model_dir):
             raise RegistryError(f"{model_dir}: not a published model (no _SUCCESS)")
 
@@ -98,6 +101,8 @@ class ModelRegistry:
             for shard, keys in features.items():
                 self.storage.write_bytes(join(tmp, "features", f"{shard}.tsv"),
                                          "".join(f"{name}\t{term}\n" for name, term in keys).encode())
+            for name, content in (files or {}).items():
+                self.storage.write_bytes(join(tmp, name), content)
             return metadata
 
         return self.register(model, fill, parent)

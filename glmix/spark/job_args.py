@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from glmix.io.dated import DatedDays, DateRange, parse_run_date
 from glmix.io.examples import ColumnNames
-from glmix.settings import BadRecordPolicy, FeatureShard, Task
+from glmix.settings import BadRecordPolicy, DataGateSettings, FeatureShard, Task
 from glmix.stage_args import Location, NamedLocation, StageArgs
 from glmix.train.random_effect import RandomEffectConfig
 
@@ -138,3 +138,16 @@ class EvaluateArgs(SparkJobArgs):
     @classmethod
     def _split(cls, evaluators: list[str]) -> list[str]:
         return [e for value in evaluators for e in value.split(",") if e]
+
+
+class DataGateArgs(ReadingArgs):
+    PROG: ClassVar[str] = "data_gate"
+
+    output: Location = Field(description="the gate's directory: stats.json, data-gate.json, index.html")
+    bags: list[str] = Field(description="the feature bags the flow's shards read")
+    entity_fields: list[str] = Field([], description="the random effects' entity ids (counted when missing)")
+    task: Task | None = Field(None, description="validates labels for the task (bad rows are counted)")
+    registry: Location = Field(description="the model registry whose production version is the reference")
+    model: str = Field(description="the model's name in the registry")
+    gate: DataGateSettings = Field(DataGateSettings(), description="thresholds and action, as JSON (a config's "
+                                                                   "data_gate section)")
