@@ -49,8 +49,9 @@ hadoop-jars:
 demo: install spark-jars spark-classes
 	$(PY) -m glmix.cli demo --output .demo
 
+# two workers: one runs the dev cluster's tests (as one xdist group), the other everything else (tests/conftest.py)
 test: install spark-jars spark-classes hadoop-jars azkaban-loader lint
-	$(PY) -m pytest tests --durations=15
+	$(PY) -m pytest tests -n 2 --dist loadgroup --durations=15
 
 test-unit: install azkaban-loader
 	$(PY) -m pytest -m "not integration" tests
