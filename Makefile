@@ -7,10 +7,11 @@ INSTALLED := $(VENV)/.installed
 SPARK_JARS := .cache/spark/jars/.spark-avro-4.1.1
 SPARK_CLASSES := .cache/spark/classes-4.1.1.jsa
 AZKABAN_LOADER := .cache/azkaban/classes/LoadProjects.class
+MLFLOW_SERVER := .cache/mlflow/venv/.installed
 BENCH ?=
 export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install spark-jars spark-classes hadoop-jars azkaban-loader demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
+.PHONY: install spark-jars spark-classes hadoop-jars azkaban-loader mlflow-server demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
 
 install: $(INSTALLED)
 
@@ -43,17 +44,34 @@ $(AZKABAN_LOADER): tests/azkaban_loader/pom.xml tests/azkaban_loader/LoadProject
 	mvn -q -B -f tests/azkaban_loader/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/.cache/azkaban/jars
 	javac -nowarn -d .cache/azkaban/classes -cp ".cache/azkaban/jars/*" tests/azkaban_loader/LoadProjects.java tests/azkaban_loader/azkaban/spi/AzkabanException.java
 
+# a real MLflow tracking server for the tracking test, in its own environment (tests/mlflow_server)
+mlflow-server: $(MLFLOW_SERVER)
+
+$(MLFLOW_SERVER): tests/mlflow_server/requirements.lock
+	rm -rf .cache/mlflow/venv
+	$(PYTHON) -m venv .cache/mlflow/venv
+	.cache/mlflow/venv/bin/pip install -q -r tests/mlflow_server/requirements.lock
+	touch $@
+
 hadoop-jars:
 	$(PYTHON) cluster/devcluster.py jars
 
 demo: install spark-jars spark-classes
 	$(PY) -m glmix.cli demo --output .demo
 
-# two workers: one runs the dev cluster's tests (as one xdist group), the other everything else (tests/conftest.py)
-test: install spark-jars spark-classes hadoop-jars azkaban-loader lint
-	$(PY) -m pytest tests -n 2 --dist loadgroup --durations=15
+# two pytest sessions at once: the dev cluster's tests (which mostly wait for containers) and the
+# others; each line is prefixed with its session, and the target fails when either fails
+test: install spark-jars spark-classes hadoop-jars azkaban-loader mlflow-server lint
+	@set -o pipefail; \
+	($(PY) -m pytest tests -m integration --basetemp=/tmp/glmix-tests-cluster -p no:cacheprovider --durations=10 2>&1 \
+	  | sed -u 's/^/[cluster] /') & cluster=$$!; \
+	$(PY) -m pytest tests -m "not integration" --basetemp=/tmp/glmix-tests-local --durations=10 2>&1 \
+	  | sed -u 's/^/[local] /'; local=$$?; \
+	wait $$cluster; cluster=$$?; \
+	echo "make test: local tests exit $$local, cluster tests exit $$cluster"; \
+	[ $$local -eq 0 ] && [ $$cluster -eq 0 ]
 
-test-unit: install azkaban-loader
+test-unit: install azkaban-loader mlflow-server
 	$(PY) -m pytest -m "not integration" tests
 
 test-integration: install spark-jars hadoop-jars azkaban-loader

@@ -15,15 +15,9 @@ SHARED_DATA = Path(os.environ.get("GLMIX_SHARED_DATA", REPO.parent / "shared" / 
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Integration tests are marked, and go first as one group: `make test` runs two pytest-xdist
-    workers (`--dist loadgroup`), one of which runs every test on the one dev cluster while the other
-    runs the rest (the cluster's tests mostly wait for containers: the cores are free for others)."""
     for item in items:
         if "dev_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.integration)
-        if item.get_closest_marker("integration"):
-            item.add_marker(pytest.mark.xdist_group("dev-cluster"))
-    items.sort(key=lambda item: item.get_closest_marker("integration") is None)   # stable: files stay in order
 
 
 def our_running_apps(conf_dir: Path) -> list[str]:

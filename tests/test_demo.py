@@ -108,8 +108,9 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     shutil.rmtree(tmp_path / "out" / "run-0" / "pass-0" / "per-user.metrics")
     third = LocalRunner(build_project(config, tmp_path / "elsewhere")).run()
     ran = [r.name for r in third if r.status == "succeeded"]
-    assert ran == ["p0-per-user-evaluate", "select-best", "report", "production", "production-score",
-                   "production-evaluate", "gate"], ran
+    assert sorted(ran) == sorted(["p0-per-user-evaluate", "select-best", "report", "track", "production",
+                                  "production-score", "production-evaluate", "gate"]), ran
+    assert len(registry.runs("resume-test")) == 2     # each run that finished was recorded (run tracking)
     assert not (tmp_path / "out" / "_flow" / "lease.json").exists()   # released
     # the same model again, against production (version 1) on the same rows: equal metrics pass
     gate = json.loads((tmp_path / "out" / "gate" / "gate.json").read_text())

@@ -251,6 +251,14 @@ class RegistrySettings(Settings):
     promote: bool = Field(True, description="promote a candidate that passes (false: leave it a candidate)")
 
 
+class TrackingSettings(Settings):
+    """Where a flow's runs are logged besides the registry (which records every run): an MLflow
+    tracking server, one MLflow run per flow run with a nested run per grid point."""
+
+    mlflow: str = Field(description="the MLflow tracking URI, e.g. http://127.0.0.1:5000")
+    experiment: str | None = Field(None, description="the MLflow experiment (default: the registry's model name)")
+
+
 class GameConfig(Settings):
     name: str = Field(pattern=NAME)
     task: Task
@@ -268,6 +276,7 @@ class GameConfig(Settings):
     schedule: ScheduleSettings | None = None
     registry: RegistrySettings | None = None
     data_gate: DataGateSettings | None = None
+    tracking: TrackingSettings | None = None
 
     @field_validator("coordinates")
     @classmethod
@@ -304,6 +313,9 @@ class GameConfig(Settings):
         if "${" in self.output:
             raise ValueError("output: flow properties (${...}) are not substituted in the config the Python "
                              "stages read; give a fixed path (dated inputs select each run's days)")
+        if self.tracking and not self.registry:
+            raise ValueError("tracking: runs are recorded in the registry first (the source of truth), so "
+                             "tracking needs a registry section")
         if self.data_gate and not self.registry:
             raise ValueError("data_gate: compares the training data with the production version's, so it "
                              "needs a registry section")

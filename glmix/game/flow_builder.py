@@ -13,6 +13,8 @@
     [r<k>-]p<p>-<coord>-evaluate     jobs/evaluate on the validation scores
     select-best                      glmix.game.select_best: best step on the first evaluator -> best/
     report                           glmix.game.report: report/index.html
+    track                            with a registry: glmix.registry.tracking records the run (and logs
+                                     it to MLflow with a tracking section)
     production, production-score,    with a registry: its production version scored and evaluated on
       production-evaluate, gate      this run's validation data; glmix.registry.gate registers best/,
                                      promotes it or rejects it (the model gate)
@@ -174,7 +176,9 @@ class FlowBuilder:
         evaluate = self.spark("evaluate", EvaluateArgs(
             scores=f"{plan.production_scores}/validation", output=plan.production_metrics, evaluators=c.evaluators))
         run_date = ["${glmix.run.date}"] if c.input.train_dates or c.input.validation_dates else []
-        return [Node("production", self.python("glmix.registry.gate", ["production", CONFIG_FILE]), ["select-best"],
+        return [Node("track", self.python("glmix.registry.tracking", [CONFIG_FILE, *run_date]), ["select-best"],
+                     _declared([plan.tracking], [CONFIG_FILE])),
+                Node("production", self.python("glmix.registry.gate", ["production", CONFIG_FILE]), ["select-best"],
                      _declared([plan.production_pointer], [CONFIG_FILE])),
                 Node("production-score", score, ["production"], _declared([plan.production_scores], [c.input.validation])),
                 Node("production-evaluate", evaluate, ["production-score"], _declared([plan.production_metrics])),

@@ -99,6 +99,11 @@ class GamePlan:
         return join(self.root, "data-gate")
 
     @property
+    def tracking(self) -> str:
+        """The run's record as the registry (and MLflow) got it (glmix.registry.tracking)."""
+        return join(self.root, "tracking.json")
+
+    @property
     def gate(self) -> str:
         """The model gate's decision and report (gate.json, index.html)."""
         return join(self.root, "gate")

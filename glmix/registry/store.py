@@ -9,6 +9,7 @@ Layout (local disk or HDFS alike)::
         features/<shard>.tsv              each shard's feature list (name, term), in index order
         data-stats.json                   the training window's statistics (with a data gate)
     REGISTRY/<model>/log/<seq>.json       append-only: each a state change or an alias move
+    REGISTRY/<model>/runs/<run id>.json   each flow run: parameters, metrics per step, artifact paths
 
 Nothing is ever rewritten, so every change is one create-if-absent (a link locally, WebHDFS CREATE
 without overwrite on HDFS; WebHDFS cannot rename over a file, so a rewritten alias file would be
@@ -113,6 +114,24 @@ class ModelRegistry:
         sequence = max(self._numbers(log), default=0) + 1
         while not self.storage.create_new(join(log, f"{sequence:08d}.json"), json.dumps(entry).encode()):
             sequence += 1
+
+    def record_run(self, model: str, run_id: str, record: dict[str, Any]) -> str:
+        """Keep a flow run's record (``runs/<run_id>.json``, create-if-absent: a run id is recorded once)."""
+        if not run_id or "/" in run_id:
+            raise RegistryError(f"run id {run_id!r}: must be non-empty, without '/'")
+        uri = join(self._model(model), "runs", f"{run_id}.json")
+        if not self.storage.create_new(uri, json.dumps(record, indent=2, default=str).encode()):
+            raise RegistryError(f"{model}: run {run_id} is already recorded ({uri})")
+        return uri
+
+    def runs(self, model: str) -> list[dict[str, Any]]:
+        """Every recorded run of ``model``, oldest first (run ids start with their UTC time)."""
+        directory = join(self._model(model), "runs")
+        if not self.storage.exists(directory):
+            return []
+        return [json.loads(self.storage.read_bytes(e.uri)) for e in sorted(self.storage.list(directory),
+                                                                           key=lambda e: e.name)
+                if e.name.endswith(".json")]
 
     def set_state(self, model: str, number: int, state: State, reason: str) -> None:
         current = self.version(model, number)
