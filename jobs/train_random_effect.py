@@ -57,7 +57,9 @@ def training_scores(spark: SparkSession, data: str, results: DataFrame) -> DataF
 
 
 def _previous(spark: SparkSession, uri: str, prefix: str) -> DataFrame:
-    model_dir = join(uri, "model")
+    """A previous model's entities: a trainer's output (its model/) or a Model Avro directory (a
+    GAME model's coefficients/, as the production version's)."""
+    model_dir = join(uri, "model") if storage_for(uri).exists(join(uri, "model")) else uri
     return spark.read.format("avro").load(model_dir).select(
         F.col("modelId").alias("entity_id"), F.col("means").alias(f"{prefix}_means"),
         F.col("variances").alias(f"{prefix}_variances"))
@@ -102,10 +104,11 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
     check_offsets: Callable[[], None] | None = None
     if offsets:
         entities, check_offsets = with_score_offsets(spark, entities, offsets, offsets_exclude)
-    if config.warm_start:
-        entities = entities.join(_previous(spark, qualified(config.warm_start), "warm"), "entity_id", "left")
-    if config.prior:
-        entities = entities.join(_previous(spark, qualified(config.prior), "prior"), "entity_id", "left")
+    warm_start, prior = config.previous(model_id)
+    if warm_start:
+        entities = entities.join(_previous(spark, qualified(warm_start), "warm"), "entity_id", "left")
+    if prior:
+        entities = entities.join(_previous(spark, qualified(prior), "prior"), "entity_id", "left")
     names, terms, intercept = index.names, index.terms, index.shard.intercept
     started = time.monotonic()
     results = entities.mapInArrow(lambda batches: solve_batches(batches, config, intercept, names, terms),

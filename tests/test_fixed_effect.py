@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -139,6 +140,18 @@ def test_warm_start_from_optimum_needs_few_iterations(synthetic_prepared, tmp_pa
                    str(tmp_path / "warm")).run().report
     assert warm["iterations"] <= min(5, first["iterations"] // 5)
     assert abs(warm["final_objective"] - first["final_objective"]) < 1e-6 * abs(first["final_objective"])
+
+    # a retraining run: the production version's model (a GAME model's layout), named by the flow's
+    # pointer; a pointer without a production version (a model's first run) trains from scratch
+    production = tmp_path / "production" / "fixed-effect" / "global" / "coefficients"
+    production.mkdir(parents=True)
+    shutil.copy(photon, production / photon.name)
+    pointer = tmp_path / "production.json"
+    for version, most in [(4, min(5, first["iterations"] // 5)), (None, first["iterations"])]:
+        pointer.write_text(json.dumps({"version": version, "model": str(tmp_path / "production")}))
+        retrained = Trainer(config.model_copy(update={"production": str(pointer), "production_warm_start": True}),
+                            index, train, str(tmp_path / f"retrained-{version}")).run().report
+        assert retrained["iterations"] <= most and (version or retrained["iterations"] == first["iterations"])
 
 
 def test_incremental_prior_pulls_towards_previous_model(synthetic_prepared, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,16 @@ def test_warm_start_from_optimum_takes_at_most_one_iteration(spark, per_user, tm
     report = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "warm"),
                                  config.model_copy(update={"warm_start": str(tmp_path / "first")}))
     assert max(report["iteration_histogram"]) <= 1
+    # the same start from a production version's GAME model, named by a flow's pointer
+    production = tmp_path / "production" / "random-effect" / "per-user"
+    shutil.copytree(tmp_path / "first" / "model", production / "coefficients")
+    (tmp_path / "production.json").write_text(json.dumps({"version": 2, "model": str(tmp_path / "production")}))
+    retrained = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "retrained"),
+                                    config.model_copy(update={"production": str(tmp_path / "production.json"),
+                                                              "production_warm_start": True}), model_id="per-user")
+    assert max(retrained["iteration_histogram"]) <= 1 < max(
+        train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "cold"), config)[
+            "iteration_histogram"])
     simple = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "simple"),
                                  config.model_copy(update={"variance": "simple"}))
     assert simple["entities_trained"] == report["entities_trained"]

@@ -5,6 +5,7 @@ Azkaban's own loader checks configs/movielens-daily.yaml's project (tests/test_a
 from __future__ import annotations
 
 import io
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,29 @@ def test_a_scheduled_config_makes_a_triggered_flow_that_waits_for_its_input(tmp_
     for name in ("data-gate", "index"):
         assert "--run-date '${glmix.run.date}'" in nodes[name]["config"]["command"]
     assert read_project(project).trigger == flow["trigger"]
+
+
+def test_a_retraining_flow_starts_from_the_production_version(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"retrain.prior: coordinates.global publishes no variances"):
+        daily(tmp_path, retrain={"prior": True})
+    with pytest.raises(ConfigError, match="retrain: .* needs a registry section"):
+        daily(tmp_path, retrain={}, registry=None, data_gate=None)
+    raw = daily(tmp_path).to_dict()
+    for coordinate in raw["coordinates"].values():
+        coordinate["variance"] = "simple"
+    config = GameConfig.from_dict({**raw, "retrain": {"warm_start": True, "prior": True, "prior_weight": 0.5}})
+    project = build_project(config, tmp_path / "project")
+    nodes = {n.name: n for n in read_project(project).nodes}
+    assert nodes["production"].depends_on == ["data-gate"]       # which version, as the run starts
+    trains = [n for n in nodes if re.fullmatch(r"p\d+-.+-train", n)]
+    assert len(trains) == 6 and all("production" in nodes[n].depends_on for n in trains)
+    pointer = str(tmp_path / "out" / "production.json")
+    for name in trains:
+        text = (project / "specs" / f"{name.removesuffix('-train')}.yaml").read_text() if "global" in name \
+            else nodes[name].command
+        assert pointer in text and "--production-warm-start" in text and "--production-prior" in text
+        assert "--incremental-weight 0.5" in text
+    assert nodes["production-score"].depends_on == ["production", "select-best"]
 
 
 def write_day(root: Path, day: str, complete: bool = True) -> None:

@@ -251,6 +251,17 @@ class RegistrySettings(Settings):
     promote: bool = Field(True, description="promote a candidate that passes (false: leave it a candidate)")
 
 
+class RetrainSettings(Settings):
+    """A retraining run starts from the registry's production version: each GLM coordinate's model
+    there warm-starts pass 0 (``warm_start``) and, with ``prior``, is the Gaussian prior of
+    incremental training in every pass (weighted by ``prior_weight``; it needs variances). The
+    window of data is the dated inputs' (``input.train_dates: {last_days: N}``)."""
+
+    warm_start: bool = True
+    prior: bool = False
+    prior_weight: float = Field(1.0, gt=0, description="the prior's weight (Photon ML's incremental weight)")
+
+
 class TrackingSettings(Settings):
     """Where a flow's runs are logged besides the registry (which records every run): an MLflow
     tracking server, one MLflow run per flow run with a nested run per grid point."""
@@ -277,6 +288,7 @@ class GameConfig(Settings):
     registry: RegistrySettings | None = None
     data_gate: DataGateSettings | None = None
     tracking: TrackingSettings | None = None
+    retrain: RetrainSettings | None = None
 
     @field_validator("coordinates")
     @classmethod
@@ -313,6 +325,13 @@ class GameConfig(Settings):
         if "${" in self.output:
             raise ValueError("output: flow properties (${...}) are not substituted in the config the Python "
                              "stages read; give a fixed path (dated inputs select each run's days)")
+        if self.retrain and not self.registry:
+            raise ValueError("retrain: starts from the registry's production version, so it needs a registry section")
+        if self.retrain and self.retrain.prior:
+            for name, coordinate in self.coordinates.items():
+                if isinstance(coordinate, FixedGlmCoordinate | RandomCoordinate) and coordinate.variance == "none":
+                    raise ValueError(f"retrain.prior: coordinates.{name} publishes no variances (variance: none), "
+                                     "which an incremental prior needs; set variance: simple or full")
         if self.tracking and not self.registry:
             raise ValueError("tracking: runs are recorded in the registry first (the source of truth), so "
                              "tracking needs a registry section")

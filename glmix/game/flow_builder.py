@@ -13,9 +13,11 @@
     [r<k>-]p<p>-<coord>-evaluate     jobs/evaluate on the validation scores
     select-best                      glmix.game.select_best: best step on the first evaluator -> best/
     report                           glmix.game.report: report/index.html
+    production                       with a registry, at the start: which version is production
+                                     (glmix.registry.gate production); with retrain, the trainers start from it
     track                            with a registry: glmix.registry.tracking records the run (and logs
                                      it to MLflow with a tracking section)
-    production, production-score,    with a registry: its production version scored and evaluated on
+    production-score,                with a registry: the production version scored and evaluated on
       production-evaluate, gate      this run's validation data; glmix.registry.gate registers best/,
                                      promotes it or rejects it (the model gate)
 
@@ -110,6 +112,10 @@ class FlowBuilder:
         if c.data_gate:
             start.append(self._data_gate([n.name for n in start], used))
         after_start = [start[-1].name] if start else []
+        if c.registry:   # which version is production as the run starts: the retrainers' start, the gate's rival
+            start.append(Node("production", self.python("glmix.registry.gate", ["production", CONFIG_FILE]),
+                              after_start, _declared([plan.production_pointer],
+                                                     [CONFIG_FILE, join(c.registry.root, c.registry.model or c.name)])))
         nodes = start + ([Node("index", self.spark("index_features", IndexArgs(
             input=c.input.train, output=plan.index_root, shards=used, **train)), after_start,
             _declared([plan.index(s.name) for s in used], [c.input.train]))] if used else [])
@@ -178,12 +184,17 @@ class FlowBuilder:
         run_date = ["${glmix.run.date}"] if c.input.train_dates or c.input.validation_dates else []
         return [Node("track", self.python("glmix.registry.tracking", [CONFIG_FILE, *run_date]), ["select-best"],
                      _declared([plan.tracking], [CONFIG_FILE])),
-                Node("production", self.python("glmix.registry.gate", ["production", CONFIG_FILE]), ["select-best"],
-                     _declared([plan.production_pointer], [CONFIG_FILE])),
-                Node("production-score", score, ["production"], _declared([plan.production_scores], [c.input.validation])),
+                Node("production-score", score, ["production", "select-best"],
+                     _declared([plan.production_scores], [c.input.validation])),
                 Node("production-evaluate", evaluate, ["production-score"], _declared([plan.production_metrics])),
                 Node("gate", self.python("glmix.registry.gate", ["decide", CONFIG_FILE, *run_date]),
                      ["production-evaluate", "report"], _declared([plan.gate], [CONFIG_FILE]))]
+
+    def _retrain(self) -> dict[str, Any]:
+        """A GLM trainer's settings for starting from the production version (none without retrain)."""
+        r = self.config.retrain
+        return {} if r is None else {"production": self.plan.production_pointer, "production_warm_start": r.warm_start,
+                                     "production_prior": r.prior, "incremental_weight": r.prior_weight}
 
     def _fixed_shard(self) -> str:
         coordinate = self.config.coordinates[self.config.fixed_effect or ""]
@@ -193,7 +204,7 @@ class FlowBuilder:
     def _step(self, step: Step, name: str, previous: str | None) -> list[Node]:
         c, plan = self.config, self.plan
         coordinate = c.coordinates[step.coordinate]
-        after = [previous] if previous else []
+        after = ([previous] if previous else []) + (["production"] if c.retrain else [])
         if isinstance(coordinate, ExternalCoordinate):
             train = Node(f"{name}-train", self.python("glmix.train.external_scores", ExternalScoresArgs(
                 train=coordinate.scores.train, validation=coordinate.scores.validation,
@@ -203,7 +214,7 @@ class FlowBuilder:
                 data=step.partitions, index=plan.index(coordinate.shard), output=step.output,
                 model_id=step.coordinate, task=c.task, l2=step.l2, intercept_l2=coordinate.intercept_l2, l1=step.l1,
                 variance=coordinate.variance, warm_start=step.warm_start, offsets=list(step.offsets) or None,
-                **_given(max_iterations=coordinate.max_iterations))),
+                **self._retrain(), **_given(max_iterations=coordinate.max_iterations))),
                 [f"partition-{step.coordinate}", *after])
         else:
             spec = f"specs/{name}.yaml"
@@ -238,7 +249,7 @@ class FlowBuilder:
             module = "glmix.train.keras_fixed_effect"
         else:
             args = FixedEffectArgs(**data, l2=step.l2, l1=step.l1, variance=coordinate.variance,
-                                   warm_start=step.warm_start and f"{step.warm_start}/model",
+                                   warm_start=step.warm_start and f"{step.warm_start}/model", **self._retrain(),
                                    **_given(max_iterations=coordinate.max_iterations, compute=coordinate.compute))
             module = "glmix.train.fixed_effect"
         command = f"python -m {module} {shlex.join(args.to_argv())}"

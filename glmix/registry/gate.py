@@ -1,12 +1,13 @@
-"""The flow's last stages with a registry: which model is production now, and the model gate.
+"""A flow's stages around the registry: which model is production as the run starts, and the model gate.
 
     python -m glmix.registry.gate production CONFIG.yaml   -> OUTPUT/production.json
     python -m glmix.registry.gate decide CONFIG.yaml [RUN_DATE]
 
 ``production`` writes ``{"version", "model"}`` for the scoring job to score (the registry's
 production version; with none yet, the candidate itself, so the flow's shape never depends on the
-registry's state). Between the two, the flow scores that model on this run's validation data and
-evaluates it with the config's evaluators (jobs/score ``--model-pointer``, jobs/evaluate).
+registry's state); retraining trainers start from it (glmix.train.warm_start). After select-best
+the flow scores that model on this run's validation data and evaluates it with the config's
+evaluators (jobs/score ``--model-pointer``, jobs/evaluate).
 
 ``decide`` registers the candidate (the flow's ``best/``) and compares it with production on the
 same rows: promoted when its primary metric (and, with ``registry.grouped``, each grouped metric)

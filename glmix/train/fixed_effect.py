@@ -46,9 +46,10 @@ from glmix.glm.optim import OptimizeResult, OptimizerState, minimize
 from glmix.io.scores import offsets_for
 from glmix.io.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for, write_file_atomically
 from glmix.model.linear_model import LinearModel, read_models, write_models
-from glmix.settings import SHARD_META, Settings, Task
+from glmix.settings import SHARD_META, Task
 from glmix.stage_args import StageArgs
 from glmix.train.warm_start import (
+    PreviousModels,
     VarianceKind,
     coefficients_at,
     prior_at,
@@ -59,7 +60,7 @@ from glmix.train.warm_start import (
 FULL_VARIANCE_MAX_FEATURES = 5000
 
 
-class FixedEffectConfig(Settings):
+class FixedEffectConfig(PreviousModels):
     task: Task
     l2: float = Field(0.0, ge=0)
     l1: float = Field(0.0, ge=0)
@@ -70,9 +71,6 @@ class FixedEffectConfig(Settings):
     memory: int = Field(10, ge=1)
     variance: VarianceKind = "none"
     checkpoint_every: int = Field(10, ge=1)
-    warm_start: str | None = None
-    prior: str | None = None
-    incremental_weight: float = Field(1.0, gt=0)
     model_id: str = "global"
     compute: Literal["tensorflow", "scipy"] = "tensorflow"
     validation_every: int = Field(1, ge=0, description="0: no per-iteration validation metric")
@@ -201,7 +199,8 @@ class Trainer:
         compile_seconds = objective.compile()
         load_seconds = time.monotonic() - load_started
         l2, l1 = self.penalty_masks()
-        prior_mean, prior_precision = _prior(self.index, c.prior, c.incremental_weight)
+        warm_start, prior = c.previous(c.model_id)
+        prior_mean, prior_precision = _prior(self.index, prior, c.incremental_weight)
         validation = load_rows(self.validation_uri) if (self.validation_uri and self.context.is_chief) else None
         validation_objective = OBJECTIVES[c.compute](validation, self.index.size, c.task) if validation else None
 
@@ -229,7 +228,7 @@ class Trainer:
                     self._checkpoint(current)
 
         train_started = time.monotonic()
-        x0 = _previous_coefficients(self.index, c.warm_start)
+        x0 = _previous_coefficients(self.index, warm_start)
         preconditioner = _preconditioner(collective, objective, x0, l2 + prior_precision) if c.precondition else None
         result = minimize(fun, x0, l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
                           state=state, callback=on_iteration, preconditioner=preconditioner)

@@ -19,11 +19,18 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from glmix.glm.batched_newton import EntityProblem, SolverSettings, solve_entities
-from glmix.settings import Settings, Task
-from glmix.train.warm_start import FeatureKey, VarianceKind, coefficients_at, prior_at, variances_from_hessian
+from glmix.settings import Task
+from glmix.train.warm_start import (
+    FeatureKey,
+    PreviousModels,
+    VarianceKind,
+    coefficients_at,
+    prior_at,
+    variances_from_hessian,
+)
 
 
-class RandomEffectConfig(Settings):
+class RandomEffectConfig(PreviousModels):
     task: Task
     l2: float = Field(1.0, ge=0)
     l1: float = Field(0.0, ge=0)
@@ -35,9 +42,6 @@ class RandomEffectConfig(Settings):
     gtol: float = Field(1e-10, ge=0)
     variance: VarianceKind = "none"
     sparsity_threshold: float = Field(0.0, ge=0)
-    warm_start: str | None = None
-    prior: str | None = None
-    incremental_weight: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _intercept_weight_is_used(self) -> RandomEffectConfig:
