@@ -16,8 +16,10 @@ from cluster.devcluster import REPO, Cluster
 
 ON_THIS_MACHINE = ["avro_read", "data_jobs", "fixed_effect", "flow_scale", "game", "random_effect", "recovery", "skew"]
 ON_YARN = ["keras", "launcher"]   # they compare the local backend with YARN: integration tests
-# no smoke run: its workload is a whole literal flow on YARN, which tests/test_game_yarn.py runs
-WITHOUT_SMOKE = ["shipped_flow"]
+# no smoke run: shipped_flow's workload is a whole literal flow on YARN, which tests/test_game_yarn.py
+# runs; week's is eight whole flows (~7 minutes even at its smoke size), whose stages and gates the
+# flow tests run (test_data_gate, test_demo, test_tracking, test_schedule)
+WITHOUT_SMOKE = ["shipped_flow", "week"]
 
 
 def run_smoke(name: str, bench_dir: Path) -> str:

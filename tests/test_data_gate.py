@@ -29,7 +29,7 @@ def test_psi_and_binned_ks_by_hand() -> None:
     e, a = np.array([0.2, 0.3, 0.5]), np.array([0.25, 0.25, 0.5])
     assert psi(e, e) == 0.0
     assert psi(e, a) == pytest.approx(0.05 * np.log(0.25 / 0.2) - 0.05 * np.log(0.25 / 0.3))
-    # values at points: binned at cuts between them (rows without the feature: value 0) the binned
+    # values at points, binned at cuts between them (rows without the feature: value 0) the binned
     # KS is scipy's two-sample statistic on the raw values
     rng = np.random.default_rng(0)
     x, y = rng.choice([0, 1, 2, 3], 500, p=[0.4, 0.3, 0.2, 0.1]), rng.choice([0, 1, 2, 3], 400, p=[0.2, 0.3, 0.3, 0.2])
@@ -140,8 +140,9 @@ def test_data_gate_job_on_photon_files(photon: Path, tmp_path: Path, spark) -> N
     assert {c["check"] for c in decision["checks"]} >= {"row count change", "label rate change",
                                                         "feature PSI (largest)", "rows with unseen features"}
 
-    # a drifted day: the most frequent feature's values tripled, movieId lost on a fifth of the rows,
-    # a new feature on every fourth row
+    # a drifted day (gated at PSI 0.1, "a moderate shift": the feature is on a sixth of the rows, so
+    # values that all moved reach ~0.18): the most frequent feature's values tripled, movieId lost on
+    # a fifth of the rows, a new feature on every fourth row
     def drift(n: int, r: dict[str, Any]) -> dict[str, Any]:
         for bag in ("features", "movieFeatures"):
             r[bag] = [dict(i, value=i["value"] * 3 + 1) if i["name"] == name and (i["term"] or "") == term else i
@@ -154,12 +155,12 @@ def test_data_gate_job_on_photon_files(photon: Path, tmp_path: Path, spark) -> N
 
     _rewrite(photon / "train", tmp_path / "drifted", drift)
     with pytest.raises(GlmixError, match=rf"data gate failed: missing movieId 0.2\d* > 0.01 .*feature PSI \(largest\)"
-                                         rf" .*\(over the threshold: {name} {term}.*rows with unseen features 0.25\d* "
+                                         rf" .* > 0.1 \(over the threshold: {name} {term}.*rows with unseen features 0.25\d* "
                                          r".*\[against production version 1\]; report .*day3/index.html"):
-        data_gate.run(spark, args(tmp_path / "drifted", tmp_path / "day3", registry.root))
+        data_gate.run(spark, args(tmp_path / "drifted", tmp_path / "day3", registry.root, psi=0.1))
     page = (tmp_path / "day3" / "index.html").read_text()   # published although the gate failed
     assert "<img src=\"data:image/png;base64," in page and f"{name} {term}" in page
-    assert data_gate.run(spark, args(tmp_path / "drifted", tmp_path / "day3w", registry.root, action="warn"))[
+    assert data_gate.run(spark, args(tmp_path / "drifted", tmp_path / "day3w", registry.root, psi=0.1, action="warn"))[
         "passed"] is False
 
 

@@ -57,9 +57,27 @@ def test_shipped_flow_run_as_azkaban_runs_it_matches_the_local_run(dev_cluster: 
     project = build_project(on_yarn, tmp_path / "yarn-project", shipment)
     # this machine as an Azkaban executor: the cluster's Spark client configuration, no glmix on a path
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "SPARK_CONF_DIR": str(dev_cluster.spark_conf_dir)}
-    result = subprocess.run([sys.executable, "-m", "glmix.cli", "flow", "run", str(project), "--literal"],
-                            capture_output=True, text=True, timeout=840, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # the flow on the cluster mostly waits for containers: the probe and the local run go meanwhile
+    # (outputs to files: a full pipe would stall them)
+    found_at = f"{hdfs_root}/probe.json"
+    flow = read_project(project)
+    options = shlex.split(substitute(flow.config["glmix.spark.options"], flow.config, "probe"))
+    commands = {"flow": [sys.executable, "-m", "glmix.cli", "flow", "run", str(project), "--literal"],
+                "probe": [str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn", "--deploy-mode",
+                          "cluster", "--num-executors", "2", "--driver-memory", "512m", "--executor-memory", "512m",
+                          *options, str(REPO / "tests" / "shipped_probe.py"), found_at]}
+    running = {name: subprocess.Popen(command, stdout=open(tmp_path / f"{name}.out", "w"), stderr=subprocess.STDOUT,
+                                      env=env) for name, command in commands.items()}
+    try:
+        local = config(str(tmp_path / "data"), str(tmp_path / "out"), "local[2]", "local")
+        results = LocalRunner(build_project(local, tmp_path / "local-project")).run()
+        assert all(r.status == "succeeded" for r in results)
+        codes = {name: process.wait(timeout=840) for name, process in running.items()}
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+    assert codes["flow"] == 0, (tmp_path / "flow.out").read_text()[-3000:]
     assert is_published(f"{hdfs_root}/out/best")
     models, _ = read_game_model(f"{hdfs_root}/out/best")
     assert [m.name for m in models] == ["global", "per-user"]
@@ -70,22 +88,12 @@ def test_shipped_flow_run_as_azkaban_runs_it_matches_the_local_run(dev_cluster: 
     assert "Not copying hdfs://" in logs["index"] and shipment.spark_environment.split("/")[-1] in logs["index"]
 
     # where a driver and its executors found Python and glmix, under the same options
-    found_at = f"{hdfs_root}/probe.json"
-    flow = read_project(project)
-    options = shlex.split(substitute(flow.config["glmix.spark.options"], flow.config, "probe"))
-    probe = subprocess.run([str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn", "--deploy-mode", "cluster", "--num-executors", "2",
-                            "--driver-memory", "512m", "--executor-memory", "512m", *options,
-                            str(REPO / "tests" / "shipped_probe.py"), found_at], capture_output=True, text=True,
-                           timeout=300, env=env)
-    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert codes["probe"] == 0, (tmp_path / "probe.out").read_text()[-3000:]
     found = json.loads(hdfs.read_bytes(found_at))
     for python, glmix_file in [found["driver"], *found["executors"]]:
         assert "/usercache/" in python and python.endswith(f"/{ENV_LINK}/bin/python")   # localized by YARN
         assert "/usercache/" in glmix_file and ".zip/glmix/" in glmix_file and not glmix_file.startswith(str(REPO / "glmix"))
 
-    local = config(str(tmp_path / "data"), str(tmp_path / "out"), "local[2]", "local")
-    results = LocalRunner(build_project(local, tmp_path / "local-project")).run()
-    assert all(r.status == "succeeded" for r in results)
     here = json.loads((tmp_path / "out" / "summary.json").read_text())
     remote = json.loads(hdfs.read_bytes(f"{hdfs_root}/out/summary.json"))
     for a, b in zip(remote["steps"], here["steps"], strict=True):

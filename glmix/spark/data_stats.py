@@ -18,6 +18,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from glmix.io.storage import qualified
 from glmix.spark.input import InputSpec, dropped_by_reason, load_examples
 
 KEY_SEPARATOR = "\t"   # a feature's key: name TAB term, as the registry's feature lists write it
@@ -85,7 +86,7 @@ def window_statistics(spark: SparkSession, spec: InputSpec, top: int, bins: int,
         present |= {r["key"]: int(r["count"]) for r in presence.join(F.broadcast(wanted), "key").collect()}
     unseen = None
     if reference and reference.features:
-        known = spark.read.option("sep", "\t").csv(reference.features).select(
+        known = spark.read.option("sep", "\t").csv(qualified(reference.features)).select(
             F.concat_ws(KEY_SEPARATOR, F.col("_c0"), F.coalesce(F.col("_c1"), F.lit(""))).alias("key"))
         unseen = exploded.join(known, "key", "left_anti").select("_row").distinct().count()
     stats = {
