@@ -97,9 +97,10 @@ def week_config(root: Path, days: int, registry: bool = True) -> GameConfig:
 
 
 def run_day(project: Path, n: int) -> tuple[str, float, dict[str, str]]:
-    """Run one day's instance; its outcome, seconds and the failed stage's error (if any)."""
+    """Run the instance that trains on day ``n`` (it runs the morning after: ``last_days`` counts
+    back from the run date, which it excludes); its outcome, seconds and the failed stage's error."""
     started = time.monotonic()
-    results = LocalRunner(project, {"glmix.run.date": day(n)}).run()
+    results = LocalRunner(project, {"glmix.run.date": day(n + 1)}).run()
     seconds = time.monotonic() - started
     failed = {r.name: r.error for r in results if r.status == "failed"}
     outcome = ("promoted" if not failed else "data gate" if "data-gate" in failed else
@@ -155,6 +156,6 @@ def run() -> None:
         raise SystemExit(f"the week went {outcomes} (full retrain: {outcome}); expected {EXPECTED}")
     last_good = {n: max(k for k in range(1, n + 1) if EXPECTED[k] == "promoted") for n in EXPECTED}
     by_date = {v[2]: v[0] for v in versions}
-    expected_production = [by_date[day(last_good[n])] for n in EXPECTED]
+    expected_production = [by_date[day(last_good[n] + 1)] for n in EXPECTED]
     if production != expected_production:
         raise SystemExit(f"production went {production}; expected the last good version each day {expected_production}")
