@@ -92,7 +92,7 @@ def week_config(root: Path, days: int, registry: bool = True) -> GameConfig:
         "flow": {"retries": 0, "retry_backoff_ms": 0}}
     if registry:
         config.update({"registry": {"root": str(root / "registry"), "model": "week", "tolerance": 0.03},
-                       "data_gate": {"features": 30}, "retrain": {"warm_start": True}})
+                       "data_gate": {"features": 100}, "retrain": {"warm_start": True}})
     return GameConfig.from_dict(config)
 
 
@@ -106,6 +106,13 @@ def run_day(project: Path, n: int) -> tuple[str, float, dict[str, str]]:
     outcome = ("promoted" if not failed else "data gate" if "data-gate" in failed else
                "model gate" if "gate" in failed else f"failed at {', '.join(failed)}")
     return outcome, seconds, failed
+
+
+def why_stopped(output: Path, failed: dict[str, str]) -> str:
+    """The gate's own verdict (the runner only knows a stage's exit code), or the first error."""
+    if "gate" in failed:
+        return str(json.loads((output / "gate" / "gate.json").read_text())["verdict"])[:90]
+    return next(iter(failed.values()), "")[:90]
 
 
 def global_iterations(output: Path) -> int:
@@ -135,7 +142,7 @@ def run() -> None:
             rows.append((day(n), outcome, "passed" if decision["passed"] else "failed",
                          f"{auc_of(root / 'out'):.4f}" if trained else "-",
                          global_iterations(root / "out") if trained else "-",
-                         production[-1], seconds, next(iter(failed.values()), "")[:70]))
+                         production[-1], seconds, why_stopped(root / "out", failed)))
             costs["incremental"] = (seconds, global_iterations(root / "out"), auc_of(root / "out"))
         full_project = build_project(week_config(root, days=DAYS, registry=False), root / "full-project")
         outcome, seconds, _ = run_day(full_project, DAYS)
