@@ -29,8 +29,8 @@ ARGS = DataGateArgs  # this job's command line (glmix.spark.job_args)
 
 def run(spark: SparkSession, args: DataGateArgs) -> dict[str, Any]:
     production = production_data(ModelRegistry(args.registry), args.model)
-    reference = None if production.stats is None and production.features is None else Reference(
-        {k: f["cuts"] for k, f in (production.stats or {"features": {}})["features"].items()}, production.features)
+    cuts = {k: f["cuts"] for k, f in production.stats["features"].items()} if production.stats else {}
+    reference = Reference(cuts, production.features)
     spec = InputSpec(uri=args.input, bags=tuple(args.bags), columns=args.columns,
                      entity_fields=tuple(args.entity_fields), task=args.task, dates=args.dated())
     window = window_statistics(spark, spec, args.gate.features, args.gate.bins, reference)

@@ -4,6 +4,7 @@ Photon-ML-shaped data: no uid on any row, renamed columns, unions, int ids, empt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -41,6 +42,19 @@ def config(data: str, output: str, master: str, backend: str) -> GameConfig:
         "flow": {"retries": 0}})
 
 
+def _local_run_meanwhile(tmp_path: Path, running: dict[str, subprocess.Popen]) -> dict[str, int]:
+    """The same config run locally while ``running`` go on; then their exit codes (killed on a failure)."""
+    try:
+        local = config(str(tmp_path / "data"), str(tmp_path / "out"), "local[2]", "local")
+        results = LocalRunner(build_project(local, tmp_path / "local-project")).run()
+        assert all(r.status == "succeeded" for r in results)
+        return {name: process.wait(timeout=840) for name, process in running.items()}
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+
+
 def test_shipped_flow_run_as_azkaban_runs_it_matches_the_local_run(dev_cluster: Cluster, spark, tmp_path: Path,
                                                                   hdfs_root: str) -> None:
     """The project built with --ship, every node run literally as its own process (a fresh
@@ -66,17 +80,10 @@ def test_shipped_flow_run_as_azkaban_runs_it_matches_the_local_run(dev_cluster: 
                 "probe": [str(Path(sys.executable).parent / "spark-submit"), "--master", "yarn", "--deploy-mode",
                           "cluster", "--num-executors", "2", "--driver-memory", "512m", "--executor-memory", "512m",
                           *options, str(REPO / "tests" / "shipped_probe.py"), found_at]}
-    running = {name: subprocess.Popen(command, stdout=open(tmp_path / f"{name}.out", "w"), stderr=subprocess.STDOUT,
-                                      env=env) for name, command in commands.items()}
-    try:
-        local = config(str(tmp_path / "data"), str(tmp_path / "out"), "local[2]", "local")
-        results = LocalRunner(build_project(local, tmp_path / "local-project")).run()
-        assert all(r.status == "succeeded" for r in results)
-        codes = {name: process.wait(timeout=840) for name, process in running.items()}
-    finally:
-        for process in running.values():
-            if process.poll() is None:
-                process.kill()
+    with contextlib.ExitStack() as outputs:
+        running = {name: subprocess.Popen(command, stdout=outputs.enter_context(open(tmp_path / f"{name}.out", "w")),
+                                          stderr=subprocess.STDOUT, env=env) for name, command in commands.items()}
+        codes = _local_run_meanwhile(tmp_path, running)
     assert codes["flow"] == 0, (tmp_path / "flow.out").read_text()[-3000:]
     assert is_published(f"{hdfs_root}/out/best")
     models, _ = read_game_model(f"{hdfs_root}/out/best")

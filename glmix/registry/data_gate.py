@@ -46,15 +46,14 @@ class ProductionData:
 
 
 def production_data(registry: ModelRegistry, model: str) -> ProductionData:
-    number = registry.production(model) if model in registry.models() else None
-    if number is None:
+    if model not in registry.models() or registry.production(model) is None:
         return ProductionData(None, None, None)
-    version = registry.version(model, number)
+    version = registry.version(model)   # the production version
     storage = storage_for(version.uri)
     path = join(version.uri, VERSION_STATS)
     stats = json.loads(storage.read_bytes(path)) if storage.exists(path) else None
     features = join(version.uri, "features")
-    return ProductionData(number, stats, features if storage.exists(features) else None)
+    return ProductionData(version.number, stats, features if storage.exists(features) else None)
 
 
 def shares(stats: dict[str, Any], counts: list[int], present: int) -> np.ndarray:

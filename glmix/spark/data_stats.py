@@ -62,7 +62,7 @@ def _histograms(exploded: DataFrame, cuts: dict[str, dict[str, list[float]]]) ->
 
 
 def window_statistics(spark: SparkSession, spec: InputSpec, top: int, bins: int,
-                      reference: Reference | None = None) -> dict[str, Any]:
+                      reference: Reference = Reference({})) -> dict[str, Any]:
     """The window's statistics (JSON-ready). Bad rows are counted by reason, not raised: a row
     whose only problem is a missing entity id still counts (it trains the fixed effect)."""
     loaded = load_examples(spark, replace(spec, policy="drop"))
@@ -79,13 +79,13 @@ def window_statistics(spark: SparkSession, spec: InputSpec, top: int, bins: int,
     presence = exploded.groupBy("key").count().cache()
     frequent = presence.orderBy(F.desc("count"), "key").limit(top).collect()
     own = _cuts(exploded, [r["key"] for r in frequent], bins)
-    counts = _histograms(exploded, {"own": own, "reference": reference.cuts if reference else {}})
+    counts = _histograms(exploded, {"own": own, "reference": reference.cuts})
     present = {r["key"]: int(r["count"]) for r in frequent}
-    if reference and reference.cuts:
+    if reference.cuts:
         wanted = spark.createDataFrame([(k,) for k in reference.cuts], "key string")
         present |= {r["key"]: int(r["count"]) for r in presence.join(F.broadcast(wanted), "key").collect()}
     unseen = None
-    if reference and reference.features:
+    if reference.features:
         known = spark.read.option("sep", "\t").csv(qualified(reference.features)).select(
             F.concat_ws(KEY_SEPARATOR, F.col("_c0"), F.coalesce(F.col("_c1"), F.lit(""))).alias("key"))
         unseen = exploded.join(known, "key", "left_anti").select("_row").distinct().count()

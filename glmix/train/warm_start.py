@@ -82,7 +82,8 @@ class PreviousModels(Settings):
 
     def previous(self, coordinate: str) -> tuple[str | None, str | None]:
         """The warm start and the prior, with the production version's model filling in."""
-        wanted = self.production and (self.production_warm_start or self.production_prior)
-        production = production_coordinate(self.production, coordinate) if wanted and self.production else None
+        production = None
+        if self.production and (self.production_warm_start or self.production_prior):
+            production = production_coordinate(self.production, coordinate)
         return (self.warm_start or (production if self.production_warm_start else None),
                 self.prior or (production if self.production_prior else None))
