@@ -11,7 +11,7 @@ MLFLOW_SERVER := .cache/mlflow/venv/.installed
 BENCH ?=
 export PATH := $(CURDIR)/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install spark-jars spark-classes hadoop-jars azkaban-loader mlflow-server demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
+.PHONY: setup jvm-deps install spark-jars spark-classes hadoop-jars azkaban-loader mlflow-server demo test test-unit test-integration bench lint cluster-up cluster-down cluster-status clean
 
 install: $(INSTALLED)
 
@@ -59,9 +59,19 @@ hadoop-jars:
 demo: install spark-jars spark-classes
 	$(PY) -m glmix.cli demo --output .demo
 
+# everything the tests need, built two steps at a time where they do not depend on each other:
+# the two Python environments and the Maven downloads at once (the Maven steps one after another:
+# they share ~/.m2), then the class archive (which needs both) beside the linters
+setup:
+	@$(MAKE) --no-print-directory -j3 --output-sync=target install mlflow-server jvm-deps
+	@$(MAKE) --no-print-directory -j2 --output-sync=target spark-classes lint
+
+jvm-deps:
+	@$(MAKE) --no-print-directory -j1 spark-jars azkaban-loader hadoop-jars
+
 # two pytest sessions at once: the dev cluster's tests (which mostly wait for containers) and the
 # others; each line is prefixed with its session, and the target fails when either fails
-test: install spark-jars spark-classes hadoop-jars azkaban-loader mlflow-server lint
+test: setup
 	@set -o pipefail; \
 	($(PY) -m pytest tests -m integration --basetemp=/tmp/glmix-tests-cluster -p no:cacheprovider --durations=10 2>&1 \
 	  | sed -u 's/^/[cluster] /') & cluster=$$!; \

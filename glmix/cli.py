@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -229,6 +230,47 @@ def cmd_demo(args: argparse.Namespace) -> None:
     console.print(f"report: {config.output}/report/index.html")
 
 
+def cmd_summary(args: argparse.Namespace) -> None:
+    """A GAME model's summary, as lme4's summary(): fixed-effect tables and variance components."""
+    from glmix.model.summary import largest_effects, model_summary, shown
+
+    summary = model_summary(args.model)
+    if args.json:
+        print(summary.to_json())
+        return
+    console.print(f"model {escape(summary.model)}: task {summary.task}")
+    for fixed in summary.fixed_effects:
+        leading = largest_effects(fixed, args.top)
+        meaning = ("no standard errors: trained with variance: none" if fixed.variance == "none" else
+                   f"variances {fixed.variance}: " + ("posterior SD under the L2 prior" if fixed.l2 else
+                                                      "maximum-likelihood standard errors"))
+        order = "|estimate|" if fixed.variance == "none" else "|z|"
+        table = Table(title=f"fixed effect {fixed.name}: {shown(fixed.rows, ',')} rows, l2 {shown(fixed.l2)}; "
+                            f"{meaning}; the intercept, then by {order} ({len(leading)} of {len(fixed.coefficients)})",
+                      title_justify="left")
+        for column in ("feature", "estimate", "std. error", "z", "p", "95% low", "95% high"):
+            table.add_column(column, justify="left" if column == "feature" else "right")
+        for c in leading:
+            table.add_row(escape(c.feature), shown(c.estimate), shown(c.std_error), shown(c.z, ".3f"),
+                          shown(c.p_value, ".3g"), shown(c.low), shown(c.high))
+        console.print(table)
+    if summary.random_effects:
+        by = ", ".join(f"{r.name} by {r.entity_field}" for r in summary.random_effects)
+        table = Table(title=f"random effects ({by}): variance components — the prior's (1 / l2), the entities' "
+                            "estimates' variance and mean posterior SD", title_justify="left", box=box.SIMPLE_HEAD,
+                      padding=(0, 1), collapse_padding=True, pad_edge=False)
+        for column in ("coordinate", "entities", "rows", "coef.", "count", "prior var", "var est", "post SD"):
+            table.add_column(column, justify="left" if column in ("coordinate", "coef.") else "right")
+        for random in summary.random_effects:
+            for k, (kind, spread) in enumerate(random.estimates.items()):
+                first = k == 0
+                table.add_row(random.name if first else "",
+                              f"{random.entities:,}" if first else "", shown(random.rows, ",") if first else "",
+                              kind, f"{spread.values:,}", shown(random.prior_variance.get(kind), ".3g"),
+                              shown(spread.variance, ".3g"), shown(spread.mean_posterior_sd, ".3g"))
+        console.print(table)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glmix", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -320,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--create", action="store_true", help="create the project first")
     upload.add_argument("--execute", metavar="FLOW", help="then start this flow")
     upload.set_defaults(func=cmd_flow_upload)
+    summary = sub.add_parser("summary", help="a GAME model's coefficient tables and variance components")
+    summary.add_argument("model", help="a published GAME model directory (OUTPUT/best, a registry version)")
+    summary.add_argument("--top", type=int, default=20, help="fixed-effect coefficients shown (by |z|)")
+    summary.add_argument("--json", action="store_true", help="every coefficient, as JSON")
+    summary.set_defaults(func=cmd_summary)
     models_commands.add_parser(sub).set_defaults(func=lambda args: models_commands.run(args, console))
     return parser
 

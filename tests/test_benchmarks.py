@@ -17,8 +17,7 @@ from cluster.devcluster import REPO, Cluster
 ON_THIS_MACHINE = ["avro_read", "data_jobs", "fixed_effect", "flow_scale", "game", "random_effect", "recovery", "skew"]
 ON_YARN = ["keras", "launcher"]   # they compare the local backend with YARN: integration tests
 # no smoke run: shipped_flow's workload is a whole literal flow on YARN, which tests/test_game_yarn.py
-# runs; week's is eight whole flows (~7 minutes even at its smoke size), whose stages and gates the
-# flow tests run (test_data_gate, test_demo, test_tracking, test_schedule)
+# runs; week's is eight whole flows, whose first seven (the week itself, smaller) tests/test_week.py runs
 WITHOUT_SMOKE = ["shipped_flow", "week"]
 
 

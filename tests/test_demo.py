@@ -48,7 +48,20 @@ def test_demo_trains_glmix_and_beats_the_global_model(tmp_path: Path, capsys, sp
     page = (tmp_path / "game" / "report" / "index.html").read_text()
     assert page.count("<img src=\"data:image/png;base64,") == 5
     assert re.search(r"Hosmer-Lemeshow statistic [0-9.]+ over 10 deciles .*: p = ", page)
-    assert "per-movie" in page and "<table>" in page
+    assert "per-movie" in page and "<table>" in page and "<h2>Model summary</h2>" in page
+    # the model summary (issue 24): the report's JSON and `glmix summary` read the published model
+    model = json.loads((tmp_path / "game" / "report" / "model-summary.json").read_text())
+    [fixed] = model["fixed_effects"]
+    assert fixed["name"] == "global" and fixed["rows"] > 4000 and fixed["variance"] == "none"
+    assert fixed["coefficients"][0]["feature"] == "(INTERCEPT)" and fixed["coefficients"][0]["std_error"] is None
+    per_user = next(r for r in model["random_effects"] if r["name"] == "per-user")
+    assert per_user["entity_field"] == "userId" and per_user["entities"] > 100
+    assert 0.9 * fixed["rows"] < per_user["rows"] <= fixed["rows"]     # the active entities' rows
+    assert per_user["prior_variance"]["intercept"] == pytest.approx(1 / 0.6)    # the demo's intercept_l2
+    assert 0 < per_user["estimates"]["intercept"]["variance"] < 1 / 0.6        # shrunk towards 0 by the prior
+    assert main(["summary", str(tmp_path / "game" / "best"), "--top", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "fixed effect global" in printed and "5 of" in printed and "variance components" in printed
 
 
 def small_config(tmp_path: Path) -> GameConfig:

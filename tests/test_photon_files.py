@@ -24,6 +24,7 @@ from glmix.io.scores import offsets_for
 from glmix.model.game_model import read_game_model
 from glmix.model.linear_model import read_models
 from glmix.model.photon_model import import_photon_model
+from glmix.model.summary import model_summary
 from glmix.settings import FeatureShard
 from glmix.spark import input as spark_input
 from glmix.spark.input import InputSpec, load_examples, read_scores
@@ -219,6 +220,11 @@ def test_a_photon_model_directory_scores_warm_starts_and_goes_back(spark, tmp_pa
     # warm start and incremental prior read the coefficients (variances too) by feature name
     imported = next(read_models(str(tmp_path / "glmix-model" / "fixed-effect" / "global" / "coefficients")))
     assert imported.means == fixed and set(imported.variances.values()) == {0.01}
+    # its summary: Photon's variances are the standard errors' squares; no training report to read
+    summary = model_summary(str(tmp_path / "glmix-model"))
+    [fixed_summary] = summary.fixed_effects
+    assert [c.std_error for c in fixed_summary.coefficients] == pytest.approx([0.1] * len(fixed)) and fixed_summary.rows is None
+    assert summary.random_effects[0].entities == len(users) and summary.random_effects[0].rows is None
 
     # back to Photon ML: the published model carries what Photon's loader reads
     metadata = json.loads((tmp_path / "glmix-model" / "model-metadata.json").read_text())

@@ -1,10 +1,11 @@
 """The model report: one self-contained HTML page with the metrics table and plots.
 
-    python -m glmix.game.report CONFIG.yaml      -> OUTPUT/report/index.html
+    python -m glmix.game.report CONFIG.yaml      -> OUTPUT/report/index.html, model-summary.json
 
 Plots: ROC and calibration of the best model on the validation data (with the Hosmer-Lemeshow
 statistic over deciles of predicted probability), every evaluator after each coordinate update,
-the distribution of each coordinate's coefficients, and the number of training rows per entity.
+the distribution of each coordinate's coefficients, and the number of training rows per entity; the
+model summary's tables (glmix.model.summary), whose every coefficient is in model-summary.json.
 Images are embedded PNGs, so the page can be copied anywhere.
 """
 
@@ -33,6 +34,9 @@ from glmix.io.avro import read_avro_records  # noqa: E402
 from glmix.io.parquet import read_parquet  # noqa: E402
 from glmix.io.storage import join, storage_for, write_file_atomically  # noqa: E402
 from glmix.model.game_model import read_game_model  # noqa: E402
+from glmix.model.summary import ModelSummary, largest_effects, model_summary, shown  # noqa: E402
+
+SUMMARY_FILE = "model-summary.json"
 
 
 def hosmer_lemeshow(y: np.ndarray, p: np.ndarray, groups: int = 10) -> tuple[float, float, list[tuple[Any, ...]]]:
@@ -149,6 +153,29 @@ def _entity_sizes(plan: GamePlan, best_run: int) -> str:
     return png_tag(figure)
 
 
+def _model_summary(summary: ModelSummary, top: int = 30) -> str:
+    """The model summary's tables (every coefficient is in model-summary.json beside the page)."""
+    parts = []
+    for fixed in summary.fixed_effects:
+        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(c.feature)}</td><td>{shown(c.estimate)}</td>"
+                       f"<td>{shown(c.std_error)}</td><td>{shown(c.z, '.3f')}</td><td>{shown(c.p_value, '.3g')}</td>"
+                       f"<td>{shown(c.low)}</td><td>{shown(c.high)}</td></tr>" for c in largest_effects(fixed, top))
+        parts.append(f"<h3>Fixed effect {html.escape(fixed.name)}</h3><p>{shown(fixed.rows, ',')} rows, l2 "
+                     f"{shown(fixed.l2)}, variances {fixed.variance}; the intercept, then the {top - 1} largest |z| "
+                     f"of {len(fixed.coefficients)} coefficients</p><table><tr><th>feature</th><th>estimate</th>"
+                     f"<th>std. error</th><th>z</th><th>p</th><th>95% low</th><th>95% high</th></tr>{rows}</table>")
+    if summary.random_effects:
+        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(r.name)}</td><td>{r.entities:,}</td>"
+                       f"<td>{shown(r.rows, ',')}</td><td style='text-align:left'>{kind}</td>"
+                       f"<td>{shown(r.prior_variance.get(kind))}</td><td>{shown(spread.variance)}</td>"
+                       f"<td>{shown(spread.mean_posterior_sd)}</td></tr>"
+                       for r in summary.random_effects for kind, spread in r.estimates.items())
+        parts.append("<h3>Random effects: variance components</h3><table><tr><th>coordinate</th><th>entities</th>"
+                     "<th>rows</th><th>coefficients</th><th>prior variance</th><th>variance of estimates</th>"
+                     f"<th>mean posterior SD</th></tr>{rows}</table>")
+    return "".join(parts) or "<p>No GLM coordinates.</p>"
+
+
 def write_report(config: GameConfig) -> str:
     plan = GamePlan(config)
     summary = json.loads(storage_for(plan.summary).read_bytes(plan.summary))
@@ -161,7 +188,8 @@ def write_report(config: GameConfig) -> str:
     if config.task == "logistic":
         y, margin = labels_and_scores(join(best.scores, "validation"))
         sections += ["<h2>Best model on the validation data</h2>", *_roc_and_calibration(y, margin)]
-    sections += ["<h2>Coefficients</h2>", _coefficients(plan.best),
+    summary = model_summary(plan.best)
+    sections += ["<h2>Model summary</h2>", _model_summary(summary), "<h2>Coefficients</h2>", _coefficients(plan.best),
                  "<h2>Training rows per entity</h2>", _entity_sizes(plan, best.run)]
     style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right} tr.best{background:#dfd}")
@@ -169,6 +197,7 @@ def write_report(config: GameConfig) -> str:
            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>"
     target = join(plan.report, "index.html")
     storage_for(target).makedirs(plan.report)
+    write_file_atomically(join(plan.report, SUMMARY_FILE), summary.to_json().encode())
     write_file_atomically(target, page.encode())
     return target
 

@@ -8,6 +8,7 @@ The published layout (what ``best/`` holds, and what Photon ML users recognise):
       fixed-effect/<name>/_shard.json           the feature shard (bags, intercept) it was trained on
       random-effect/<name>/coefficients/*.avro  Model Avro, one record per entity (modelId = entity id)
       random-effect/<name>/_shard.json
+      <kind>/<name>/_report.json                the trainer's report (rows, regularization, dispersion)
       <kind>/<name>/id-info                     the shard (a random effect: entity field, then shard), and
                                                 "modelType" in the metadata: what Photon ML reads
 
@@ -26,6 +27,7 @@ from glmix.io.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically
 from glmix.settings import SHARD_META, FeatureShard, Task
 
 METADATA = "model-metadata.json"
+TRAINING_REPORT = "_report.json"   # the trainer's: rows, entities, regularization, dispersion
 KIND_DIR = {"fixed": "fixed-effect", "random": "random-effect", "scores": "fixed-effect"}
 ModelKind = Literal["fixed", "random", "scores"]
 FLAG = {"fixed": "fixed-effect", "random": "random-effect", "scores": "scores"}
@@ -119,6 +121,8 @@ def publish_game_model(output: str, models: list[CoordinateModel], metadata: dic
             copy_tree(model.coefficients, join(target, "coefficients"))
             storage_for(target).delete(join(target, "coefficients", SUCCESS_MARKER))
             copy_tree(join(model.directory, SHARD_META), join(target, SHARD_META))
+            if storage_for(model.directory).exists(join(model.directory, TRAINING_REPORT)):   # what the summary reads
+                copy_tree(join(model.directory, TRAINING_REPORT), join(target, TRAINING_REPORT))
             shard = model.shard()
             storage_for(target).write_bytes(join(target, ID_INFO),
                                             id_info(model.type, shard.name, model.entity_field).encode())

@@ -190,8 +190,9 @@ class Trainer:
         rows = load_rows(self.train_uri, self.context.index, self.context.count)
         if self.offsets:
             rows.offset = rows.offset + offsets_for(rows.uid, self.offsets, self.offsets_exclude)
-        uid, data = rows.uid, {"rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz,
-                               "data_bytes_this_worker": rows.nbytes}
+        uid = rows.uid
+        data: dict[str, Any] = {"rows_this_worker": rows.rows, "nnz_this_worker": rows.nnz,
+                                "data_bytes_this_worker": rows.nbytes}
         # After loading: TensorFlow's runtime (which the all-reduce starts) would add to the loading's peak.
         collective = Collective(self.context)
         objective = OBJECTIVES[c.compute](rows, self.index.size, c.task, release_rows=True)
@@ -234,6 +235,7 @@ class Trainer:
                           state=state, callback=on_iteration, preconditioner=preconditioner)
         train_seconds = time.monotonic() - train_started
         variances = self._variances(collective, objective, result.x, l2 + prior_precision)
+        data["rows"], data["dispersion"] = self._dispersion(collective, objective, result.x, data["rows_this_worker"])
         train_scores = objective.scores(result.x)
         # The rows' tensors are freed before the outputs are written (else the run's peak); the
         # traced functions hold the objectives in reference cycles, hence the collection.
@@ -288,6 +290,18 @@ class Trainer:
         (hessian,) = collective.sum([objective.hessian(x)])
         hessian[np.diag_indices_from(hessian)] += ridge
         return variances_from_hessian(hessian, kind)
+
+    def _dispersion(self, collective: Collective, objective: Objective, x: np.ndarray,
+                    local_rows: int) -> tuple[int, float]:
+        """All workers' rows, and the GLM's dispersion: 1 for logistic and Poisson, for a linear task
+        Pearson's estimate sum w (y - m)^2 / (rows - features) (twice the squared loss, as
+        statsmodels' GLM estimates its scale), which the coefficients' variances are scaled by."""
+        local_loss, _ = objective.value_and_gradient(x)
+        loss, rows = collective.sum([np.ravel(local_loss), np.array([float(local_rows)])])
+        total = int(rows[0])
+        if self.config.task != "linear":
+            return total, 1.0
+        return total, 2.0 * float(loss[0]) / max(total - self.index.size, 1)
 
     def _publish(self, collective: Collective, uid: np.ndarray, train_scores: np.ndarray, result: OptimizeResult,
                  variances: np.ndarray | None, validation_curve: list[tuple[int, float]],

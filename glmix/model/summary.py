@@ -1,0 +1,162 @@
+"""A GAME model's summary, as lme4's ``summary()`` gives a mixed model's: the fixed effects'
+coefficient tables (estimate, standard error, z, p-value, 95% interval) and each random effect's
+variance components, entities and rows — read from a published model directory, so it works on any
+model glmix (or the flow's ``best/``) published.
+
+Standard errors are the square roots of the variances the trainer published (``variance: full``:
+the diagonal of the inverse Hessian of the objective at the optimum; ``simple``: 1 / its diagonal,
+a lower bound that ignores correlations), times the dispersion for a linear task (Pearson's
+estimate, as statsmodels' GLM). Without L2 they are the maximum-likelihood standard errors; with
+L2 they are the posterior standard deviations under the Gaussian prior N(0, 1/l2) that L2 is
+(the Laplace approximation), and z and p read the estimate against that posterior. A random
+effect's variance components are its prior's (1 / l2 for slopes, 1 / intercept_l2 for the
+intercept) beside the spread of its entities' estimates, which the prior shrinks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from scipy.stats import norm
+
+from glmix.io.avro import read_avro_records
+from glmix.io.schemas import INTERCEPT_NAME
+from glmix.io.storage import join, storage_for
+from glmix.model.game_model import TRAINING_REPORT, CoordinateModel, read_game_model
+
+Z_95 = float(norm.ppf(0.975))
+
+
+@dataclass
+class Coefficient:
+    feature: str                  # name, or "name term" when it has a term
+    estimate: float
+    std_error: float | None       # None: the model was trained without variances
+    z: float | None
+    p_value: float | None
+    low: float | None             # the 95% interval
+    high: float | None
+
+
+@dataclass
+class FixedEffectSummary:
+    name: str
+    rows: int | None
+    l2: float | None
+    variance: str                 # none | simple | full
+    dispersion: float
+    coefficients: list[Coefficient]
+
+
+@dataclass
+class Spread:
+    """The entities' estimates of one kind of coefficient: how many, their variance, and their
+    mean posterior standard deviation (None without variances)."""
+
+    values: int
+    variance: float
+    mean_posterior_sd: float | None
+
+
+@dataclass
+class RandomEffectSummary:
+    name: str
+    entity_field: str | None
+    entities: int
+    rows: int | None
+    prior_variance: dict[str, float | None]          # intercept, slopes (None: not regularized)
+    estimates: dict[str, Spread] = field(default_factory=dict)
+
+
+@dataclass
+class ModelSummary:
+    model: str
+    task: str
+    fixed_effects: list[FixedEffectSummary]
+    random_effects: list[RandomEffectSummary]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def shown(value: float | int | None, spec: str = ".4g") -> str:
+    """A summary's number as a table shows it; "-" for one the model does not have."""
+    return "-" if value is None else format(value, spec)
+
+
+def coefficient_row(feature: str, estimate: float, variance: float | None, dispersion: float = 1.0) -> Coefficient:
+    """One coefficient's standard error, Wald z, two-sided p-value and 95% interval."""
+    if variance is None:
+        return Coefficient(feature, estimate, None, None, None, None, None)
+    se = math.sqrt(max(variance, 0.0) * dispersion)
+    z = estimate / se if se > 0 else math.inf
+    return Coefficient(feature, estimate, se, z, float(2 * norm.sf(abs(z))), estimate - Z_95 * se, estimate + Z_95 * se)
+
+
+def _report(model: CoordinateModel) -> dict[str, Any]:
+    path = join(model.directory, TRAINING_REPORT)
+    storage = storage_for(path)
+    return json.loads(storage.read_bytes(path)) if storage.exists(path) else {}
+
+
+def _feature(entry: dict[str, Any]) -> str:
+    return f"{entry['name']} {entry['term']}" if entry["term"] else entry["name"]
+
+
+def fixed_effect_summary(model: CoordinateModel) -> FixedEffectSummary:
+    report = _report(model)
+    config = report.get("config", {})
+    dispersion = float(report.get("dispersion", 1.0))
+    rows = []
+    for record in read_avro_records(model.coefficients):
+        variances = {(v["name"], v["term"]): v["value"] for v in record.get("variances") or []}
+        rows += [coefficient_row(_feature(m), m["value"], variances.get((m["name"], m["term"])), dispersion)
+                 for m in record["means"]]
+    return FixedEffectSummary(model.name, report.get("rows"), config.get("l2"), config.get("variance", "none"),
+                              dispersion, rows)
+
+
+def random_effect_summary(model: CoordinateModel) -> RandomEffectSummary:
+    """One pass over the entities' records (each a small model), keeping only sums."""
+    report = _report(model)
+    config = report.get("params", {}).get("config", {})
+    sums: dict[str, list[float]] = {kind: [0.0, 0.0, 0.0, 0.0] for kind in ("intercept", "slopes")}  # n, s, s2, sd
+    entities = 0
+    for record in read_avro_records(model.coefficients):
+        entities += 1
+        variances = {(v["name"], v["term"]): v["value"] for v in record.get("variances") or []}
+        for m in record["means"]:
+            acc = sums["intercept" if m["name"] == INTERCEPT_NAME else "slopes"]
+            acc[0] += 1
+            acc[1] += m["value"]
+            acc[2] += m["value"] ** 2
+            acc[3] += math.sqrt(max(variances.get((m["name"], m["term"]), 0.0), 0.0))
+    has_variances = config.get("variance", "none") != "none"
+    estimates = {kind: Spread(int(n), s2 / n - (s / n) ** 2, sd / n if has_variances else None)
+                 for kind, (n, s, s2, sd) in sums.items() if n}
+    l2, intercept_l2 = config.get("l2"), config.get("intercept_l2", config.get("l2"))
+    if not config.get("regularize_intercept", True):
+        intercept_l2 = None
+    return RandomEffectSummary(model.name, model.entity_field, entities, report.get("rows"),
+                               {"intercept": 1 / intercept_l2 if intercept_l2 else None, "slopes": 1 / l2 if l2 else None},
+                               estimates)
+
+
+def model_summary(directory: str) -> ModelSummary:
+    """The summary of the GAME model published in ``directory``."""
+    models, metadata = read_game_model(directory)
+    return ModelSummary(directory, str(metadata.get("task", "")),
+                        [fixed_effect_summary(m) for m in models if m.type == "fixed"],
+                        [random_effect_summary(m) for m in models if m.type == "random"])
+
+
+def largest_effects(summary: FixedEffectSummary, limit: int) -> list[Coefficient]:
+    """The coefficients a reader looks at first: the intercept, then by |z| (by |estimate| without
+    standard errors)."""
+    def rank(c: Coefficient) -> tuple[bool, float]:
+        return (c.feature != INTERCEPT_NAME, -abs(c.z if c.z is not None else c.estimate))
+    return sorted(summary.coefficients, key=rank)[:limit]
+
