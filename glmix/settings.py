@@ -39,6 +39,9 @@ class Settings(BaseModel):
 SHARD_META = "_shard.json"   # every output derived from a shard carries it: the shard and its feature count
 
 
+NormalizationKind = Literal["none", "standardization", "scale_with_standard_deviation", "scale_with_max_magnitude"]
+
+
 class FeatureShard(Settings):
     """A set of feature bags (plus an optional intercept) indexed together, as Photon ML's feature shards."""
 
@@ -47,6 +50,8 @@ class FeatureShard(Settings):
     intercept: bool = True
     min_count: int = Field(1, ge=1, description="features seen in fewer rows are left out of the index")
     whitelist: str | None = Field(None, description="file of allowed features, one 'name<TAB>term' (or 'name') a line")
+    normalization: NormalizationKind = Field("none", description="Photon ML's feature normalization: the fixed effect's solver works on the features "
+                                  "scaled (and shifted) by the index's statistics; its model is saved unscaled")
 
     @field_validator("bags")
     @classmethod

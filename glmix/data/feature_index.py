@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glmix.io.avro import read_avro_records
 from glmix.io.parquet import read_parquet
 from glmix.io.storage import join, storage_for
 from glmix.settings import SHARD_META, FeatureShard
@@ -50,3 +51,18 @@ class FeatureIndex:
 
     def lookup(self) -> dict[tuple[str, str], int]:
         return {key: i for i, key in enumerate(self.keys())}
+
+
+def feature_statistics(directory: str, index: FeatureIndex) -> dict[str, np.ndarray]:
+    """Each indexed feature's mean, variance, min and max over the indexed rows (the index job's
+    FeatureSummary), by index; the intercept's are those of a constant 1."""
+    stats = {name: np.zeros(index.size) for name in ("mean", "variance", "min", "max")}
+    position = index.lookup()
+    if index.shard.intercept:
+        stats["mean"][0] = stats["min"][0] = stats["max"][0] = 1.0
+    for record in read_avro_records(join(directory, "summary")):
+        j = position.get((record["name"], record["term"]))
+        if j is not None:
+            for name in stats:
+                stats[name][j] = record[name]
+    return stats

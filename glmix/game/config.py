@@ -310,13 +310,21 @@ class GameConfig(Settings):
         return evaluators
 
     @model_validator(mode="after")
-    def _references(self) -> GameConfig:
+    def _shards(self) -> GameConfig:
         shards = {s.name for s in self.feature_shards}
         if len(shards) != len(self.feature_shards):
             raise ValueError("feature_shards: names must be distinct")
         for name, coordinate in self.coordinates.items():
             if not isinstance(coordinate, ExternalCoordinate) and coordinate.shard not in shards:
                 raise ValueError(f"coordinates.{name}.shard: no feature shard named {coordinate.shard!r}")
+            if not isinstance(coordinate, FixedGlmCoordinate | ExternalCoordinate) \
+                    and self.shard(coordinate.shard).normalization != "none":
+                raise ValueError(f"coordinates.{name}: feature shard {coordinate.shard!r} is normalized, which only "
+                                 "a GLM fixed effect does (type: fixed); give this coordinate a shard without it")
+        return self
+
+    @model_validator(mode="after")
+    def _references(self) -> GameConfig:
         for name in self.update_sequence:
             if name not in self.coordinates:
                 raise ValueError(f"update_sequence: no coordinate named {name!r}")

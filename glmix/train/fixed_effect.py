@@ -37,10 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
 
-from glmix.data.feature_index import FeatureIndex
+from glmix.data.feature_index import FeatureIndex, feature_statistics
 from glmix.data.sparse_rows import load_rows
 from glmix.errors import GlmixError
 from glmix.glm.metrics import default_evaluator
+from glmix.glm.normalization import Normalization
 from glmix.glm.objective import OBJECTIVES, Objective, configure_tensorflow
 from glmix.glm.optim import OptimizeResult, OptimizerState, minimize
 from glmix.io.scores import offsets_for
@@ -172,7 +173,7 @@ class Trainer:
         self.train_uri, self.output, self.validation_uri = train, output, validation
         self.offsets, self.offsets_exclude = offsets, offsets_exclude
         self.context = context or WorkerContext.from_environment()
-        self.index = FeatureIndex.load(index)
+        self.index_dir, self.index = index, FeatureIndex.load(index)
         configure_tensorflow()  # before its runtime starts: the all-reduce uses TensorFlow whatever the compute
         self.checkpoint_dir = sibling_dir(output, "._checkpoints-")
         self.tmp = sibling_dir(output, f"._tmp-{self.context.run_id}-")
@@ -205,12 +206,17 @@ class Trainer:
         validation = load_rows(self.validation_uri) if (self.validation_uri and self.context.is_chief) else None
         validation_objective = OBJECTIVES[c.compute](validation, self.index.size, c.task) if validation else None
 
-        def fun(b: np.ndarray) -> tuple[float, np.ndarray]:
+        norm = self.normalization()
+
+        def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+            """The objective of the solver's variable ``z`` (the normalized space; ``b = z`` without
+            normalization): the loss and the prior at the original coefficients, L1 and L2 on ``z``."""
+            b = norm.to_original(z)
             local_f, local_g = objective.value_and_gradient(b)
             total_f, g = collective.sum([local_f, local_g])
             delta = b - prior_mean
-            f = float(total_f[0]) + 0.5 * float(np.sum(l2 * b * b)) + 0.5 * float(np.sum(prior_precision * delta * delta))
-            return f, g + l2 * b + prior_precision * delta
+            f = float(total_f[0]) + 0.5 * float(np.sum(l2 * z * z)) + 0.5 * float(np.sum(prior_precision * delta * delta))
+            return f, norm.gradient_to_normalized(g + prior_precision * delta) + l2 * z
 
         state = self._load_checkpoint()
         resumed_from = state.iteration if state else None       # before the solver advances the state in place
@@ -222,28 +228,32 @@ class Trainer:
             if self.context.is_chief:
                 if validation is not None and validation_objective is not None and c.validation_every \
                         and current.iteration % c.validation_every == 0:
-                    margin = validation_objective.scores(current.x) + validation.offset
+                    margin = validation_objective.scores(norm.to_original(current.x)) + validation.offset
                     validation_curve.append((current.iteration, evaluator(validation.label, margin,
                                                                           validation.weight)))
                 if current.iteration % c.checkpoint_every == 0:
                     self._checkpoint(current)
 
         train_started = time.monotonic()
-        x0 = _previous_coefficients(self.index, warm_start)
-        preconditioner = _preconditioner(collective, objective, x0, l2 + prior_precision) if c.precondition else None
-        result = minimize(fun, x0, l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
+        b0 = _previous_coefficients(self.index, warm_start)
+        preconditioner = _preconditioner(collective, objective, b0, prior_precision, l2, norm) if c.precondition \
+            else None
+        result = minimize(fun, norm.to_normalized(b0), l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
                           state=state, callback=on_iteration, preconditioner=preconditioner)
         train_seconds = time.monotonic() - train_started
-        variances = self._variances(collective, objective, result.x, l2 + prior_precision)
-        data["rows"], data["dispersion"] = self._dispersion(collective, objective, result.x, data["rows_this_worker"])
-        train_scores = objective.scores(result.x)
+        coefficients = norm.to_original(result.x)
+        variances = self._variances(collective, objective, coefficients, prior_precision, l2, norm)
+        data["rows"], data["dispersion"] = self._dispersion(collective, objective, coefficients,
+                                                            data["rows_this_worker"])
+        train_scores = objective.scores(coefficients)
         # The rows' tensors are freed before the outputs are written (else the run's peak); the
         # traced functions hold the objectives in reference cycles, hence the collection.
         objective = validation_objective = validation = None  # type: ignore[assignment]
         gc.collect()
         tensorboard_dir = (_write_tensorboard(result.history, validation_curve, evaluator.name)
                            if self.context.is_chief else None)
-        return self._publish(collective, uid, train_scores, result, variances, validation_curve, tensorboard_dir, {
+        return self._publish(collective, uid, train_scores, result, coefficients, variances, validation_curve,
+                             tensorboard_dir, {
             **data, "load_seconds": load_seconds, "compile_seconds": compile_seconds, "train_seconds": train_seconds,
             "wall_seconds": time.monotonic() - started, "resumed_from_iteration": resumed_from})
 
@@ -252,6 +262,7 @@ class Trainer:
         """What a checkpoint must match to be resumed: the same problem, data and solver settings."""
         settings = self.config.model_dump(exclude={"checkpoint_every", "validation_every"})
         return json.dumps({"config": settings, "train": self.train_uri, "num_features": self.index.size,
+                           "normalization": self.index.shard.normalization,
                            "offsets": self.offsets, "offsets_exclude": self.offsets_exclude}, sort_keys=True)
 
     def _checkpoint(self, state: OptimizerState) -> None:
@@ -276,20 +287,42 @@ class Trainer:
             return None
         return OptimizerState.from_bytes(storage.read_bytes(path))
 
-    def _variances(self, collective: Collective, objective: Objective, x: np.ndarray,
-                   ridge: np.ndarray) -> np.ndarray | None:
+    def normalization(self) -> Normalization:
+        """The shard's change of variables (glmix.glm.normalization), from the index's statistics."""
+        shard = self.index.shard
+        intercept = 0 if shard.intercept else None
+        if shard.normalization == "none":
+            return Normalization.identity(self.index.size, intercept)
+        stats = feature_statistics(self.index_dir, self.index)
+        try:
+            return Normalization.from_statistics(shard.normalization, stats["mean"], stats["variance"], stats["min"],
+                                                 stats["max"], intercept)
+        except ValueError as exc:
+            raise GlmixError(f"feature shard {shard.name}: {exc}") from None
+
+    def _variances(self, collective: Collective, objective: Objective, b: np.ndarray, prior_precision: np.ndarray,
+                   l2: np.ndarray, norm: Normalization) -> np.ndarray | None:
+        """The original coefficients' variances under the objective's curvature: the loss's Hessian
+        at ``b``, the prior's precision, and L2 (which acts on the normalized ``z = T^-1 b``)."""
         kind = self.config.variance
         if kind == "none":
             return None
-        if kind == "simple":
-            (diagonal,) = collective.sum([objective.hessian_diagonal(x)])
-            return variances_from_diagonal(diagonal + ridge)
+        if kind == "simple":   # the penalty's diagonal in b, exact without shifts
+            (diagonal,) = collective.sum([objective.hessian_diagonal(b)])
+            return variances_from_diagonal(diagonal + prior_precision + l2 / norm.factors ** 2)
         if self.index.size > FULL_VARIANCE_MAX_FEATURES:
             raise GlmixError(f"FULL variances need a dense {self.index.size}^2 Hessian; use 'simple' above "
                              f"{FULL_VARIANCE_MAX_FEATURES} features")
-        (hessian,) = collective.sum([objective.hessian(x)])
-        hessian[np.diag_indices_from(hessian)] += ridge
-        return variances_from_hessian(hessian, kind)
+        (hessian,) = collective.sum([objective.hessian(b)])
+        hessian[np.diag_indices_from(hessian)] += prior_precision
+        if norm.is_identity:
+            hessian[np.diag_indices_from(hessian)] += l2
+            return variances_from_hessian(hessian, kind)
+        t = norm.matrix()            # cov(b) = T (T^T H T + L2)^-1 T^T
+        in_z = t.T @ hessian @ t
+        in_z[np.diag_indices_from(in_z)] += l2
+        variances: np.ndarray = np.einsum("ij,jk,ik->i", t, np.linalg.pinv(in_z), t)
+        return variances
 
     def _dispersion(self, collective: Collective, objective: Objective, x: np.ndarray,
                     local_rows: int) -> tuple[int, float]:
@@ -304,7 +337,7 @@ class Trainer:
         return total, 2.0 * float(loss[0]) / max(total - self.index.size, 1)
 
     def _publish(self, collective: Collective, uid: np.ndarray, train_scores: np.ndarray, result: OptimizeResult,
-                 variances: np.ndarray | None, validation_curve: list[tuple[int, float]],
+                 coefficients: np.ndarray, variances: np.ndarray | None, validation_curve: list[tuple[int, float]],
                  tensorboard_dir: str | None, facts: dict[str, Any]) -> TrainResult:
         """Every worker writes its scores into the shared temporary directory; the chief publishes."""
         worker = self.context.index
@@ -313,7 +346,7 @@ class Trainer:
             part = load_rows(self.validation_uri, worker, self.context.count)
             scorer = OBJECTIVES[self.config.compute](part, self.index.size, self.config.task)
             write_scores(join(self.tmp, "scores", "validation", f"part-{worker:05d}.parquet"), part.uid,
-                          scorer.scores(result.x))
+                          scorer.scores(coefficients))
         collective.barrier()
         report = {
             "model_id": self.config.model_id, "task": self.config.task, "workers": self.context.count,
@@ -326,7 +359,7 @@ class Trainer:
         if not self.context.is_chief:
             return TrainResult(report, None)
         keys = self.index.keys()
-        model = LinearModel(self.config.model_id, self.config.task, dict(zip(keys, result.x.tolist(), strict=True)),
+        model = LinearModel(self.config.model_id, self.config.task, dict(zip(keys, coefficients.tolist(), strict=True)),
                             None if variances is None else dict(zip(keys, variances.tolist(), strict=True)))
         storage = storage_for(self.tmp)
         write_models(join(self.tmp, "model"), [model])
@@ -360,12 +393,14 @@ def _write_tensorboard(history: list[tuple[int, float, float]], validation_curve
     return directory
 
 
-def _preconditioner(collective: Collective, objective: Objective, x0: np.ndarray, ridge: np.ndarray) -> np.ndarray:
+def _preconditioner(collective: Collective, objective: Objective, b0: np.ndarray, prior_precision: np.ndarray,
+                    l2: np.ndarray, norm: Normalization) -> np.ndarray:
     """1 / diag(H) at the initial point (all workers' rows; the same on every worker, so the
-    steps stay identical). Computed from x0, not from a resumed point, so a resumed run uses
-    the same one as the run it continues."""
-    (diagonal,) = collective.sum([objective.hessian_diagonal(x0)])
-    diagonal = diagonal + ridge
+    steps stay identical), in the solver's space (normalized: f^2 H_jj, leaving out the shifts'
+    cross terms). Computed from the start, not from a resumed point, so a resumed run uses the
+    same one as the run it continues."""
+    (diagonal,) = collective.sum([objective.hessian_diagonal(b0)])
+    diagonal = norm.factors ** 2 * (diagonal + prior_precision) + l2
     return np.where(diagonal > 0, 1.0 / np.where(diagonal > 0, diagonal, 1.0), 1.0)
 
 
