@@ -103,3 +103,7 @@ def test_a_random_effects_variance_components_by_hand(tmp_path: Path) -> None:
     assert intercept.values == 3 and intercept.variance == pytest.approx(np.var(intercepts))
     assert intercept.mean_posterior_sd == pytest.approx(0.2)
     assert slope.values == 2 and slope.variance == pytest.approx(np.var(slopes)) and slope.mean_posterior_sd == pytest.approx(0.1)
+    (directory / "_report.json").write_text(json.dumps({"params": {"config": {"l2": 4.0, "intercept_l2": None}}}))
+    default = random_effect_summary(CoordinateModel("per-user", "random", str(directory), "userId"))
+    assert default.prior_variance == {"intercept": 0.25, "slopes": 0.25}     # intercept_l2 defaults to l2
+    assert default.estimates["intercept"].mean_posterior_sd is None          # variance: none

@@ -137,7 +137,9 @@ def random_effect_summary(model: CoordinateModel) -> RandomEffectSummary:
     has_variances = config.get("variance", "none") != "none"
     estimates = {kind: Spread(int(n), s2 / n - (s / n) ** 2, sd / n if has_variances else None)
                  for kind, (n, s, s2, sd) in sums.items() if n}
-    l2, intercept_l2 = config.get("l2"), config.get("intercept_l2", config.get("l2"))
+    l2, intercept_l2 = config.get("l2"), config.get("intercept_l2")
+    if intercept_l2 is None:                      # the trainer's default: the slopes' weight
+        intercept_l2 = l2
     if not config.get("regularize_intercept", True):
         intercept_l2 = None
     return RandomEffectSummary(model.name, model.entity_field, entities, report.get("rows"),
