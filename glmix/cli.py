@@ -244,9 +244,9 @@ def cmd_summary(args: argparse.Namespace) -> None:
         meaning = ("no standard errors: trained with variance: none" if fixed.variance == "none" else
                    f"variances {fixed.variance}: " + ("posterior SD under the L2 prior" if fixed.l2 else
                                                       "maximum-likelihood standard errors"))
-        order = "|estimate|" if fixed.variance == "none" else "|z|"
         table = Table(title=f"fixed effect {fixed.name}: {shown(fixed.rows, ',')} rows, l2 {shown(fixed.l2)}; "
-                            f"{meaning}; the intercept, then by {order} ({len(leading)} of {len(fixed.coefficients)})",
+                            f"{meaning}; the intercept, then by {fixed.order} ({len(leading)} of "
+                            f"{len(fixed.coefficients)})",
                       title_justify="left")
         for column in ("feature", "estimate", "std. error", "z", "p", "95% low", "95% high"):
             table.add_column(column, justify="left" if column == "feature" else "right")

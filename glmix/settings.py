@@ -50,8 +50,9 @@ class FeatureShard(Settings):
     intercept: bool = True
     min_count: int = Field(1, ge=1, description="features seen in fewer rows are left out of the index")
     whitelist: str | None = Field(None, description="file of allowed features, one 'name<TAB>term' (or 'name') a line")
-    normalization: NormalizationKind = Field("none", description="Photon ML's feature normalization: the fixed effect's solver works on the features "
-                                  "scaled (and shifted) by the index's statistics; its model is saved unscaled")
+    normalization: NormalizationKind = Field(
+        "none", description="Photon ML's feature normalization: the fixed effect's solver works on the features "
+                            "scaled (and shifted) by the index's statistics; its model is saved unscaled")
 
     @field_validator("bags")
     @classmethod

@@ -161,7 +161,7 @@ def _model_summary(summary: ModelSummary, top: int = 30) -> str:
                        f"<td>{shown(c.std_error)}</td><td>{shown(c.z, '.3f')}</td><td>{shown(c.p_value, '.3g')}</td>"
                        f"<td>{shown(c.low)}</td><td>{shown(c.high)}</td></tr>" for c in largest_effects(fixed, top))
         parts.append(f"<h3>Fixed effect {html.escape(fixed.name)}</h3><p>{shown(fixed.rows, ',')} rows, l2 "
-                     f"{shown(fixed.l2)}, variances {fixed.variance}; the intercept, then the {top - 1} largest |z| "
+                     f"{shown(fixed.l2)}, variances {fixed.variance}; the intercept, then the {top - 1} largest {fixed.order} "
                      f"of {len(fixed.coefficients)} coefficients</p><table><tr><th>feature</th><th>estimate</th>"
                      f"<th>std. error</th><th>z</th><th>p</th><th>95% low</th><th>95% high</th></tr>{rows}</table>")
     if summary.random_effects:
@@ -188,8 +188,8 @@ def write_report(config: GameConfig) -> str:
     if config.task == "logistic":
         y, margin = labels_and_scores(join(best.scores, "validation"))
         sections += ["<h2>Best model on the validation data</h2>", *_roc_and_calibration(y, margin)]
-    summary = model_summary(plan.best)
-    sections += ["<h2>Model summary</h2>", _model_summary(summary), "<h2>Coefficients</h2>", _coefficients(plan.best),
+    model = model_summary(plan.best)
+    sections += ["<h2>Model summary</h2>", _model_summary(model), "<h2>Coefficients</h2>", _coefficients(plan.best),
                  "<h2>Training rows per entity</h2>", _entity_sizes(plan, best.run)]
     style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right} tr.best{background:#dfd}")
@@ -197,7 +197,7 @@ def write_report(config: GameConfig) -> str:
            f"<style>{style}</style></head><body>{''.join(sections)}</body></html>"
     target = join(plan.report, "index.html")
     storage_for(target).makedirs(plan.report)
-    write_file_atomically(join(plan.report, SUMMARY_FILE), summary.to_json().encode())
+    write_file_atomically(join(plan.report, SUMMARY_FILE), model.to_json().encode())
     write_file_atomically(target, page.encode())
     return target
 

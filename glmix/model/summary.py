@@ -50,6 +50,11 @@ class FixedEffectSummary:
     dispersion: float
     coefficients: list[Coefficient]
 
+    @property
+    def order(self) -> str:
+        """How ``largest_effects`` ranks this table's coefficients after the intercept."""
+        return "|estimate|" if self.variance == "none" else "|z|"
+
 
 @dataclass
 class Spread:

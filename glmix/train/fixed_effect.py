@@ -238,8 +238,8 @@ class Trainer:
         b0 = _previous_coefficients(self.index, warm_start)
         preconditioner = _preconditioner(collective, objective, b0, prior_precision, l2, norm) if c.precondition \
             else None
-        result = minimize(fun, norm.to_normalized(b0), l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
-                          state=state, callback=on_iteration, preconditioner=preconditioner)
+        result = minimize(fun, norm.to_normalized(b0), l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol,
+                          gtol=c.gtol, state=state, callback=on_iteration, preconditioner=preconditioner)
         train_seconds = time.monotonic() - train_started
         coefficients = norm.to_original(result.x)
         variances = self._variances(collective, objective, coefficients, prior_precision, l2, norm)
@@ -329,11 +329,12 @@ class Trainer:
         """All workers' rows, and the GLM's dispersion: 1 for logistic and Poisson, for a linear task
         Pearson's estimate sum w (y - m)^2 / (rows - features) (twice the squared loss, as
         statsmodels' GLM estimates its scale), which the coefficients' variances are scaled by."""
+        if self.config.task != "linear":
+            (rows,) = collective.sum([np.array([float(local_rows)])])
+            return int(rows[0]), 1.0
         local_loss, _ = objective.value_and_gradient(x)
         loss, rows = collective.sum([np.ravel(local_loss), np.array([float(local_rows)])])
         total = int(rows[0])
-        if self.config.task != "linear":
-            return total, 1.0
         return total, 2.0 * float(loss[0]) / max(total - self.index.size, 1)
 
     def _publish(self, collective: Collective, uid: np.ndarray, train_scores: np.ndarray, result: OptimizeResult,
