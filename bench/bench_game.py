@@ -7,18 +7,15 @@ each kind of stage, so the slow part is visible.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.report import print_table
+from bench.report import print_table, run_flow
 from bench.sizes import size
 from glmix.data.synthetic import generate, movielens_spec
-from glmix.flow.runner import LocalRunner
 from glmix.game.demo import demo_config, true_margins
 from glmix.game.flow_builder import build_project
 from glmix.glm.metrics import auc
@@ -30,14 +27,8 @@ def run() -> None:
         # in worker processes, as the demo does (the flow after in-process generation ran 3-6 s slower)
         generate(movielens_spec(rows=size(100_000, 5_000), seed=0), str(root / "data"), processes=os.cpu_count() or 1)
         config = demo_config(root, passes=size(2, 1))
-        project = build_project(config, root / "flow")
-        started = time.monotonic()
-        results = LocalRunner(project).run()
-        seconds = time.monotonic() - started
-        failed = [r for r in results if r.status != "succeeded"]
-        if failed:
-            raise SystemExit(f"stage {failed[0].name} failed: {failed[0].error}")
-        summary = json.loads((root / "game" / "summary.json").read_text())
+        run = run_flow(build_project(config, root / "flow"), root / "game")
+        seconds, results, summary = run.seconds, run.results, run.summary
         best = summary["steps"][summary["best"]]["metrics"]["AUC"]
         labels, margins = true_margins(str(root / "data"))
         truth = auc(labels, margins)

@@ -1,9 +1,13 @@
-"""Printing benchmark results as tables with ratios against the peer; timing a call."""
+"""Printing benchmark results as tables with ratios against the peer; timing a call or a flow."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -29,3 +33,23 @@ def timed(fn: Callable[[], object]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
+
+
+@dataclass
+class FlowRun:
+    seconds: float
+    results: list[Any]          # the runner's NodeResults
+    summary: dict[str, Any]     # the flow's summary.json
+
+
+def run_flow(project: Path, output: Path) -> FlowRun:
+    """Run a built GAME project on this machine, timed; a failed stage ends the benchmark."""
+    from glmix.flow.runner import LocalRunner
+
+    started = time.monotonic()
+    results = LocalRunner(project).run()
+    seconds = time.monotonic() - started
+    failed = [r for r in results if r.status != "succeeded"]
+    if failed:
+        raise SystemExit(f"{project.name}: stage {failed[0].name} failed: {failed[0].error}")
+    return FlowRun(seconds, results, json.loads((output / "summary.json").read_text()))

@@ -256,7 +256,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
         console.print(table)
     if summary.random_effects:
         by = ", ".join(f"{r.name} by {r.entity_field}" for r in summary.random_effects)
-        table = Table(title=f"random effects ({by}): variance components — the prior's (1 / l2), the entities' "
+        table = Table(title=f"random effects ({by}): variance components — the prior's (1 / l2, or learned), the entities' "
                             "estimates' variance and mean posterior SD", title_justify="left", box=box.SIMPLE_HEAD,
                       padding=(0, 1), collapse_padding=True, pad_edge=False)
         for column in ("coordinate", "entities", "rows", "coef.", "count", "prior var", "var est", "post SD"):
@@ -266,7 +266,7 @@ def cmd_summary(args: argparse.Namespace) -> None:
                 first = k == 0
                 table.add_row(random.name if first else "",
                               f"{random.entities:,}" if first else "", shown(random.rows, ",") if first else "",
-                              kind, f"{spread.values:,}", shown(random.prior_variance.get(kind), ".3g"),
+                              kind, f"{spread.values:,}", random.prior_shown(kind),
                               shown(spread.variance, ".3g"), shown(spread.mean_posterior_sd, ".3g"))
         console.print(table)
 

@@ -1,7 +1,7 @@
 """Random-effect training: one GLM per entity, many entities per batch, on the Spark executors.
 
     spark-submit jobs/train_random_effect.py --data RE_PARTITIONS --index IDX --output OUT \
-        --task logistic --l2 1.0 [--intercept-l2 0.5] [--l1 0] [--variance none|simple|full] \
+        --task logistic --l2 1.0|auto [--intercept-l2 0.5|auto] [--l1 0] [--variance none|simple|full] \
         [--warm-start PREVIOUS] [--offsets SCORES [SCORES ...]]
 
 Reads the active entities written by jobs/partition_random_effect (one row per entity, already
@@ -15,11 +15,16 @@ left out of its sum) adds the other coordinates' scores to every row's offset, j
 Coordinate descent therefore partitions each random effect once and joins only the current offsets
 at every update, as Photon ML does. A row without a score is an error naming one of its uids.
 
+``--l2 auto`` (or ``--intercept-l2 auto``) learns the prior variances from the data first
+(glmix.train.prior_variance): passes over the entities, each solving them all and summing their
+posteriors, until the variances settle; the model is then trained under the learned weights. The
+passes start from the variances the warm start (the previous coordinate-descent pass) learned.
+
 Output (published atomically): OUT/model/*.avro (Model schema, modelId = entity id, coefficients
 by feature name and term, those with |value| below --sparsity-threshold dropped),
 OUT/scores/train/*.parquet (uid, score = x.b for every training row, passive ones included: the
 next coordinates' offsets), OUT/_report.json (entities trained, not converged, iteration histogram,
-time).
+time; with auto, ``learned_prior``: the variances, their L2 weights and every pass's values).
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ from glmix.io.storage import join, publish_atomically, qualified, storage_for
 from glmix.model.linear_model import LOSS_FUNCTION, MODEL_CLASS
 from glmix.settings import SHARD_META
 from glmix.spark.input import read_summed_scores
-from glmix.spark.job import JobReport, run_main
+from glmix.spark.job import REPORT_NAME, JobReport, run_main
 from glmix.spark.job_args import TrainRandomEffectArgs
-from glmix.train.random_effect import RESULT_DDL, RandomEffectConfig, solve_batches
+from glmix.train.prior_variance import LearnedPrior, Posteriors, PriorKind, learn_prior_variances
+from glmix.train.random_effect import POSTERIORS_DDL, RESULT_DDL, RandomEffectConfig, prior_posteriors, solve_batches
 
 
 def training_scores(spark: SparkSession, data: str, results: DataFrame) -> DataFrame:
@@ -91,6 +97,34 @@ def with_score_offsets(spark: SparkSession, entities: DataFrame, offsets: list[s
                          "entity_id"), check
 
 
+def _starting_variances(config: RandomEffectConfig, warm_start: str | None) -> dict[PriorKind, float]:
+    """Where learning the prior starts: the warm start's learned variances (the previous pass's), else 1."""
+    start: dict[PriorKind, float] = dict.fromkeys(config.learned, 1.0)
+    report = join(warm_start, REPORT_NAME) if warm_start else None
+    if report and storage_for(report).exists(report):
+        learned = json.loads(storage_for(report).read_bytes(report)).get("learned_prior") or {}
+        start.update({k: v for k, v in learned.get("variances", {}).items() if k in start})
+    return start
+
+
+def learn_prior(entities: DataFrame, config: RandomEffectConfig, intercept: bool, names: Any, terms: Any,
+                warm_start: str | None) -> LearnedPrior:
+    """``l2: auto``: the prior variances, each pass one Spark job over the (cached) entities."""
+    def posteriors_at(variances: dict[PriorKind, float]) -> Posteriors:
+        fixed = config.with_prior_variances(variances)
+        sums = entities.mapInArrow(lambda batches: prior_posteriors(batches, fixed, intercept, names, terms),
+                                   POSTERIORS_DDL).agg(*[F.sum(c).alias(c) for c in Posteriors.columns()]).first()
+        assert sums is not None  # an aggregate has one row
+        return Posteriors.from_row(sums.asDict())
+
+    def progress(step: int, variances: dict[PriorKind, float]) -> None:
+        shown = ", ".join(f"{kind} {value:.4g}" for kind, value in variances.items())
+        print(f"learning the prior: pass {step + 1}: variances {shown}", flush=True)
+
+    return learn_prior_variances(_starting_variances(config, warm_start), posteriors_at, config.task == "linear",
+                                 config.prior_iterations, config.prior_tolerance, progress)
+
+
 def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: str,
                         config: RandomEffectConfig, model_id: str = "random-effect",
                         offsets: list[str] | None = None, offsets_exclude: str | None = None) -> dict[str, Any]:
@@ -110,6 +144,14 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
     if prior:
         entities = entities.join(_previous(spark, qualified(prior), "prior"), "entity_id", "left")
     names, terms, intercept = index.names, index.terms, index.shard.intercept
+    learned = None
+    if config.learned:
+        # one task per core at each pass (a join's shuffle partitions would each pay a Python worker's start)
+        entities = entities.coalesce(spark.sparkContext.defaultParallelism).cache()
+        started = time.monotonic()
+        learned = learn_prior(entities, config, intercept, names, terms, warm_start)
+        report.counters["prior_seconds"] = round(time.monotonic() - started, 3)
+        config = config.with_prior_variances(learned.variances)
     started = time.monotonic()
     results = entities.mapInArrow(lambda batches: solve_batches(batches, config, intercept, names, terms),
                                   RESULT_DDL).cache()
@@ -139,8 +181,11 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
             "entities_per_second": entities_count / max(solve_seconds, 1e-9),
             "peak_worker_rss_mb": float(summary["peak"] or 0.0)})
         storage_for(tmp).write_bytes(join(tmp, SHARD_META), storage_for(data).read_bytes(join(data, SHARD_META)))
+        if learned is not None:
+            report.counters["learned_prior"] = learned.to_dict()
         report.write_into(tmp)
     results.unpersist()
+    entities.unpersist()
     return report.to_dict()
 
 

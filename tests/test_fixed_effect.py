@@ -253,3 +253,42 @@ def test_tensorflow_settings_are_defaults_a_user_setting_overrides(monkeypatch: 
     monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
     configure_tensorflow()
     assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
+
+
+def linear_log_evidence(rows: SparseRows, num_features: int, log_params: np.ndarray) -> float:
+    """log N(y; o, s2 I + X P X') with P = diag(flat, v, ..., v) for (log v, log s2): the exact
+    evidence of a linear fixed effect whose slopes have prior variance v (the intercept's, 1e8,
+    stands for a flat prior), by the determinant lemma and Woodbury's identity."""
+    slope_var, noise_var = np.exp(log_params)
+    x = rows.to_scipy(num_features).toarray()
+    r = rows.label - rows.offset
+    prior = np.full(num_features, slope_var)
+    prior[0] = 1e8
+    inner = np.diag(1 / prior) + x.T @ x / noise_var
+    projected = x.T @ r / noise_var
+    n = len(r)
+    log_det = n * np.log(noise_var) + np.sum(np.log(prior)) + np.linalg.slogdet(inner)[1]
+    quadratic = r @ r / noise_var - projected @ np.linalg.solve(inner, projected)
+    return float(-0.5 * (n * np.log(2 * np.pi) + log_det + quadratic))
+
+
+def test_l2_auto_learns_the_weight_the_evidence_favours(synthetic_prepared, tmp_path: Path) -> None:
+    """Linear: the exact evidence's maximum (slope variance and noise variance, maximized by scipy).
+    Every task: the model is the one a fixed l2 of the learned value gives."""
+    from scipy.optimize import minimize as scipy_minimize
+
+    task, index, train, _ = synthetic_prepared
+    config = FixedEffectConfig(task=task, l2="auto", compute="scipy", validation_every=0, prior_tolerance=1e-6)
+    report = Trainer(config, index, train, str(tmp_path / "auto")).run().report
+    learned = report["learned_prior"]
+    assert learned["converged"], learned
+    fixed = Trainer(config.model_copy(update={"l2": learned["l2"]["slopes"]}), index, train,
+                    str(tmp_path / "fixed")).run().report
+    assert report["final_objective"] == pytest.approx(fixed["final_objective"], rel=1e-7)
+    if task == "linear":
+        rows = load_rows(train)
+        ours = np.log([learned["variances"]["slopes"] * learned["dispersion"], learned["dispersion"]])
+        best = scipy_minimize(lambda t: -linear_log_evidence(rows, report["num_features"], t), ours + 0.1,
+                              method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10})
+        print(f"learned {np.exp(ours)}, the exact evidence's maximum {np.exp(best.x)}")
+        np.testing.assert_allclose(ours, best.x, atol=1e-4)

@@ -70,6 +70,27 @@ def test_coordinate_errors_name_the_coordinate() -> None:
         GameConfig.from_dict(data)
 
 
+def test_l2_auto_reaches_the_random_effect_trainer_and_is_refused_where_it_cannot_work(tmp_path: Path) -> None:
+    data = example()
+    data["coordinates"]["per-user"].update(l2="auto", intercept_l2="auto")
+    data["coordinates"]["global"].update(l2="auto")
+    config = GameConfig.from_dict(data)
+    assert [(run["global"], run["per-user"]) for run in config.grid()] == [(("auto", 0.0), ("auto", 0.0))]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    build_project(config, tmp_path / "project")
+    flow = (tmp_path / "project" / f"{config.name}.flow").read_text()
+    assert "--l2 auto --intercept-l2 auto" in flow
+    assert "--l2 auto" in JobSpec.from_yaml(tmp_path / "project" / "specs" / "p0-global.yaml").tasks["worker"].command
+    for coordinate, change, message in [
+            ("global", {"l2": "auto", "l1": 0.1}, "coordinates.global: .*set l1 to 0"),
+            ("per-user", {"l2": "auto", "l1": 0.1}, "coordinates.per-user: .*set l1 to 0"),
+            ("per-user", {"l2": "sometimes"}, "coordinates.per-user.l2")]:
+        data = example()
+        data["coordinates"][coordinate].update(change)
+        with pytest.raises(ConfigError, match=message):
+            GameConfig.from_dict(data)
+
+
 def test_fixed_effect_compute_reaches_the_trainer(tmp_path: Path) -> None:
     data = example()
     data["coordinates"]["global"]["compute"] = "scipy"

@@ -106,4 +106,15 @@ def test_a_random_effects_variance_components_by_hand(tmp_path: Path) -> None:
     (directory / "_report.json").write_text(json.dumps({"params": {"config": {"l2": 4.0, "intercept_l2": None}}}))
     default = random_effect_summary(CoordinateModel("per-user", "random", str(directory), "userId"))
     assert default.prior_variance == {"intercept": 0.25, "slopes": 0.25}     # intercept_l2 defaults to l2
-    assert default.estimates["intercept"].mean_posterior_sd is None          # variance: none
+    # the variances come with the models (a Photon ML model's too), whatever the report says
+    assert default.estimates["intercept"].mean_posterior_sd == pytest.approx(0.2)
+    write_models(str(tmp_path / "bare" / "model"), [LinearModel("u0", "logistic", {("(INTERCEPT)", ""): 1.0})])
+    bare = random_effect_summary(CoordinateModel("per-user", "random", str(tmp_path / "bare"), "userId"))
+    assert bare.estimates["intercept"].mean_posterior_sd is None and bare.prior_variance == {"intercept": None,
+                                                                                             "slopes": None}
+    (directory / "_report.json").write_text(json.dumps({"params": {"config": {"l2": "auto"}}, "learned_prior": {
+        "variances": {"intercept": 1.5, "slopes": 0.02}, "l2": {"intercept": 1 / 1.5, "slopes": 50.0},
+        "dispersion": 2.0}}))
+    learned = random_effect_summary(CoordinateModel("per-user", "random", str(directory), "userId"))
+    assert learned.prior_variance == pytest.approx({"intercept": 3.0, "slopes": 0.04})   # x the noise variance
+    assert learned.prior_shown("intercept") == "3 (learned)" and learned.prior_learned == ["intercept", "slopes"]

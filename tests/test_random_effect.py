@@ -13,12 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.sparse as sp
 
+from glmix.data.feature_index import FeatureIndex
 from glmix.data.synthetic import generate, generic_spec
 from glmix.errors import DataError
+from glmix.glm.batched_newton import SolverSettings
 from glmix.io.avro import read_avro_records
 from glmix.io.schemas import INTERCEPT_NAME
 from glmix.model.linear_model import read_models
+from glmix.model.summary import prior_variances
 from glmix.settings import FeatureShard
+from glmix.train.prior_variance import learn_prior_variances
+from glmix.train.random_effect import entity_problem, posteriors
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
 from jobs.train_random_effect import RandomEffectConfig, train_random_effect
@@ -73,8 +78,6 @@ def test_every_entity_matches_scipy(spark, per_user, tmp_path: Path, l2: float, 
     report = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"), config)
     assert report["entities_not_converged"] == 0
     models = {m.model_id: m.means for m in read_models(str(tmp_path / "m" / "model"))}
-    from glmix.data.feature_index import FeatureIndex
-
     keys = FeatureIndex.load(per_user["index"]).keys()
     entities = entity_arrays(per_user["data"])
     assert len(models) == len(entities) == report["entities_trained"]
@@ -199,3 +202,40 @@ def test_rows_without_a_trained_model_are_scored(spark, per_user, tmp_path: Path
         models[r["userId"]].get((f["name"], f["term"]), 0.0) * f["value"] for f in r["itemFeatures"])
         if r["userId"] in models else 0.0 for r in rows}
     assert scores == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_l2_auto_learns_the_prior_then_trains_under_it(spark, per_user, tmp_path: Path) -> None:
+    """The Spark passes learn the variances the numpy search learns on the same entities; the model
+    is then the one a fixed l2 of those values gives; the next pass starts where this one ended."""
+    config = RandomEffectConfig(task="logistic", l2="auto", prior_tolerance=1e-7)
+    report = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "auto"), config)
+    learned = report["learned_prior"]
+    assert learned["converged"] and 1 < learned["iterations"] <= 15
+    assert report["params"]["config"]["l2"] == "auto"
+
+    index = FeatureIndex.load(per_user["index"])
+    rows = list(entity_arrays(per_user["data"]).values())
+    intercepts = [np.asarray(r["features"]) == 0 for r in rows]
+
+    def posteriors_at(variances):
+        weights = config.with_prior_variances(variances)
+        problems = [entity_problem(r, weights, True, index.names, index.terms) for r in rows]
+        return posteriors(problems, intercepts, SolverSettings(task="logistic"))
+
+    in_numpy = learn_prior_variances({"intercept": 1.0, "slopes": 1.0}, posteriors_at, False, 30, 1e-7)
+    for kind in ("intercept", "slopes"):
+        assert learned["variances"][kind] == pytest.approx(in_numpy.variances[kind], rel=1e-6)
+
+    fixed = RandomEffectConfig(task="logistic", l2=learned["l2"]["slopes"], intercept_l2=learned["l2"]["intercept"])
+    train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "fixed"), fixed)
+    ours = {m.model_id: m.means for m in read_models(str(tmp_path / "auto" / "model"))}
+    for model in read_models(str(tmp_path / "fixed" / "model")):
+        for key, value in model.means.items():
+            assert ours[model.model_id][key] == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+    summary_prior = prior_variances(json.loads((tmp_path / "auto" / "_report.json").read_text()))
+    assert summary_prior == pytest.approx(learned["variances"])
+
+    again = train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "next-pass"),
+                                config.model_copy(update={"warm_start": str(tmp_path / "auto")}))
+    assert again["learned_prior"]["iterations"] == 1     # started at the fixed point

@@ -15,7 +15,9 @@
     evaluators: [AUC, LOGISTIC_LOSS, "AUC:userId", "PRECISION@5:userId"]
 
 A list of ``l2`` (or ``l1``) values makes a regularization grid: every combination over the
-coordinates is one coordinate-descent run, and the best run on the first evaluator wins.
+coordinates is one coordinate-descent run, and the best run on the first evaluator wins. A random
+effect's ``l2: auto`` (and ``intercept_l2: auto``) learns its prior variances from the data in the
+run instead (glmix.train.prior_variance); so does a fixed effect's ``l2: auto``.
 Everything is validated when the file is read; an error names the key (``coordinates.per-user.shard:
 no feature shard named 'movie'``).
 """
@@ -43,6 +45,7 @@ from glmix.train.warm_start import VarianceKind
 
 NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
 RegWeight = Annotated[float, Field(ge=0)]
+L2Weight = RegWeight | Literal["auto"]
 
 
 class Inputs(Settings):
@@ -71,14 +74,15 @@ class _Regularized(Settings):
     """What every trained GLM coordinate has: its shard and penalties (a list of values is a grid)."""
 
     shard: str
-    l2: RegWeight | list[RegWeight] = 1.0
+    l2: L2Weight | list[RegWeight] = 1.0
     l1: RegWeight | list[RegWeight] = 0.0
     max_iterations: int | None = Field(None, ge=1)
     variance: VarianceKind = "none"
 
-    def grid(self) -> list[tuple[float, float]]:
+    def grid(self) -> list[tuple[L2Weight, float]]:
         """Every (l2, l1) pair this coordinate's regularization lists span."""
-        return list(itertools.product(_as_list(self.l2), _as_list(self.l1)))
+        l2: list[L2Weight] = ["auto"] if isinstance(self.l2, str) else [*_as_list(self.l2)]
+        return list(itertools.product(l2, _as_list(self.l1)))
 
 
 def _as_list(value: float | list[float]) -> list[float]:
@@ -93,6 +97,12 @@ class FixedGlmCoordinate(_Regularized):
     compute: Literal["tensorflow", "scipy"] | None = Field(
         None, description="each worker's loss and gradient with TensorFlow (default) or scipy.sparse (no "
                           "TensorFlow import; the all-reduce of several workers stays TensorFlow's)")
+
+    @model_validator(mode="after")
+    def _fixed_weights(self) -> FixedGlmCoordinate:
+        if self.l2 == "auto" and self.l1 != 0:
+            raise ValueError("l2: auto learns a Gaussian prior, which an L1 penalty would change; set l1 to 0")
+        return self
 
     @property
     def kind(self) -> ModelKind:
@@ -111,7 +121,7 @@ class FixedKerasCoordinate(Settings):
     def kind(self) -> ModelKind:
         return "scores"
 
-    def grid(self) -> list[tuple[float, float]]:
+    def grid(self) -> list[tuple[L2Weight, float]]:
         return [(0.0, 0.0)]
 
 
@@ -120,8 +130,8 @@ class RandomCoordinate(_Regularized):
 
     type: Literal["random"]
     entity_field: str = Field(description="the entity id field, e.g. userId")
-    intercept_l2: RegWeight | None = Field(None, description="the intercept's L2 weight (default: l2); entity "
-                                                             "biases are often wider than their slopes")
+    intercept_l2: L2Weight | None = Field(None, description="the intercept's L2 weight (default: l2), or auto: "
+                                                            "learned; entity biases are often wider than their slopes")
     lower_bound: int = Field(1, ge=1, description="active-data lower bound: rows an entity needs for a model")
     upper_bound: int | None = Field(None, ge=1, description="active-data upper bound: down-sample above it")
 
@@ -129,6 +139,8 @@ class RandomCoordinate(_Regularized):
     def _bounds(self) -> RandomCoordinate:
         if self.upper_bound is not None and self.upper_bound < self.lower_bound:
             raise ValueError("upper_bound must be >= lower_bound")
+        if "auto" in (self.l2, self.intercept_l2) and self.l1 != 0:
+            raise ValueError("l2: auto learns a Gaussian prior, which an L1 penalty would change; set l1 to 0")
         return self
 
     @property
@@ -146,7 +158,7 @@ class ExternalCoordinate(Settings):
     def kind(self) -> ModelKind:
         return "scores"
 
-    def grid(self) -> list[tuple[float, float]]:
+    def grid(self) -> list[tuple[L2Weight, float]]:
         return [(0.0, 0.0)]
 
 
@@ -340,6 +352,9 @@ class GameConfig(Settings):
                 if isinstance(coordinate, FixedGlmCoordinate | RandomCoordinate) and coordinate.variance == "none":
                     raise ValueError(f"retrain.prior: coordinates.{name} publishes no variances (variance: none), "
                                      "which an incremental prior needs; set variance: simple or full")
+                if "auto" in (getattr(coordinate, "l2", None), getattr(coordinate, "intercept_l2", None)):
+                    raise ValueError(f"retrain.prior: coordinates.{name} learns its prior from the data (l2: auto), "
+                                     "which an incremental prior cannot be combined with")
         if self.tracking and not self.registry:
             raise ValueError("tracking: runs are recorded in the registry first (the source of truth), so "
                              "tracking needs a registry section")
@@ -431,7 +446,7 @@ class GameConfig(Settings):
     def higher_is_better(self) -> bool:
         return Evaluator.parse(self.primary_metric).higher_is_better
 
-    def grid(self) -> list[dict[str, tuple[float, float]]]:
+    def grid(self) -> list[dict[str, tuple[L2Weight, float]]]:
         """The regularization runs: one {coordinate: (l2, l1)} per combination (one run without lists)."""
         names = list(self.update_sequence)
         combos = itertools.product(*(self.coordinates[n].grid() for n in names))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from glmix.game.config import GameConfig
+from glmix.game.config import GameConfig, L2Weight
 from glmix.io.storage import join
 from glmix.model.game_model import CoordinateModel
 
@@ -35,7 +35,7 @@ class Step:
     run: int
     pass_index: int
     coordinate: str
-    l2: float
+    l2: L2Weight
     l1: float
     output: str                         # trainer output
     partitions: str | None              # random effects: partitioned data (one per coordinate)
@@ -117,7 +117,7 @@ class GamePlan:
         """Every regularization run's steps, in execution order."""
         return [self._steps(k, weights) for k, weights in enumerate(self.config.grid())]
 
-    def _steps(self, run: int, weights: dict[str, tuple[float, float]]) -> list[Step]:
+    def _steps(self, run: int, weights: dict[str, tuple[L2Weight, float]]) -> list[Step]:
         c = self.config
         base = join(self.root, f"run-{run}")
         latest: dict[str, CoordinateModel] = {}

@@ -167,7 +167,7 @@ def _model_summary(summary: ModelSummary, top: int = 30) -> str:
     if summary.random_effects:
         rows = "".join(f"<tr><td style='text-align:left'>{html.escape(r.name)}</td><td>{r.entities:,}</td>"
                        f"<td>{shown(r.rows, ',')}</td><td style='text-align:left'>{kind}</td>"
-                       f"<td>{shown(r.prior_variance.get(kind))}</td><td>{shown(spread.variance)}</td>"
+                       f"<td>{r.prior_shown(kind)}</td><td>{shown(spread.variance)}</td>"
                        f"<td>{shown(spread.mean_posterior_sd)}</td></tr>"
                        for r in summary.random_effects for kind, spread in r.estimates.items())
         parts.append("<h3>Random effects: variance components</h3><table><tr><th>coordinate</th><th>entities</th>"

@@ -60,6 +60,16 @@ class Loss:
     def second_derivative(self, y: np.ndarray, m: np.ndarray) -> np.ndarray:
         return self.derivatives(y, m)[1]
 
+    def third_derivative(self, m: np.ndarray) -> np.ndarray:
+        """How fast the curvature changes with the margin (0 for the squared loss): the Laplace
+        approximation's evidence depends on it through the Hessian at the optimum."""
+        if self.task == "logistic":
+            p = _sigmoid(m)
+            return p * (1.0 - p) * (1.0 - 2.0 * p)
+        if self.task == "linear":
+            return np.zeros_like(m)
+        return np.exp(m)
+
     def mean(self, m: np.ndarray) -> np.ndarray:
         """The predicted mean (probability, value or rate) for a margin."""
         if self.task == "logistic":

@@ -10,7 +10,8 @@ estimate, as statsmodels' GLM). Without L2 they are the maximum-likelihood stand
 L2 they are the posterior standard deviations under the Gaussian prior N(0, 1/l2) that L2 is
 (the Laplace approximation), and z and p read the estimate against that posterior. A random
 effect's variance components are its prior's (1 / l2 for slopes, 1 / intercept_l2 for the
-intercept) beside the spread of its entities' estimates, which the prior shrinks.
+intercept, or the variances learned with ``l2: auto``) beside the spread of its entities'
+estimates, which the prior shrinks.
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class RandomEffectSummary:
     rows: int | None
     prior_variance: dict[str, float | None]          # intercept, slopes (None: not regularized)
     estimates: dict[str, Spread] = field(default_factory=dict)
+    prior_learned: list[str] = field(default_factory=list)   # the kinds learned from the data (l2: auto)
+
+    def prior_shown(self, kind: str) -> str:
+        """A kind's prior variance as the CLI and the report show it, marked when learned."""
+        return shown(self.prior_variance.get(kind), ".3g") + (" (learned)" if kind in self.prior_learned else "")
 
 
 @dataclass
@@ -120,36 +126,50 @@ def fixed_effect_summary(model: CoordinateModel) -> FixedEffectSummary:
         variances = {(v["name"], v["term"]): v["value"] for v in record.get("variances") or []}
         rows += [coefficient_row(_feature(m), m["value"], variances.get((m["name"], m["term"])), dispersion)
                  for m in record["means"]]
-    return FixedEffectSummary(model.name, report.get("rows"), config.get("l2"), config.get("variance", "none"),
-                              dispersion, rows)
+    learned = report.get("learned_prior")
+    l2 = learned["l2"]["slopes"] if learned else config.get("l2")
+    return FixedEffectSummary(model.name, report.get("rows"), l2, config.get("variance", "none"), dispersion, rows)
 
 
 def random_effect_summary(model: CoordinateModel) -> RandomEffectSummary:
     """One pass over the entities' records (each a small model), keeping only sums."""
     report = _report(model)
-    config = report.get("params", {}).get("config", {})
     sums: dict[str, list[float]] = {kind: [0.0, 0.0, 0.0, 0.0] for kind in ("intercept", "slopes")}  # n, s, s2, sd
     entities = 0
+    has_variances = False        # a model published by any trainer (Photon ML's too) may carry them
     for record in read_avro_records(model.coefficients):
         entities += 1
         variances = {(v["name"], v["term"]): v["value"] for v in record.get("variances") or []}
+        has_variances = has_variances or bool(variances)
         for m in record["means"]:
             acc = sums["intercept" if m["name"] == INTERCEPT_NAME else "slopes"]
             acc[0] += 1
             acc[1] += m["value"]
             acc[2] += m["value"] ** 2
             acc[3] += math.sqrt(max(variances.get((m["name"], m["term"]), 0.0), 0.0))
-    has_variances = config.get("variance", "none") != "none"
     estimates = {kind: Spread(int(n), s2 / n - (s / n) ** 2, sd / n if has_variances else None)
                  for kind, (n, s, s2, sd) in sums.items() if n}
+    return RandomEffectSummary(model.name, model.entity_field, entities, report.get("rows"), prior_variances(report),
+                               estimates, list((report.get("learned_prior") or {}).get("variances", {})))
+
+
+def prior_variances(report: dict[str, Any]) -> dict[str, float | None]:
+    """A random effect's prior variance of each kind, from its trainer's report: learned (``l2:
+    auto``; a linear task's on the scale of its noise variance), else 1 / the configured weight
+    (None where that kind is not regularized)."""
+    config = report.get("params", {}).get("config", {})
+    learned = report.get("learned_prior")
     l2, intercept_l2 = config.get("l2"), config.get("intercept_l2")
     if intercept_l2 is None:                      # the trainer's default: the slopes' weight
         intercept_l2 = l2
     if not config.get("regularize_intercept", True):
         intercept_l2 = None
-    return RandomEffectSummary(model.name, model.entity_field, entities, report.get("rows"),
-                               {"intercept": 1 / intercept_l2 if intercept_l2 else None, "slopes": 1 / l2 if l2 else None},
-                               estimates)
+    def inverse(weight: float | str | None) -> float | None:
+        return 1 / weight if isinstance(weight, int | float) and weight else None
+    variances = {"intercept": inverse(intercept_l2), "slopes": inverse(l2)}
+    if learned:
+        variances.update({kind: v * learned.get("dispersion", 1.0) for kind, v in learned["variances"].items()})
+    return variances
 
 
 def model_summary(directory: str) -> ModelSummary:

@@ -14,6 +14,14 @@ Objective:  sum_i w_i loss(y_i, x_i.b + offset_i) + l2/2 |b|^2 + l1 |b|_1   (int
 unless --regularize-intercept), plus, for incremental training, incremental_weight/2 *
 sum_j (b_j - mu_j)^2 / sigma_j^2 over the prior model's coefficients.
 
+``--l2 auto`` learns the prior variance of the regularized coefficients first, by the evidence
+update glmix.train.prior_variance shares with the random effects: solves warm-started from each
+other, each followed by the posterior variances (the full Hessian up to FULL_VARIANCE_MAX_FEATURES
+features, 1 / its diagonal beyond: an approximation that ignores correlations), then the final
+solve under the learned weight, checkpointed as usual (a restarted attempt learns again — the
+search is deterministic — and resumes the final solve). The Laplace term of the random effects is
+left out here: it shrinks with the rows per coefficient, which a fixed effect has many of.
+
 Output (published atomically by the chief): model/ (Model Avro, by feature name and term),
 scores/train/ and scores/validation/ (Parquet uid, score = x.b), tensorboard/, _report.json.
 Optimizer state is checkpointed every k iterations to a sibling directory; a restarted attempt
@@ -35,7 +43,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from glmix.data.feature_index import FeatureIndex, feature_statistics
 from glmix.data.sparse_rows import load_rows
@@ -49,6 +57,15 @@ from glmix.io.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically
 from glmix.model.linear_model import LinearModel, read_models, write_models
 from glmix.settings import SHARD_META, Task
 from glmix.stage_args import StageArgs
+from glmix.train.prior_variance import (
+    LearnedPrior,
+    Moments,
+    Posteriors,
+    PriorKind,
+    PriorSearch,
+    Residuals,
+    learn_prior_variances,
+)
 from glmix.train.warm_start import (
     PreviousModels,
     VarianceKind,
@@ -61,9 +78,9 @@ from glmix.train.warm_start import (
 FULL_VARIANCE_MAX_FEATURES = 5000
 
 
-class FixedEffectConfig(PreviousModels):
+class FixedEffectConfig(PreviousModels, PriorSearch):
     task: Task
-    l2: float = Field(0.0, ge=0)
+    l2: float | Literal["auto"] = Field(0.0, description="the L2 weight, or auto: learned from the data")
     l1: float = Field(0.0, ge=0)
     regularize_intercept: bool = False
     max_iterations: int = Field(1000, ge=1)
@@ -76,6 +93,15 @@ class FixedEffectConfig(PreviousModels):
     compute: Literal["tensorflow", "scipy"] = "tensorflow"
     validation_every: int = Field(1, ge=0, description="0: no per-iteration validation metric")
     precondition: bool = Field(True, description="diagonal (Jacobi) preconditioning of L-BFGS / OWL-QN")
+
+    @model_validator(mode="after")
+    def _weights_are_usable(self) -> FixedEffectConfig:
+        if isinstance(self.l2, float) and self.l2 < 0:
+            raise ValueError("l2 must be >= 0 or auto")
+        if self.l2 == "auto" and (self.l1 or self.prior or self.production_prior):
+            raise ValueError("l2: auto learns a Gaussian prior, which neither an L1 penalty nor an incremental "
+                             "prior may change")
+        return self
 
 
 @dataclass
@@ -179,10 +205,12 @@ class Trainer:
         self.tmp = sibling_dir(output, f"._tmp-{self.context.run_id}-")
 
     def penalty_masks(self) -> tuple[np.ndarray, np.ndarray]:
+        """The L2 and L1 weight of each coefficient (with l2: auto, the regularized ones' L2 is 1,
+        the search's start)."""
         mask = np.ones(self.index.size)
         if self.index.shard.intercept and not self.config.regularize_intercept:
             mask[0] = 0.0
-        return self.config.l2 * mask, self.config.l1 * mask
+        return (1.0 if self.config.l2 == "auto" else self.config.l2) * mask, self.config.l1 * mask
 
     def run(self) -> TrainResult:
         started = time.monotonic()
@@ -218,6 +246,11 @@ class Trainer:
             f = float(total_f[0]) + 0.5 * float(np.sum(l2 * z * z)) + 0.5 * float(np.sum(prior_precision * delta * delta))
             return f, norm.gradient_to_normalized(g + prior_precision * delta) + l2 * z
 
+        b0 = _previous_coefficients(self.index, warm_start)
+        learned = None
+        if c.l2 == "auto":
+            learned, b0 = self._learn_prior(collective, objective, fun, l2, prior_precision, norm, b0,
+                                            data["rows_this_worker"])
         state = self._load_checkpoint()
         resumed_from = state.iteration if state else None       # before the solver advances the state in place
         evaluator = default_evaluator(c.task)
@@ -235,7 +268,6 @@ class Trainer:
                     self._checkpoint(current)
 
         train_started = time.monotonic()
-        b0 = _previous_coefficients(self.index, warm_start)
         preconditioner = _preconditioner(collective, objective, b0, prior_precision, l2, norm) if c.precondition \
             else None
         result = minimize(fun, norm.to_normalized(b0), l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol,
@@ -255,9 +287,52 @@ class Trainer:
         return self._publish(collective, uid, train_scores, result, coefficients, variances, validation_curve,
                              tensorboard_dir, {
             **data, "load_seconds": load_seconds, "compile_seconds": compile_seconds, "train_seconds": train_seconds,
-            "wall_seconds": time.monotonic() - started, "resumed_from_iteration": resumed_from})
+            "wall_seconds": time.monotonic() - started, "resumed_from_iteration": resumed_from,
+            **({"learned_prior": learned.to_dict()} if learned else {})})
 
     # ------------------------------------------------------------------ pieces
+    def _learn_prior(self, collective: Collective, objective: Objective, fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                     l2: np.ndarray, prior_precision: np.ndarray, norm: Normalization, b0: np.ndarray,
+                     local_rows: int) -> tuple[LearnedPrior, np.ndarray]:
+        """``l2: auto``: the prior variance of the regularized coefficients, and the last solve's
+        coefficients (the final solve's start). ``l2`` (which ``fun`` reads) is set in place."""
+        c, mask = self.config, l2 > 0
+        z = norm.to_normalized(b0)
+
+        def posteriors_at(variances: dict[PriorKind, float]) -> Posteriors:
+            nonlocal z
+            l2[:] = mask / variances["slopes"]
+            preconditioner = _preconditioner(collective, objective, norm.to_original(z), prior_precision, l2, norm) \
+                if c.precondition else None
+            z = minimize(fun, z, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
+                         preconditioner=preconditioner).x
+            b = norm.to_original(z)
+            variances_z = self._normalized_variances(collective, objective, b, l2, norm)
+            residuals = Residuals()
+            if c.task == "linear":      # twice the squared loss: the weighted squared residuals
+                local_loss, _ = objective.value_and_gradient(b)
+                loss, rows = collective.sum([np.ravel(local_loss), np.array([float(local_rows)])])
+                residuals = Residuals(int(rows[0]), 2.0 * float(loss[0]), float(np.sum(1.0 - l2 * variances_z)))
+            return Posteriors({"slopes": Moments.of(z[mask], variances_z[mask])}, residuals)
+
+        learned = learn_prior_variances({"slopes": 1.0}, posteriors_at, c.task == "linear", c.prior_iterations,
+                                        c.prior_tolerance)
+        l2[:] = mask / learned.variances["slopes"]
+        return learned, norm.to_original(z)
+
+    def _normalized_variances(self, collective: Collective, objective: Objective, b: np.ndarray, l2: np.ndarray,
+                              norm: Normalization) -> np.ndarray:
+        """The posterior variances of the solver's variable z (where L2 acts): the diagonal of the
+        inverse Hessian up to FULL_VARIANCE_MAX_FEATURES features, 1 / the diagonal beyond."""
+        if self.index.size > FULL_VARIANCE_MAX_FEATURES:
+            (diagonal,) = collective.sum([objective.hessian_diagonal(b)])
+            return variances_from_diagonal(norm.factors ** 2 * diagonal + l2)
+        (hessian,) = collective.sum([objective.hessian(b)])
+        t = norm.matrix()
+        in_z = hessian if norm.is_identity else t.T @ hessian @ t
+        in_z[np.diag_indices_from(in_z)] += l2
+        return variances_from_hessian(in_z, "full")
+
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed: the same problem, data and solver settings."""
         settings = self.config.model_dump(exclude={"checkpoint_every", "validation_every"})

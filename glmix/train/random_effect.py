@@ -4,22 +4,26 @@ An entity arrives as one row of its partition (jobs/partition_random_effect: its
 weights, offsets and features projected onto its own feature set); ``solve_batches`` is the body of
 the stage's ``mapInArrow``: it turns each Arrow batch of entities into problems, solves them
 together with the batched Newton solver (glmix.glm.batched_newton) and returns a batch of results
-(coefficients by feature name and term, variances, scores of the entity's rows). No Spark here:
-the same functions serve tests and benchmarks on plain Arrow batches.
+(coefficients by feature name and term, variances, scores of the entity's rows). With ``l2: auto``,
+``prior_moments`` is the body of the passes that learn the prior variances first
+(glmix.train.prior_variance). No Spark here: the same functions serve tests and benchmarks on plain
+Arrow batches.
 """
 
 from __future__ import annotations
 
 import resource
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from glmix.glm.batched_newton import EntityProblem, SolverSettings, solve_entities
+from glmix.glm.batched_newton import EntityProblem, EntitySolution, SolverSettings, solve_entities
+from glmix.glm.losses import Loss
 from glmix.settings import Task
+from glmix.train.prior_variance import PRIOR_KINDS, Moments, Posteriors, PriorKind, PriorSearch, Residuals
 from glmix.train.warm_start import (
     FeatureKey,
     PreviousModels,
@@ -29,34 +33,73 @@ from glmix.train.warm_start import (
     variances_from_hessian,
 )
 
+Weight = float | Literal["auto"]
 
-class RandomEffectConfig(PreviousModels):
+
+class RandomEffectConfig(PreviousModels, PriorSearch):
     task: Task
-    l2: float = Field(1.0, ge=0)
+    l2: Weight = Field(1.0, description="the slopes' L2 weight, or auto: learned from the data (and the "
+                                        "intercept's too unless intercept_l2 is given)")
     l1: float = Field(0.0, ge=0)
     regularize_intercept: bool = Field(True, description="small entities need it: a separable entity "
                                                          "would otherwise push its intercept to infinity")
-    intercept_l2: float | None = Field(None, ge=0, description="the intercept's L2 weight (default: l2): entity "
-                                                               "biases are often wider than their slopes")
+    intercept_l2: Weight | None = Field(None, description="the intercept's L2 weight (default: l2), or auto: "
+                                                          "entity biases are often wider than their slopes")
     max_iterations: int = Field(50, ge=1)
     gtol: float = Field(1e-10, ge=0)
     variance: VarianceKind = "none"
     sparsity_threshold: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
-    def _intercept_weight_is_used(self) -> RandomEffectConfig:
+    def _weights_are_usable(self) -> RandomEffectConfig:
+        for name in ("l2", "intercept_l2"):
+            if isinstance(getattr(self, name), float) and getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 or auto")
         if self.intercept_l2 is not None and not self.regularize_intercept:
             raise ValueError("intercept_l2 is set but regularize_intercept is off")
+        if self.learned and (self.prior or self.production_prior):
+            raise ValueError("l2: auto learns the prior from the data; it cannot be combined with an incremental prior")
+        if self.learned and self.l1:
+            raise ValueError("l2: auto learns a Gaussian prior, which an L1 penalty would change; set l1 to 0")
         return self
+
+    @property
+    def learned(self) -> tuple[PriorKind, ...]:
+        """The kinds of coefficient whose prior variance is learned (``auto``)."""
+        intercept = self.l2 if self.intercept_l2 is None else self.intercept_l2
+        return tuple(kind for kind, weight in zip(PRIOR_KINDS, (intercept, self.l2), strict=True)
+                     if weight == "auto" and (kind == "slopes" or self.regularize_intercept))
+
+    def with_prior_variances(self, variances: dict[PriorKind, float]) -> RandomEffectConfig:
+        """This config with the learned kinds' weights set to 1 / their variance."""
+        update: dict[str, float] = {}
+        if "slopes" in variances:
+            update["l2"] = 1.0 / variances["slopes"]
+        if "intercept" in variances:
+            update["intercept_l2"] = 1.0 / variances["intercept"]
+        return self.model_copy(update=update)
+
+    @property
+    def slope_weight(self) -> float:
+        if self.l2 == "auto":
+            raise ValueError("l2 is auto: the prior variances are learned before solving")
+        return self.l2
 
     @property
     def intercept_weight(self) -> float:
         """The intercept's L2 weight: 0 when it is not regularized, else intercept_l2 or l2."""
         if not self.regularize_intercept:
             return 0.0
-        return self.l2 if self.intercept_l2 is None else self.intercept_l2
+        weight = self.l2 if self.intercept_l2 is None else self.intercept_l2
+        if weight == "auto":
+            raise ValueError("intercept_l2 is auto: the prior variances are learned before solving")
+        return weight
 
 
+POSTERIORS_SCHEMA = pa.schema([(name, pa.int64() if name in Posteriors.INTEGERS else pa.float64())
+                               for name in Posteriors.columns()])
+POSTERIORS_DDL = ", ".join(f"{f.name} {'bigint' if f.type == pa.int64() else 'double'}" for f in POSTERIORS_SCHEMA)
+POSTERIOR_STACK_VALUES = 1 << 21   # padded values (entities x rows x dimension) per stack of posteriors
 NTV = pa.struct([("name", pa.string()), ("term", pa.string()), ("value", pa.float64())])
 RESULT_SCHEMA = pa.schema([
     ("entity_id", pa.string()), ("means", pa.list_(NTV)), ("variances", pa.list_(NTV)),
@@ -82,7 +125,7 @@ def entity_problem(row: dict[str, Any], config: RandomEffectConfig, intercept: b
     x = np.zeros((n, d))
     row_of = np.repeat(np.arange(n), row["row_nnz"])
     x[row_of, np.searchsorted(features, np.asarray(row["indices"], dtype=np.int64))] = row["vals"]
-    l2 = np.full(d, config.l2)
+    l2 = np.full(d, config.slope_weight)
     if intercept:
         l2[features == 0] = config.intercept_weight
     warm, prior = row.get("warm_means"), row.get("prior_means")
@@ -133,3 +176,70 @@ def solve_batches(batches: Iterable[pa.RecordBatch], config: RandomEffectConfig,
             out["coefficients"].append(solution.coefficients.tolist())
             out["peak_rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         yield pa.RecordBatch.from_pydict(out, schema=RESULT_SCHEMA)
+
+
+def posteriors(problems: list[EntityProblem], intercepts: list[np.ndarray], settings: SolverSettings) -> Posteriors:
+    """Solve ``problems`` and sum their posteriors (``intercepts``: each problem's intercept column
+    mask): per kind of coefficient the squared means, the variances and the Laplace term
+    sum_i w_i l3(m_i) (x_i . v) x_i' S x_i, where l3 is the loss's third derivative, S the inverse
+    Hessian and v = -S (b restricted to the kind) how the optimum moves with that kind's L2 weight
+    (glmix.train.prior_variance). Entities of one dimension go through in stacks (sorted by rows,
+    padded with weight-0 rows), as the solver's blocks do."""
+    loss = Loss(settings.task)
+    solutions = solve_entities(problems, settings, want_hessian=True)
+    sums = Posteriors({})
+    dims = np.array([p.x.shape[1] for p in problems], dtype=np.int64)
+    rows = np.array([len(p.y) for p in problems], dtype=np.int64)
+    for d in np.unique(dims).tolist():
+        same = np.flatnonzero(dims == d)
+        same = same[np.argsort(rows[same], kind="stable")]
+        start = 0
+        while start < len(same):      # a stack of at most POSTERIOR_STACK_VALUES padded values
+            end = start + 1
+            while end < len(same) and (end - start + 1) * int(rows[same[end]]) * max(d, 1) <= POSTERIOR_STACK_VALUES:
+                end += 1
+            members = same[start:end]
+            sums += _stacked_posteriors([problems[i] for i in members], [intercepts[i] for i in members],
+                                        [solutions[i] for i in members], int(rows[same[end - 1]]), d, loss)
+            start = end
+    return sums
+
+
+def _stacked_posteriors(problems: list[EntityProblem], intercepts: list[np.ndarray],
+                        solutions: list[EntitySolution], n: int, d: int, loss: Loss) -> Posteriors:
+    """The posterior sums of entities of dimension d and at most n rows, stacked."""
+    size = len(problems)
+    x, y, w, o = np.zeros((size, n, d)), np.zeros((size, n)), np.zeros((size, n)), np.zeros((size, n))
+    for i, p in enumerate(problems):
+        k = len(p.y)
+        x[i, :k], y[i, :k], w[i, :k], o[i, :k] = p.x, p.y, p.w, p.o
+    b = np.array([s.coefficients for s in solutions]).reshape(size, d)
+    covariance = np.linalg.pinv(np.array([s.hessian for s in solutions]).reshape(size, d, d))
+    variances = np.diagonal(covariance, axis1=1, axis2=2)
+    l2 = np.array([p.l2 for p in problems]).reshape(size, d)
+    margins = np.einsum("bnd,bd->bn", x, b) + o
+    leverage = w * loss.third_derivative(margins) * np.einsum("bnd,bde,bne->bn", x, covariance, x)
+    is_intercept = np.array(intercepts, dtype=bool).reshape(size, d)
+    moments: dict[PriorKind, Moments] = {}
+    masks: tuple[tuple[PriorKind, np.ndarray], ...] = (("intercept", is_intercept), ("slopes", ~is_intercept))
+    for kind, mask in masks:
+        moved = -np.einsum("bde,be->bd", covariance, np.where(mask, b, 0.0))
+        moments[kind] = Moments(int(mask.sum()), float(np.sum(np.where(mask, b, 0.0) ** 2)),
+                                float(np.sum(np.where(mask, variances, 0.0))),
+                                float(np.sum(leverage * np.einsum("bnd,bd->bn", x, moved))))
+    return Posteriors(moments, Residuals(int(sum(len(p.y) for p in problems)), float(np.sum(w * (y - margins) ** 2)),
+                                         float(np.sum(1.0 - l2 * variances))))
+
+
+def prior_posteriors(batches: Iterable[pa.RecordBatch], config: RandomEffectConfig, intercept: bool,
+                     names: np.ndarray, terms: np.ndarray) -> Iterator[pa.RecordBatch]:
+    """A pass of learning the prior (``l2: auto``): solve each batch's entities under ``config``'s
+    weights and yield one row of sums of their posteriors (glmix.train.prior_variance)."""
+    settings = SolverSettings(task=config.task, max_iterations=config.max_iterations, gtol=config.gtol)
+    for batch in batches:
+        rows = batch.to_pylist()
+        problems = [entity_problem(r, config, intercept, names, terms) for r in rows]
+        intercepts = [np.asarray(r["features"]) == 0 if intercept else np.zeros(len(r["features"]), dtype=bool)
+                      for r in rows]
+        yield pa.RecordBatch.from_pylist([posteriors(problems, intercepts, settings).to_row()],
+                                         schema=POSTERIORS_SCHEMA)
