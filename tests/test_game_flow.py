@@ -7,6 +7,7 @@ import shlex
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -89,6 +90,44 @@ def test_l2_auto_reaches_the_random_effect_trainer_and_is_refused_where_it_canno
         data["coordinates"][coordinate].update(change)
         with pytest.raises(ConfigError, match=message):
             GameConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("method", ["sobol", "halton", "latin-hypercube", "random"])
+def test_a_search_spreads_its_budget_over_the_ranges_and_runs_as_a_grid(tmp_path: Path, method: str) -> None:
+    data = example(search={"trials": 6, "method": method, "seed": 3, "space": {
+        "global.l1": {"low": 1e-3, "high": 10.0}, "per-user.l2": {"low": 0.5, "high": 2.5, "log": False}}})
+    config = GameConfig.from_dict(data)
+    runs = config.grid()
+    assert len(runs) == 6 and len({run["global"] for run in runs}) == 6
+    assert all(1e-3 <= run["global"][1] <= 10 and run["global"][0] == 1.0 for run in runs)
+    assert all(0.5 <= run["per-user"][0] <= 2.5 and run["per-user"][1] == 0.0 for run in runs)
+    assert all(run["per-movie"] == runs[0]["per-movie"] for run in runs)            # not searched
+    logs = np.log10([run["global"][1] for run in runs])
+    assert logs.min() < -1 and logs.max() > 0          # spread over the decades, not bunched
+    assert GameConfig.from_dict(data).grid() == runs   # the same points whenever the flow is built
+    assert GameConfig.from_dict({**data, "search": {**data["search"], "seed": 4}}).grid() != runs
+    plan = GamePlan(config)
+    assert len(plan.runs()) == 6
+    build_project(config, tmp_path / "project")
+    for k, run in enumerate(runs):     # run k's fixed-effect command carries its drawn L1 weight
+        command = JobSpec.from_yaml(tmp_path / "project" / "specs" / f"r{k}-p0-global.yaml").tasks["worker"].command
+        assert f"--l1 {run['global'][1]} " in command, command
+
+
+@pytest.mark.parametrize("search, message", [
+    ({"trials": 2, "space": {"nope.l1": {"low": 0.1, "high": 1}}}, "search.space.nope.l1: no GLM coordinate named 'nope'"),
+    ({"trials": 2, "space": {"global.l3": {"low": 0.1, "high": 1}}}, "space.global.l3: keys are COORDINATE.l1 or"),
+    ({"trials": 2, "space": {"global.l1": {"low": 0.0, "high": 1}}}, "a log-scale range needs low > 0"),
+    ({"trials": 2, "space": {"global.l1": {"low": 2.0, "high": 1}}}, "high must be above low"),
+    ({"trials": 0, "space": {"global.l1": {"low": 0.1, "high": 1}}}, "search.trials"),
+])
+def test_search_errors_name_the_key(search: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GameConfig.from_dict(example(search=search))
+    data = example(search={"trials": 2, "space": {"global.l1": {"low": 0.1, "high": 1}}})
+    data["coordinates"]["per-user"]["l2"] = [1.0, 2.0]
+    with pytest.raises(ConfigError, match="coordinates.per-user has a list of weights .a grid.; a flow runs a grid or"):
+        GameConfig.from_dict(data)
 
 
 def test_fixed_effect_compute_reaches_the_trainer(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Run tracking (issue 22 item 5): a flow with a regularization grid records its run in the registry
+"""Run tracking (issue 22 item 5): a flow with several regularization runs (a search) records its run in the registry
 and logs it to a real MLflow tracking server (mlflow 3.17.2 in its own environment, started here on
 loopback), read back with MLflow's own client."""
 
@@ -60,12 +60,15 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_a_grid_flow_is_recorded_in_the_registry_and_in_mlflow(tmp_path: Path, mlflow_server: str, spark) -> None:
+def test_a_searched_flow_is_recorded_in_the_registry_and_in_mlflow(tmp_path: Path, mlflow_server: str, spark) -> None:
+    """Two trials of a search (issue 24 item 5), which run as a grid's points do."""
     registry = ModelRegistry(str(tmp_path / "registry"))
     raw = small_config(tmp_path).to_dict()
-    raw["coordinates"]["per-user"]["l2"] = [3.0, 30.0]        # two grid points
+    raw["search"] = {"trials": 2, "space": {"per-user.l2": {"low": 3.0, "high": 30.0}}}
     config = GameConfig.from_dict({**raw, "name": "tracked", "registry": {"root": registry.root},
                                    "tracking": {"mlflow": mlflow_server, "experiment": "glmix-tracking-test"}})
+    drawn = [run["per-user"][0] for run in config.grid()]
+    assert len(set(drawn)) == 2 and all(3.0 <= v <= 30.0 for v in drawn)
     results = LocalRunner(build_project(config, tmp_path / "project")).run()
     assert all(r.status == "succeeded" for r in results), [(r.name, r.error) for r in results]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -75,7 +78,7 @@ def test_a_grid_flow_is_recorded_in_the_registry_and_in_mlflow(tmp_path: Path, m
     tracking = json.loads((tmp_path / "out" / "tracking.json").read_text())   # the same, and MLflow's ids
     assert {k: v for k, v in tracking.items() if k != "mlflow"} == record
     assert [p["params"] for p in record["grid"]] == [
-        {"global.l2": 1.0, "global.l1": 0.0, "per-user.l2": l2, "per-user.l1": 0.0} for l2 in (3.0, 30.0)]
+        {"global.l2": 1.0, "global.l1": 0.0, "per-user.l2": l2, "per-user.l1": 0.0} for l2 in drawn]
     steps = [s for p in record["grid"] for s in p["steps"]]
     assert [s["metrics"] for s in steps] == [s["metrics"] for s in summary["steps"]]
     assert all(Path(s["model"]).is_dir() for s in steps)
@@ -92,7 +95,7 @@ def test_a_grid_flow_is_recorded_in_the_registry_and_in_mlflow(tmp_path: Path, m
     assert parent.data.metrics["AUC"] == pytest.approx(record["best"]["metrics"]["AUC"])
     children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
                       key=lambda r: int(r.data.tags["glmix.grid_point"]))
-    assert [c.data.params["per-user.l2"] for c in children] == ["3.0", "30.0"]
+    assert [c.data.params["per-user.l2"] for c in children] == [str(v) for v in drawn]
     for child, point in zip(children, record["grid"], strict=True):
         history = client.get_metric_history(child.info.run_id, "AUC:userId")
         logged = sorted((m.step, m.value) for m in history)

@@ -17,7 +17,8 @@
 A list of ``l2`` (or ``l1``) values makes a regularization grid: every combination over the
 coordinates is one coordinate-descent run, and the best run on the first evaluator wins. A random
 effect's ``l2: auto`` (and ``intercept_l2: auto``) learns its prior variances from the data in the
-run instead (glmix.train.prior_variance); so does a fixed effect's ``l2: auto``.
+run instead (glmix.train.prior_variance); so does a fixed effect's ``l2: auto``. A ``search:``
+section spreads a budget of runs over ranges of weights instead of a grid (glmix.game.search).
 Everything is validated when the file is read; an error names the key (``coordinates.per-user.shard:
 no feature shard named 'movie'``).
 """
@@ -36,6 +37,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, field_validator
 
 from glmix.errors import ConfigError, run_command
 from glmix.flow.loader_rules import is_quartz_cron
+from glmix.game.search import SearchSettings
 from glmix.glm.metrics import Evaluator
 from glmix.io.dated import DateRange
 from glmix.io.examples import ColumnNames
@@ -301,6 +303,7 @@ class GameConfig(Settings):
     data_gate: DataGateSettings | None = None
     tracking: TrackingSettings | None = None
     retrain: RetrainSettings | None = None
+    search: SearchSettings | None = None
 
     @field_validator("coordinates")
     @classmethod
@@ -320,6 +323,24 @@ class GameConfig(Settings):
             if evaluator.metric.startswith("PRECISION@") and not evaluator.group:
                 raise ValueError(f"{name} needs a group, e.g. {name}:userId")
         return evaluators
+
+    @model_validator(mode="after")
+    def _searched(self) -> GameConfig:
+        if self.search is None:
+            return self
+        for name in self.update_sequence:
+            coordinate = self.coordinates.get(name)
+            if any(isinstance(getattr(coordinate, w, None), list) for w in ("l1", "l2")):
+                raise ValueError(f"search: coordinates.{name} has a list of weights (a grid); a flow runs a grid "
+                                 "or a search, not both")
+        for key in self.search.space:
+            name, _, weight = key.rpartition(".")
+            coordinate = self.coordinates.get(name)
+            if name not in self.update_sequence or not isinstance(coordinate, FixedGlmCoordinate | RandomCoordinate):
+                raise ValueError(f"search.space.{key}: no GLM coordinate named {name!r} in the update sequence")
+            if getattr(coordinate, weight) == "auto":
+                raise ValueError(f"search.space.{key}: coordinates.{name} learns its l2 (auto); search the others")
+        return self
 
     @model_validator(mode="after")
     def _shards(self) -> GameConfig:
@@ -447,10 +468,23 @@ class GameConfig(Settings):
         return Evaluator.parse(self.primary_metric).higher_is_better
 
     def grid(self) -> list[dict[str, tuple[L2Weight, float]]]:
-        """The regularization runs: one {coordinate: (l2, l1)} per combination (one run without lists)."""
+        """The regularization runs: one {coordinate: (l2, l1)} per combination (one run without
+        lists), or per trial of ``search`` (its keys' values drawn, the others as configured)."""
         names = list(self.update_sequence)
         combos = itertools.product(*(self.coordinates[n].grid() for n in names))
-        return [dict(zip(names, combo, strict=True)) for combo in combos]
+        runs = [dict(zip(names, combo, strict=True)) for combo in combos]
+        if self.search is None:
+            return runs
+        [base] = runs                   # the validator refused lists beside a search
+        trials = []
+        for point in self.search.points():
+            trial = dict(base)
+            for key, value in point.items():
+                name, _, weight = key.rpartition(".")
+                l2, l1 = trial[name]
+                trial[name] = (value, l1) if weight == "l2" else (l2, value)
+            trials.append(trial)
+        return trials
 
 
 def config_command(prog: str, argv: list[str] | None, action: Callable[[GameConfig], str],
