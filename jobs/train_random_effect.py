@@ -15,6 +15,10 @@ left out of its sum) adds the other coordinates' scores to every row's offset, j
 Coordinate descent therefore partitions each random effect once and joins only the current offsets
 at every update, as Photon ML does. A row without a score is an error naming one of its uids.
 
+A normalized shard (``normalization:``, glmix.glm.normalization) is solved in its normalized space,
+each entity under its own projection of the shard's change of variables; the model is published
+in the original space.
+
 ``--l2 auto`` (or ``--intercept-l2 auto``) learns the prior variances from the data first
 (glmix.train.prior_variance): passes over the entities, each solving them all and summing their
 posteriors, until the variances settle; the model is then trained under the learned weights. The
@@ -38,7 +42,8 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from glmix.data.feature_index import FeatureIndex
-from glmix.errors import DataError
+from glmix.errors import DataError, GlmixError
+from glmix.glm.normalization import Normalization, shard_normalization
 from glmix.io.schemas import raw_schema
 from glmix.io.storage import join, publish_atomically, qualified, storage_for
 from glmix.model.linear_model import LOSS_FUNCTION, MODEL_CLASS
@@ -108,11 +113,12 @@ def _starting_variances(config: RandomEffectConfig, warm_start: str | None) -> d
 
 
 def learn_prior(entities: DataFrame, config: RandomEffectConfig, intercept: bool, names: Any, terms: Any,
-                warm_start: str | None) -> LearnedPrior:
+                normalization: Normalization | None, warm_start: str | None) -> LearnedPrior:
     """``l2: auto``: the prior variances, each pass one Spark job over the (cached) entities."""
     def posteriors_at(variances: dict[PriorKind, float]) -> Posteriors:
         fixed = config.with_prior_variances(variances)
-        sums = entities.mapInArrow(lambda batches: prior_posteriors(batches, fixed, intercept, names, terms),
+        sums = entities.mapInArrow(lambda batches: prior_posteriors(batches, fixed, intercept, names, terms,
+                                                                             normalization),
                                    POSTERIORS_DDL).agg(*[F.sum(c).alias(c) for c in Posteriors.columns()]).first()
         assert sums is not None  # an aggregate has one row
         return Posteriors.from_row(sums.asDict())
@@ -144,16 +150,23 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
     if prior:
         entities = entities.join(_previous(spark, qualified(prior), "prior"), "entity_id", "left")
     names, terms, intercept = index.names, index.terms, index.shard.intercept
+    normalization: Normalization | None = shard_normalization(index_dir, index)
+    if normalization is not None and normalization.is_identity:
+        normalization = None
+    elif normalization is not None and prior:
+        raise GlmixError(f"feature shard {index.shard.name} is normalized: a random effect on it cannot be trained "
+                         "incrementally (its prior is in the original space); drop the prior or the normalization")
     learned = None
     if config.learned:
         # one task per core at each pass (a join's shuffle partitions would each pay a Python worker's start)
         entities = entities.coalesce(spark.sparkContext.defaultParallelism).cache()
         started = time.monotonic()
-        learned = learn_prior(entities, config, intercept, names, terms, warm_start)
+        learned = learn_prior(entities, config, intercept, names, terms, normalization, warm_start)
         report.counters["prior_seconds"] = round(time.monotonic() - started, 3)
         config = config.with_prior_variances(learned.variances)
     started = time.monotonic()
-    results = entities.mapInArrow(lambda batches: solve_batches(batches, config, intercept, names, terms),
+    results = entities.mapInArrow(lambda batches: solve_batches(batches, config, intercept, names, terms,
+                                                                normalization),
                                   RESULT_DDL).cache()
     summary = results.agg(F.count(F.lit(1)).alias("entities"),
                           F.sum((~F.col("converged")).cast("int")).alias("not_converged"),

@@ -350,10 +350,13 @@ class GameConfig(Settings):
         for name, coordinate in self.coordinates.items():
             if not isinstance(coordinate, ExternalCoordinate) and coordinate.shard not in shards:
                 raise ValueError(f"coordinates.{name}.shard: no feature shard named {coordinate.shard!r}")
-            if not isinstance(coordinate, FixedGlmCoordinate | ExternalCoordinate) \
-                    and self.shard(coordinate.shard).normalization != "none":
+            if isinstance(coordinate, FixedKerasCoordinate) and self.shard(coordinate.shard).normalization != "none":
                 raise ValueError(f"coordinates.{name}: feature shard {coordinate.shard!r} is normalized, which only "
-                                 "a GLM fixed effect does (type: fixed); give this coordinate a shard without it")
+                                 "a GLM coordinate does; give this coordinate a shard without it")
+            if isinstance(coordinate, RandomCoordinate) and self.retrain and self.retrain.prior \
+                    and self.shard(coordinate.shard).normalization != "none":
+                raise ValueError(f"coordinates.{name}: feature shard {coordinate.shard!r} is normalized, so this "
+                                 "random effect cannot be trained incrementally (retrain.prior)")
         return self
 
     @model_validator(mode="after")

@@ -14,6 +14,10 @@ the original space, so scoring never needs the factors. Standardization needs th
 takes up the shifts); the intercept itself is neither scaled nor shifted. A feature with no spread
 (standard deviation or largest magnitude 0) keeps the factor 1. Written by hand: no library
 reparametrizes a distributed GLM objective; the factors come from the index's FeatureSummary.
+
+A random effect's entities are small and dense, so there the rows themselves are normalized
+(``normalize_rows``) under each entity's own projection of the shard's change of variables
+(``project``); the same statistics as a fixed effect's, over all the shard's rows.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glmix.data.feature_index import FeatureIndex, feature_statistics
+from glmix.errors import GlmixError
 from glmix.settings import NormalizationKind
 
 
@@ -86,3 +92,35 @@ class Normalization:
             t[self.intercept, :] = -self.factors * self.shifts
             t[self.intercept, self.intercept] = 1.0
         return t
+
+    def project(self, features: np.ndarray) -> Normalization:
+        """The change of variables of the coefficients at ``features`` (an entity's projection, by
+        index). An entity without the intercept column cannot absorb shifts: it is only scaled."""
+        at = np.flatnonzero(features == self.intercept) if self.intercept is not None else np.zeros(0, dtype=int)
+        intercept = int(at[0]) if len(at) else None
+        shifts = self.shifts[features] if intercept is not None else np.zeros(len(features))
+        return Normalization(self.factors[features], shifts, intercept)
+
+    def normalize_rows(self, x: np.ndarray) -> np.ndarray:
+        """Dense rows in the normalized space: ``(x - s) * f`` (the intercept column stays 1)."""
+        return (x - self.shifts) * self.factors
+
+    def variances_to_original(self, covariance: np.ndarray) -> np.ndarray:
+        """The original coefficients' variances from ``z``'s covariance: diag(T C T^T)."""
+        t = self.matrix()
+        variances: np.ndarray = np.einsum("ij,jk,ik->i", t, covariance, t)
+        return variances
+
+
+def shard_normalization(index_dir: str, index: FeatureIndex) -> Normalization:
+    """The change of variables of an indexed shard (its ``normalization``), from the index's statistics."""
+    shard = index.shard
+    intercept = 0 if shard.intercept else None
+    if shard.normalization == "none":
+        return Normalization.identity(index.size, intercept)
+    stats = feature_statistics(index_dir, index)
+    try:
+        return Normalization.from_statistics(shard.normalization, stats["mean"], stats["variance"], stats["min"],
+                                             stats["max"], intercept)
+    except ValueError as exc:
+        raise GlmixError(f"feature shard {shard.name}: {exc}") from None

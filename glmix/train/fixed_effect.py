@@ -45,11 +45,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from glmix.data.feature_index import FeatureIndex, feature_statistics
+from glmix.data.feature_index import FeatureIndex
 from glmix.data.sparse_rows import load_rows
 from glmix.errors import GlmixError
 from glmix.glm.metrics import default_evaluator
-from glmix.glm.normalization import Normalization
+from glmix.glm.normalization import Normalization, shard_normalization
 from glmix.glm.objective import OBJECTIVES, Objective, configure_tensorflow
 from glmix.glm.optim import OptimizeResult, OptimizerState, minimize
 from glmix.io.scores import offsets_for
@@ -364,16 +364,7 @@ class Trainer:
 
     def normalization(self) -> Normalization:
         """The shard's change of variables (glmix.glm.normalization), from the index's statistics."""
-        shard = self.index.shard
-        intercept = 0 if shard.intercept else None
-        if shard.normalization == "none":
-            return Normalization.identity(self.index.size, intercept)
-        stats = feature_statistics(self.index_dir, self.index)
-        try:
-            return Normalization.from_statistics(shard.normalization, stats["mean"], stats["variance"], stats["min"],
-                                                 stats["max"], intercept)
-        except ValueError as exc:
-            raise GlmixError(f"feature shard {shard.name}: {exc}") from None
+        return shard_normalization(self.index_dir, self.index)
 
     def _variances(self, collective: Collective, objective: Objective, b: np.ndarray, prior_precision: np.ndarray,
                    l2: np.ndarray, norm: Normalization) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 
 from glmix.glm.batched_newton import EntityProblem, EntitySolution, SolverSettings, solve_entities
 from glmix.glm.losses import Loss
+from glmix.glm.normalization import Normalization
 from glmix.settings import Task
 from glmix.train.prior_variance import PRIOR_KINDS, Moments, Posteriors, PriorKind, PriorSearch, Residuals
 from glmix.train.warm_start import (
@@ -30,6 +31,7 @@ from glmix.train.warm_start import (
     VarianceKind,
     coefficients_at,
     prior_at,
+    variances_from_diagonal,
     variances_from_hessian,
 )
 
@@ -117,9 +119,10 @@ def _coefficient_map(entries: list[dict[str, Any]] | None) -> dict[FeatureKey, f
 
 
 def entity_problem(row: dict[str, Any], config: RandomEffectConfig, intercept: bool,
-                   names: np.ndarray, terms: np.ndarray) -> EntityProblem:
+                   names: np.ndarray, terms: np.ndarray, normalization: Normalization | None = None) -> EntityProblem:
     """One entity's GLM from its partition row (with the previous model's ``warm_means`` and
-    ``prior_means`` / ``prior_variances`` when joined, and the other coordinates' ``score_offsets``)."""
+    ``prior_means`` / ``prior_variances`` when joined, and the other coordinates' ``score_offsets``);
+    with a shard's ``normalization``, in the normalized space (its rows and its warm start)."""
     features = np.asarray(row["features"], dtype=np.int64)
     d, n = len(features), row["n_rows"]
     x = np.zeros((n, d))
@@ -141,28 +144,45 @@ def entity_problem(row: dict[str, Any], config: RandomEffectConfig, intercept: b
     offsets = np.asarray(row["offsets"], dtype=np.float64)
     if row.get("score_offsets") is not None:
         offsets = offsets + np.asarray(row["score_offsets"], dtype=np.float64)
+    if normalization is not None:
+        projected = normalization.project(features)
+        x, x0 = projected.normalize_rows(x), projected.to_normalized(x0)
     return EntityProblem(row["entity_id"], x, np.asarray(row["labels"]), np.asarray(row["weights"]),
                          offsets, l2, np.full(d, config.l1), x0, prior_mean, prior_precision)
 
 
+def _original_variances(hessian: np.ndarray, kind: VarianceKind, projected: Normalization | None) -> np.ndarray:
+    """The variances of an entity's original coefficients from the Hessian in the solver's space."""
+    if projected is None:
+        return variances_from_hessian(hessian, kind)
+    if kind == "full":
+        return projected.variances_to_original(np.linalg.pinv(hessian))
+    inverse = np.linalg.inv(projected.matrix())       # SIMPLE: 1 / the diagonal of the Hessian in b
+    return variances_from_diagonal(np.diag(inverse.T @ hessian @ inverse))
+
+
 def solve_batches(batches: Iterable[pa.RecordBatch], config: RandomEffectConfig, intercept: bool,
-                  names: np.ndarray, terms: np.ndarray) -> Iterator[pa.RecordBatch]:
-    """The mapInArrow body: solve each batch of entities together."""
+                  names: np.ndarray, terms: np.ndarray, normalization: Normalization | None = None
+                  ) -> Iterator[pa.RecordBatch]:
+    """The mapInArrow body: solve each batch of entities together (in a normalized shard's space,
+    their models then taken back to the original one)."""
     settings = SolverSettings(task=config.task, max_iterations=config.max_iterations, gtol=config.gtol)
     for batch in batches:
         rows = batch.to_pylist()
-        problems = [entity_problem(r, config, intercept, names, terms) for r in rows]
+        problems = [entity_problem(r, config, intercept, names, terms, normalization) for r in rows]
         solutions = solve_entities(problems, settings, want_hessian=config.variance != "none")
         out: dict[str, list[Any]] = {name: [] for name in RESULT_SCHEMA.names}
         for row, problem, solution in zip(rows, problems, solutions, strict=True):
             features = np.asarray(row["features"], dtype=np.int64)
-            keep = np.abs(solution.coefficients) >= config.sparsity_threshold if config.sparsity_threshold \
+            projected = normalization.project(features) if normalization is not None else None
+            b = projected.to_original(solution.coefficients) if projected is not None else solution.coefficients
+            keep = np.abs(b) >= config.sparsity_threshold if config.sparsity_threshold \
                 else np.ones(len(features), dtype=bool)
             out["entity_id"].append(row["entity_id"])
             out["means"].append([{"name": names[g], "term": terms[g], "value": float(v)}
-                                 for g, v, k in zip(features, solution.coefficients, keep, strict=True) if k])
+                                 for g, v, k in zip(features, b, keep, strict=True) if k])
             if config.variance != "none" and solution.hessian is not None:
-                var = variances_from_hessian(solution.hessian, config.variance)
+                var = _original_variances(solution.hessian, config.variance, projected)
                 out["variances"].append([{"name": names[g], "term": terms[g], "value": float(v)}
                                          for g, v, k in zip(features, var, keep, strict=True) if k])
             else:
@@ -173,7 +193,7 @@ def solve_batches(batches: Iterable[pa.RecordBatch], config: RandomEffectConfig,
             out["uids"].append(row["uids"])
             out["scores"].append((problem.x @ solution.coefficients).tolist())
             out["features"].append(features.tolist())
-            out["coefficients"].append(solution.coefficients.tolist())
+            out["coefficients"].append(b.tolist())
             out["peak_rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         yield pa.RecordBatch.from_pydict(out, schema=RESULT_SCHEMA)
 
@@ -232,13 +252,14 @@ def _stacked_posteriors(problems: list[EntityProblem], intercepts: list[np.ndarr
 
 
 def prior_posteriors(batches: Iterable[pa.RecordBatch], config: RandomEffectConfig, intercept: bool,
-                     names: np.ndarray, terms: np.ndarray) -> Iterator[pa.RecordBatch]:
+                     names: np.ndarray, terms: np.ndarray, normalization: Normalization | None = None
+                     ) -> Iterator[pa.RecordBatch]:
     """A pass of learning the prior (``l2: auto``): solve each batch's entities under ``config``'s
     weights and yield one row of sums of their posteriors (glmix.train.prior_variance)."""
     settings = SolverSettings(task=config.task, max_iterations=config.max_iterations, gtol=config.gtol)
     for batch in batches:
         rows = batch.to_pylist()
-        problems = [entity_problem(r, config, intercept, names, terms) for r in rows]
+        problems = [entity_problem(r, config, intercept, names, terms, normalization) for r in rows]
         intercepts = [np.asarray(r["features"]) == 0 if intercept else np.zeros(len(r["features"]), dtype=bool)
                       for r in rows]
         yield pa.RecordBatch.from_pylist([posteriors(problems, intercepts, settings).to_row()],
