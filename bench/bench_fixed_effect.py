@@ -8,6 +8,9 @@ shows both speed and how close each got to the optimum. Times are fit times (dat
 a9a, where a fit takes well under a second, each solver fits 5 times in turn and the median counts
 (Spark MLlib: one fit).
 
+TRON (trust-region Newton, glmix.glm.tron) runs beside L-BFGS on the same rows: its iterations are
+Newton steps, each a few Hessian-vector products (one pass over the rows each).
+
 Also: throughput (non-zeros x iterations / s) with 1 and 2 workers (local backend, all-reduce), and
 peak memory per worker against the in-memory size of its data.
 
@@ -66,11 +69,13 @@ def objective(x: sp.csr_matrix, y: np.ndarray, b: np.ndarray, intercept: float) 
     return float(Loss("logistic").value(y, m).sum() + 0.5 * L2 * b @ b)
 
 
-def run_ours(index: str, rows: str, compute: str, n_rows: int, precondition: bool = True) -> tuple[float, float, int]:
+def run_ours(index: str, rows: str, compute: str, n_rows: int, precondition: bool = True,
+             solver: str = "lbfgs") -> tuple[float, float, int]:
     """scikit-learn averages its loss over the rows, so its gtol on our summed objective is n * gtol."""
-    out = str(CACHE / f"fe-model-{compute}-{n_rows}")
+    out = str(CACHE / f"fe-model-{compute}-{solver}-{n_rows}")
     config = FixedEffectConfig(task="logistic", l2=L2, ftol=FTOL, gtol=TOL * n_rows, compute=compute,
-                               validation_every=0, max_iterations=5000, precondition=precondition)
+                               validation_every=0, max_iterations=5000, precondition=precondition,
+                               solver="tron" if solver == "tron" else "lbfgs")
     report = Trainer(config, index, rows, out).run().report
     return report["train_seconds"], report["final_objective"], report["iterations"]
 
@@ -119,6 +124,9 @@ def compare(name: str, index: str, rows_uri: str, with_spark: bool, repeats: int
                "glmix (1 worker, tensorflow, no preconditioner)": lambda: run_ours(index, rows_uri, "tensorflow",
                                                                                   rows.rows, precondition=False),
                "glmix (1 worker, scipy)": lambda: run_ours(index, rows_uri, "scipy", rows.rows),
+               "glmix TRON (1 worker, tensorflow)": lambda: run_ours(index, rows_uri, "tensorflow", rows.rows,
+                                                                     solver="tron"),
+               "glmix TRON (1 worker, scipy)": lambda: run_ours(index, rows_uri, "scipy", rows.rows, solver="tron"),
                "scikit-learn lbfgs": lambda: run_sklearn(x, y)}
     runs: dict[str, list[tuple[float, float, int]]] = {key: [] for key in solvers}
     for _ in range(repeats):

@@ -18,6 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from glmix.data.sparse_rows import SparseRows, load_rows
 from glmix.data.synthetic import generate, generic_spec
 from glmix.glm.objective import PaddedRows, ScipyObjective, TfObjective, configure_tensorflow
+from glmix.glm.optim import OptimizerState
+from glmix.glm.tron import tron
 from glmix.io.libsvm import import_libsvm
 from glmix.settings import FeatureShard
 from glmix.train.fixed_effect import FixedEffectArgs, FixedEffectConfig, Trainer, read_model
@@ -292,3 +294,55 @@ def test_l2_auto_learns_the_weight_the_evidence_favours(synthetic_prepared, tmp_
                               method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10})
         print(f"learned {np.exp(ours)}, the exact evidence's maximum {np.exp(best.x)}")
         np.testing.assert_allclose(ours, best.x, atol=1e-4)
+
+
+@pytest.mark.parametrize("compute", ["tensorflow", "scipy"])
+def test_tron_reaches_the_optimum_on_a9a(a9a_prepared, tmp_path: Path, compute: str) -> None:
+    index, prepared = a9a_prepared
+    config = FixedEffectConfig(task="logistic", l2=1.0, compute=compute, validation_every=0, solver="tron")
+    report = Trainer(config, index, prepared, str(tmp_path / "model")).run().report
+    expected = reference_for(prepared, report["num_features"], "logistic", 1.0, 0.0)
+    assert report["converged"] and report["iterations"] < 30, (report["stop_reason"], report["iterations"])
+    assert abs(report["final_objective"] - expected) / expected < 1e-6
+
+
+def test_tron_matches_scipy_on_every_task_and_refuses_l1(synthetic_prepared, tmp_path: Path) -> None:
+    task, index, train, _ = synthetic_prepared
+    config = FixedEffectConfig(task=task, l2=0.5, validation_every=0, solver="tron", compute="scipy")
+    report = Trainer(config, index, train, str(tmp_path / "model")).run().report
+    expected = reference_for(train, report["num_features"], task, 0.5, 0.0)
+    assert report["converged"] and abs(report["final_objective"] - expected) / abs(expected) < 1e-6
+    with pytest.raises(ValueError, match="solver tron needs a smooth objective"):
+        FixedEffectConfig(task=task, l1=0.1, solver="tron")
+
+
+def test_tron_resumes_exactly_from_a_saved_state() -> None:
+    """A run stopped after its second step and resumed from the saved state ends where an
+    uninterrupted run ends (the trust region is part of the state)."""
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(400, 12)), rng.random(400) < 0.4
+
+    def fun(b: np.ndarray) -> tuple[float, np.ndarray]:
+        m = x @ b
+        return float(np.sum(np.logaddexp(0, m) - y * m) + 0.05 * b @ b), x.T @ (1 / (1 + np.exp(-m)) - y) + 0.1 * b
+
+    def hessian_times(b: np.ndarray, v: np.ndarray) -> np.ndarray:
+        p = 1 / (1 + np.exp(-(x @ b)))
+        return x.T @ (p * (1 - p) * (x @ v)) + 0.1 * v
+
+    straight = tron(fun, hessian_times, np.zeros(12), gtol=1e-9)
+    saved: list[bytes] = []
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(state: OptimizerState) -> None:
+        if state.iteration == 2:
+            saved.append(state.to_bytes())
+            raise Killed
+
+    with pytest.raises(Killed):
+        tron(fun, hessian_times, np.zeros(12), gtol=1e-9, callback=kill_after_two)
+    resumed = tron(fun, hessian_times, np.zeros(12), gtol=1e-9, state=OptimizerState.from_bytes(saved[0]))
+    assert straight.converged and straight.iterations > 3 and resumed.iterations == straight.iterations
+    np.testing.assert_array_equal(resumed.x, straight.x)

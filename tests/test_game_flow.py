@@ -130,11 +130,12 @@ def test_search_errors_name_the_key(search: dict, message: str) -> None:
         GameConfig.from_dict(data)
 
 
-def test_fixed_effect_compute_reaches_the_trainer(tmp_path: Path) -> None:
+def test_fixed_effect_compute_and_solver_reach_the_trainer(tmp_path: Path) -> None:
     data = example()
-    data["coordinates"]["global"]["compute"] = "scipy"
+    data["coordinates"]["global"].update(compute="scipy", solver="tron")
     build_project(GameConfig.from_dict(data), tmp_path / "p")
-    assert "--compute scipy" in JobSpec.from_yaml(tmp_path / "p" / "specs" / "p0-global.yaml").tasks["worker"].command
+    command = JobSpec.from_yaml(tmp_path / "p" / "specs" / "p0-global.yaml").tasks["worker"].command
+    assert "--compute scipy" in command and "--solver tron" in command
     build_project(GameConfig.from_dict(example()), tmp_path / "default")
     assert "--compute" not in JobSpec.from_yaml(tmp_path / "default" / "specs" / "p0-global.yaml").tasks["worker"].command
 

@@ -99,11 +99,15 @@ class FixedGlmCoordinate(_Regularized):
     compute: Literal["tensorflow", "scipy"] | None = Field(
         None, description="each worker's loss and gradient with TensorFlow (default) or scipy.sparse (no "
                           "TensorFlow import; the all-reduce of several workers stays TensorFlow's)")
+    solver: Literal["lbfgs", "tron"] | None = Field(None, description="L-BFGS / OWL-QN (default) or TRON "
+                                                                      "(trust-region Newton; no L1)")
 
     @model_validator(mode="after")
     def _fixed_weights(self) -> FixedGlmCoordinate:
         if self.l2 == "auto" and self.l1 != 0:
             raise ValueError("l2: auto learns a Gaussian prior, which an L1 penalty would change; set l1 to 0")
+        if self.solver == "tron" and self.l1 != 0:
+            raise ValueError("solver tron needs a smooth objective: no L1 (use lbfgs, whose OWL-QN handles it)")
         return self
 
     @property
@@ -165,7 +169,7 @@ class ExternalCoordinate(Settings):
 
 
 # the kind of coordinate each key belongs to
-_OWNER = {"compute": "a fixed-effect GLM", "intercept_l2": "a random effect", "entity_field": "a random effect",
+_OWNER = {"compute": "a fixed-effect GLM", "solver": "a fixed-effect GLM", "intercept_l2": "a random effect", "entity_field": "a random effect",
           "lower_bound": "a random effect", "upper_bound": "a random effect"}
 _TAGS = {("fixed", "glm"): "fixed", ("fixed", "keras"): "keras", ("random", "glm"): "random",
          ("external", "glm"): "external"}

@@ -250,7 +250,8 @@ class FlowBuilder:
         else:
             args = FixedEffectArgs(**data, l2=step.l2, l1=step.l1, variance=coordinate.variance,
                                    warm_start=step.warm_start and f"{step.warm_start}/model", **self._retrain(),
-                                   **_given(max_iterations=coordinate.max_iterations, compute=coordinate.compute))
+                                   **_given(max_iterations=coordinate.max_iterations, compute=coordinate.compute,
+                                            solver=coordinate.solver))
             module = "glmix.train.fixed_effect"
         command = f"python -m {module} {shlex.join(args.to_argv())}"
         spec = {"name": f"{c.name}-{name}"[:63], "max_attempts": launcher.max_attempts,

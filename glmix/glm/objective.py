@@ -37,6 +37,10 @@ class Objective(Protocol):
 
     def hessian_diagonal(self, b: np.ndarray) -> np.ndarray: ...
 
+    def hessian_times(self, b: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """H(b) v, one pass over the rows (TRON's conjugate gradients)."""
+        ...
+
     def hessian(self, b: np.ndarray) -> np.ndarray:
         """The dense Hessian (small dimensions only)."""
         ...
@@ -259,6 +263,9 @@ class TfObjective:
     def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
         return self._hessian_diagonal(_constant(b)).numpy()
 
+    def hessian_times(self, b: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return self._hessian_times(_constant(b), _constant(v)).numpy()
+
     def hessian(self, b: np.ndarray) -> np.ndarray:
         """The dense local Hessian, one column per Hessian-vector product (small dimensions only)."""
         point, columns = _constant(b), np.eye(self.num_features)
@@ -300,6 +307,9 @@ class ScipyObjective:
 
     def hessian_diagonal(self, b: np.ndarray) -> np.ndarray:
         return self._x.multiply(self._x).T @ self._curvature(b)
+
+    def hessian_times(self, b: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return self._xt @ (self._curvature(b) * (self._x @ v))
 
     def compile(self) -> float:
         return 0.0  # nothing to compile

@@ -39,11 +39,12 @@ class OptimizerState:
     iteration: int = 0
     evaluations: int = 1
     history: list[tuple[int, float, float]] = field(default_factory=list)
+    radius: float = 0.0           # TRON's trust region (glmix.glm.tron); unused by L-BFGS
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, x=self.x, f=self.f, g=self.g, s=self._matrix(self.s), y=self._matrix(self.y),
-                 iteration=self.iteration,
+                 iteration=self.iteration, radius=self.radius,
                  evaluations=self.evaluations, history=np.array(self.history, dtype=float).reshape(-1, 3))
         return buffer.getvalue()
 
@@ -55,7 +56,8 @@ class OptimizerState:
         z = np.load(io.BytesIO(data))
         return cls(x=z["x"], f=float(z["f"]), g=z["g"], s=list(z["s"]), y=list(z["y"]),
                    iteration=int(z["iteration"]), evaluations=int(z["evaluations"]),
-                   history=[(int(i), float(f), float(n)) for i, f, n in z["history"]])
+                   history=[(int(i), float(f), float(n)) for i, f, n in z["history"]],
+                   radius=float(z["radius"]) if "radius" in z else 0.0)
 
 
 @dataclass

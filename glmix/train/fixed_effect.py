@@ -51,7 +51,8 @@ from glmix.errors import GlmixError
 from glmix.glm.metrics import default_evaluator
 from glmix.glm.normalization import Normalization, shard_normalization
 from glmix.glm.objective import OBJECTIVES, Objective, configure_tensorflow
-from glmix.glm.optim import OptimizeResult, OptimizerState, minimize
+from glmix.glm.optim import FunGrad, OptimizeResult, OptimizerState, minimize
+from glmix.glm.tron import tron
 from glmix.io.scores import offsets_for
 from glmix.io.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for, write_file_atomically
 from glmix.model.linear_model import LinearModel, read_models, write_models
@@ -76,6 +77,7 @@ from glmix.train.warm_start import (
 )
 
 FULL_VARIANCE_MAX_FEATURES = 5000
+Solve = Callable[..., OptimizeResult]   # (z0, state=None, callback=None): the configured solver
 
 
 class FixedEffectConfig(PreviousModels, PriorSearch):
@@ -93,11 +95,15 @@ class FixedEffectConfig(PreviousModels, PriorSearch):
     compute: Literal["tensorflow", "scipy"] = "tensorflow"
     validation_every: int = Field(1, ge=0, description="0: no per-iteration validation metric")
     precondition: bool = Field(True, description="diagonal (Jacobi) preconditioning of L-BFGS / OWL-QN")
+    solver: Literal["lbfgs", "tron"] = Field("lbfgs", description="L-BFGS / OWL-QN, or TRON (trust-region Newton "
+                                                                  "with conjugate gradients; no L1)")
 
     @model_validator(mode="after")
     def _weights_are_usable(self) -> FixedEffectConfig:
         if isinstance(self.l2, float) and self.l2 < 0:
             raise ValueError("l2 must be >= 0 or auto")
+        if self.solver == "tron" and self.l1:
+            raise ValueError("solver tron needs a smooth objective: no L1 (use lbfgs, whose OWL-QN handles it)")
         if self.l2 == "auto" and (self.l1 or self.prior or self.production_prior):
             raise ValueError("l2: auto learns a Gaussian prior, which neither an L1 penalty nor an incremental "
                              "prior may change")
@@ -246,11 +252,11 @@ class Trainer:
             f = float(total_f[0]) + 0.5 * float(np.sum(l2 * z * z)) + 0.5 * float(np.sum(prior_precision * delta * delta))
             return f, norm.gradient_to_normalized(g + prior_precision * delta) + l2 * z
 
+        solve = self._solver(collective, objective, fun, l1, l2, prior_precision, norm)
         b0 = _previous_coefficients(self.index, warm_start)
         learned = None
         if c.l2 == "auto":
-            learned, b0 = self._learn_prior(collective, objective, fun, l2, prior_precision, norm, b0,
-                                            data["rows_this_worker"])
+            learned, b0 = self._learn_prior(collective, objective, solve, l2, norm, b0, data["rows_this_worker"])
         state = self._load_checkpoint()
         resumed_from = state.iteration if state else None       # before the solver advances the state in place
         evaluator = default_evaluator(c.task)
@@ -268,10 +274,7 @@ class Trainer:
                     self._checkpoint(current)
 
         train_started = time.monotonic()
-        preconditioner = _preconditioner(collective, objective, b0, prior_precision, l2, norm) if c.precondition \
-            else None
-        result = minimize(fun, norm.to_normalized(b0), l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol,
-                          gtol=c.gtol, state=state, callback=on_iteration, preconditioner=preconditioner)
+        result = solve(norm.to_normalized(b0), state, on_iteration)
         train_seconds = time.monotonic() - train_started
         coefficients = norm.to_original(result.x)
         variances = self._variances(collective, objective, coefficients, prior_precision, l2, norm)
@@ -291,21 +294,40 @@ class Trainer:
             **({"learned_prior": learned.to_dict()} if learned else {})})
 
     # ------------------------------------------------------------------ pieces
-    def _learn_prior(self, collective: Collective, objective: Objective, fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
-                     l2: np.ndarray, prior_precision: np.ndarray, norm: Normalization, b0: np.ndarray,
-                     local_rows: int) -> tuple[LearnedPrior, np.ndarray]:
+    def _solver(self, collective: Collective, objective: Objective, fun: FunGrad, l1: np.ndarray, l2: np.ndarray,
+                prior_precision: np.ndarray, norm: Normalization) -> Solve:
+        """The configured solver of ``fun`` (the objective of z): L-BFGS / OWL-QN, preconditioned at
+        its start, or TRON, whose Hessian-vector products are all-reduced as the gradients are."""
+        c = self.config
+
+        def hessian_times(z: np.ndarray, v: np.ndarray) -> np.ndarray:
+            b, u = norm.to_original(z), norm.to_original(v)
+            (product,) = collective.sum([objective.hessian_times(b, u)])
+            in_z: np.ndarray = norm.gradient_to_normalized(product + prior_precision * u) + l2 * v
+            return in_z
+
+        def solve(z0: np.ndarray, state: OptimizerState | None = None,
+                  callback: Callable[[OptimizerState], None] | None = None) -> OptimizeResult:
+            if c.solver == "tron":
+                return tron(fun, hessian_times, z0, c.max_iterations, c.ftol, c.gtol, state, callback)
+            preconditioner = _preconditioner(collective, objective, norm.to_original(z0), prior_precision, l2, norm) \
+                if c.precondition else None
+            return minimize(fun, z0, l1=l1, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
+                            state=state, callback=callback, preconditioner=preconditioner)
+
+        return solve
+
+    def _learn_prior(self, collective: Collective, objective: Objective, solve: Solve, l2: np.ndarray,
+                     norm: Normalization, b0: np.ndarray, local_rows: int) -> tuple[LearnedPrior, np.ndarray]:
         """``l2: auto``: the prior variance of the regularized coefficients, and the last solve's
-        coefficients (the final solve's start). ``l2`` (which ``fun`` reads) is set in place."""
+        coefficients (the final solve's start). ``l2`` (which the objective reads) is set in place."""
         c, mask = self.config, l2 > 0
         z = norm.to_normalized(b0)
 
         def posteriors_at(variances: dict[PriorKind, float]) -> Posteriors:
             nonlocal z
             l2[:] = mask / variances["slopes"]
-            preconditioner = _preconditioner(collective, objective, norm.to_original(z), prior_precision, l2, norm) \
-                if c.precondition else None
-            z = minimize(fun, z, memory=c.memory, max_iter=c.max_iterations, ftol=c.ftol, gtol=c.gtol,
-                         preconditioner=preconditioner).x
+            z = solve(z).x
             b = norm.to_original(z)
             variances_z = self._normalized_variances(collective, objective, b, l2, norm)
             residuals = Residuals()
