@@ -1,4 +1,5 @@
-"""1, 2 and 3 TensorFlow workers (launcher local backend, collective all-reduce) give the same model."""
+"""1, 2 and 3 TensorFlow workers (launcher local backend, collective all-reduce) give the same model,
+with L-BFGS / OWL-QN and with TRON (whose Hessian-vector products are all-reduced in lock-step)."""
 
 from __future__ import annotations
 
@@ -23,18 +24,20 @@ def test_one_two_three_workers_agree(spark, tmp_path: Path) -> None:
                    FeatureShard(name="g", bags=("features",)))  # Gaussian features: well conditioned
     # two files for three workers: workers split rows, not files
     prepare_fixed_effect(spark, str(tmp_path / "data" / "train"), str(tmp_path / "index"), str(tmp_path / "fe"), 2)
-    models = {}
-    for workers in (1, 2, 3):
-        out = tmp_path / f"model-{workers}"
-        command = (f"{sys.executable} -m glmix.train.fixed_effect --index {tmp_path / 'index'} --train {tmp_path / 'fe'} "
-                   f"--output {out} --task logistic --l2 0.5 --l1 0.05 --validation-every 0 --ftol 0 --gtol 1e-9")
-        job = JobSpec.from_dict({"name": f"fe-{workers}", "tasks": {"worker": {"instances": workers,
-                                                                               "command": command}}})
-        result = LocalBackend(tmp_path / "runs").submit(job)
-        assert result.final_status == "SUCCEEDED", result.failed
-        models[workers] = read_model(str(out)).means
-    keys = list(models[1])
-    reference = np.array([models[1][k] for k in keys])
-    for workers in (2, 3):
-        other = np.array([models[workers][k] for k in keys])
-        assert np.max(np.abs(other - reference)) < 1e-6, workers
+    for solver, penalties, counts in (("lbfgs", "--l2 0.5 --l1 0.05", (1, 2, 3)), ("tron", "--l2 0.5", (1, 2))):
+        models = {}
+        for workers in counts:
+            out = tmp_path / f"model-{solver}-{workers}"
+            command = (f"{sys.executable} -m glmix.train.fixed_effect --index {tmp_path / 'index'} "
+                       f"--train {tmp_path / 'fe'} --output {out} --task logistic {penalties} --solver {solver} "
+                       "--validation-every 0 --ftol 0 --gtol 1e-9")
+            job = JobSpec.from_dict({"name": f"fe-{solver}-{workers}", "tasks": {"worker": {
+                "instances": workers, "command": command}}})
+            result = LocalBackend(tmp_path / "runs").submit(job)
+            assert result.final_status == "SUCCEEDED", result.failed
+            models[workers] = read_model(str(out)).means
+        keys = list(models[1])
+        reference = np.array([models[1][k] for k in keys])
+        for workers in counts[1:]:
+            other = np.array([models[workers][k] for k in keys])
+            assert np.max(np.abs(other - reference)) < 1e-6, (solver, workers)
