@@ -61,13 +61,15 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
 
 
 def test_a_searched_flow_is_recorded_in_the_registry_and_in_mlflow(tmp_path: Path, mlflow_server: str, spark) -> None:
-    """Two trials of a search (issue 24 item 5), which run as a grid's points do."""
+    """Two trials of a search over the fixed effect's l2 (issue 24 item 5), which run as a grid's
+    points do, with the random effect's prior variances learned in each (l2: auto, item 1)."""
     registry = ModelRegistry(str(tmp_path / "registry"))
     raw = small_config(tmp_path).to_dict()
-    raw["search"] = {"trials": 2, "space": {"per-user.l2": {"low": 3.0, "high": 30.0}}}
+    raw["search"] = {"trials": 2, "space": {"global.l2": {"low": 3.0, "high": 30.0}}}
+    raw["coordinates"]["per-user"]["l2"] = "auto"
     config = GameConfig.from_dict({**raw, "name": "tracked", "registry": {"root": registry.root},
                                    "tracking": {"mlflow": mlflow_server, "experiment": "glmix-tracking-test"}})
-    drawn = [run["per-user"][0] for run in config.grid()]
+    drawn = [run["global"][0] for run in config.grid()]
     assert len(set(drawn)) == 2 and all(3.0 <= v <= 30.0 for v in drawn)
     results = LocalRunner(build_project(config, tmp_path / "project")).run()
     assert all(r.status == "succeeded" for r in results), [(r.name, r.error) for r in results]
@@ -78,8 +80,12 @@ def test_a_searched_flow_is_recorded_in_the_registry_and_in_mlflow(tmp_path: Pat
     tracking = json.loads((tmp_path / "out" / "tracking.json").read_text())   # the same, and MLflow's ids
     assert {k: v for k, v in tracking.items() if k != "mlflow"} == record
     assert [p["params"] for p in record["grid"]] == [
-        {"global.l2": 1.0, "global.l1": 0.0, "per-user.l2": l2, "per-user.l1": 0.0} for l2 in drawn]
+        {"global.l2": l2, "global.l1": 0.0, "per-user.l2": "auto", "per-user.l1": 0.0} for l2 in drawn]
     steps = [s for p in record["grid"] for s in p["steps"]]
+    for step in steps:          # each trial's random effect learned its prior in the flow
+        if step["coordinate"] == "per-user":
+            learned = json.loads((Path(step["model"]) / "_report.json").read_text())["learned_prior"]
+            assert learned["converged"] and set(learned["variances"]) == {"intercept", "slopes"}
     assert [s["metrics"] for s in steps] == [s["metrics"] for s in summary["steps"]]
     assert all(Path(s["model"]).is_dir() for s in steps)
     assert record["best"]["metrics"] == summary["steps"][summary["best"]]["metrics"]
@@ -95,7 +101,7 @@ def test_a_searched_flow_is_recorded_in_the_registry_and_in_mlflow(tmp_path: Pat
     assert parent.data.metrics["AUC"] == pytest.approx(record["best"]["metrics"]["AUC"])
     children = sorted((r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
                       key=lambda r: int(r.data.tags["glmix.grid_point"]))
-    assert [c.data.params["per-user.l2"] for c in children] == [str(v) for v in drawn]
+    assert [c.data.params["global.l2"] for c in children] == [str(v) for v in drawn]
     for child, point in zip(children, record["grid"], strict=True):
         history = client.get_metric_history(child.info.run_id, "AUC:userId")
         logged = sorted((m.step, m.value) for m in history)
