@@ -55,6 +55,20 @@ def _conjugate_gradient(hessian_times: HessianTimes, x: np.ndarray, g: np.ndarra
     return s, r, products
 
 
+def _resized(radius: float, step: float, actual: float, predicted: float, gs: float) -> float:
+    """The trust region after a step of length ``step``: shrunk when the objective fell by less than
+    the model predicted, grown when it fell by more (LIBLINEAR's rules; ``gs`` = g . s)."""
+    excess = -actual - gs             # f_new - f - g.s: the step's curvature as the objective saw it
+    alpha = SIGMA3 if excess <= 0 else max(SIGMA1, -0.5 * gs / excess)
+    if actual < ETA0 * predicted:
+        return min(max(alpha, SIGMA1) * step, SIGMA2 * radius)
+    if actual < ETA1 * predicted:
+        return max(SIGMA1 * radius, min(alpha * step, SIGMA2 * radius))
+    if actual < ETA2 * predicted:
+        return max(SIGMA1 * radius, min(alpha * step, SIGMA3 * radius))
+    return max(radius, min(alpha * step, SIGMA3 * radius))
+
+
 def tron(fun: FunGrad, hessian_times: HessianTimes, x0: np.ndarray, max_iter: int = 500, ftol: float = 1e-12,
          gtol: float = 1e-9, state: OptimizerState | None = None,
          callback: Callable[[OptimizerState], None] | None = None) -> OptimizeResult:
@@ -92,16 +106,7 @@ def tron(fun: FunGrad, hessian_times: HessianTimes, x0: np.ndarray, max_iter: in
         step = float(np.linalg.norm(s))
         if state.iteration == 0:        # before the first accepted step: the region fits the step
             state.radius = min(state.radius, step)
-        excess = float(f_new) - state.f - gs
-        alpha = SIGMA3 if excess <= 0 else max(SIGMA1, -0.5 * gs / excess)
-        if actual < ETA0 * predicted:
-            state.radius = min(max(alpha, SIGMA1) * step, SIGMA2 * state.radius)
-        elif actual < ETA1 * predicted:
-            state.radius = max(SIGMA1 * state.radius, min(alpha * step, SIGMA2 * state.radius))
-        elif actual < ETA2 * predicted:
-            state.radius = max(SIGMA1 * state.radius, min(alpha * step, SIGMA3 * state.radius))
-        else:
-            state.radius = max(state.radius, min(alpha * step, SIGMA3 * state.radius))
+        state.radius = _resized(state.radius, step, actual, predicted, gs)
         if actual > ETA0 * predicted:
             state.x, state.f, state.g = x + s, float(f_new), np.asarray(g_new, dtype=float)
             state.iteration += 1
