@@ -7,14 +7,16 @@ data instead. With each entity's posterior approximated by a Gaussian N(mu_e, S_
 (the Laplace approximation: S_e the inverse Hessian of the entity's objective; exact for a linear
 task), the evidence is stationary in s2 where
 
-    N s2 = sum over the N coefficients of that kind of (mu_ej^2 + S_e,jj).
+    N s2 = sum over the N coefficients of that kind of (mu_ej^2 + S_e,jj) + T,
 
-The EM algorithm (Dempster, Laird & Rubin 1977) iterates this as it stands (s2 <- right side / N);
-its steps shrink with the share of the variance the data leaves unexplained, so with entities of a
-few rows it needs tens of passes. MacKay's fixed point (MacKay 1992, "Bayesian interpolation";
-Tipping 2001, "Sparse Bayesian learning", eq. 16) has the same fixed point and gets there in a
-handful: s2 <- sum mu^2 / gamma, where gamma = N - sum S_jj / s2 counts the coefficients the data
-determine. It is used here, with EM's step where gamma is not positive.
+T being the Laplace term: how each entity's curvature at its optimum moves with s2 (through the
+loss's third derivative; 0 for a linear task; glmix.train.random_effect.posteriors computes it).
+Without T this is the EM algorithm's fixed point (Dempster, Laird & Rubin 1977), whose steps
+shrink with the share of the variance the data leave unexplained, so with entities of a few rows
+it needs tens of passes. MacKay's form (MacKay 1992, "Bayesian interpolation"; Tipping 2001,
+"Sparse Bayesian learning", eq. 16) has the same fixed point and gets there in a handful:
+s2 <- (sum mu^2 + T) / gamma, where gamma = N - sum S_jj / s2 counts the coefficients the data
+determine. It is used here (EM's step where gamma is not positive), with secant steps on log s2.
 
 A linear task's objective, sum w (y - m)^2 / 2 + l2 / 2 |b|^2, fixes the noise variance at 1, so
 there the learned variance is relative to the residuals' variance, estimated alongside as
@@ -141,7 +143,8 @@ def evidence_update(moments: Moments, variance: float, dispersion: float = 1.0) 
 
 @dataclass
 class LearnedPrior:
-    """Where the search for the prior variances stands: each step's variances and moments."""
+    """Where the search for the prior variances stands: the variances, and each step's (with a
+    linear task's noise variance)."""
 
     variances: dict[PriorKind, float]
     dispersion: float = 1.0          # a linear task's noise variance (the variances are relative to it)
