@@ -150,10 +150,9 @@ def train_random_effect(spark: SparkSession, data: str, index_dir: str, output: 
     if prior:
         entities = entities.join(_previous(spark, qualified(prior), "prior"), "entity_id", "left")
     names, terms, intercept = index.names, index.terms, index.shard.intercept
-    normalization: Normalization | None = shard_normalization(index_dir, index)
-    if normalization is not None and normalization.is_identity:
-        normalization = None
-    elif normalization is not None and prior:
+    shard_change = shard_normalization(index_dir, index)
+    normalization = None if shard_change.is_identity else shard_change
+    if normalization is not None and prior:
         raise GlmixError(f"feature shard {index.shard.name} is normalized: a random effect on it cannot be trained "
                          "incrementally (its prior is in the original space); drop the prior or the normalization")
     learned = None

@@ -81,6 +81,12 @@ class _Regularized(Settings):
     max_iterations: int | None = Field(None, ge=1)
     variance: VarianceKind = "none"
 
+    @model_validator(mode="after")
+    def _learned_without_l1(self) -> _Regularized:
+        if "auto" in (self.l2, getattr(self, "intercept_l2", None)) and self.l1 != 0:
+            raise ValueError("l2: auto learns a Gaussian prior, which an L1 penalty would change; set l1 to 0")
+        return self
+
     def grid(self) -> list[tuple[L2Weight, float]]:
         """Every (l2, l1) pair this coordinate's regularization lists span."""
         l2: list[L2Weight] = ["auto"] if isinstance(self.l2, str) else [*_as_list(self.l2)]
@@ -104,8 +110,6 @@ class FixedGlmCoordinate(_Regularized):
 
     @model_validator(mode="after")
     def _fixed_weights(self) -> FixedGlmCoordinate:
-        if self.l2 == "auto" and self.l1 != 0:
-            raise ValueError("l2: auto learns a Gaussian prior, which an L1 penalty would change; set l1 to 0")
         if self.solver == "tron" and self.l1 != 0:
             raise ValueError("solver tron needs a smooth objective: no L1 (use lbfgs, whose OWL-QN handles it)")
         return self
@@ -145,8 +149,6 @@ class RandomCoordinate(_Regularized):
     def _bounds(self) -> RandomCoordinate:
         if self.upper_bound is not None and self.upper_bound < self.lower_bound:
             raise ValueError("upper_bound must be >= lower_bound")
-        if "auto" in (self.l2, self.intercept_l2) and self.l1 != 0:
-            raise ValueError("l2: auto learns a Gaussian prior, which an L1 penalty would change; set l1 to 0")
         return self
 
     @property

@@ -5,7 +5,7 @@ weights, offsets and features projected onto its own feature set); ``solve_batch
 the stage's ``mapInArrow``: it turns each Arrow batch of entities into problems, solves them
 together with the batched Newton solver (glmix.glm.batched_newton) and returns a batch of results
 (coefficients by feature name and term, variances, scores of the entity's rows). With ``l2: auto``,
-``prior_moments`` is the body of the passes that learn the prior variances first
+``prior_posteriors`` is the body of the passes that learn the prior variances first
 (glmix.train.prior_variance). No Spark here: the same functions serve tests and benchmarks on plain
 Arrow batches.
 """
