@@ -230,6 +230,37 @@ def cmd_demo(args: argparse.Namespace) -> None:
     console.print(f"report: {config.output}/report/index.html")
 
 
+def cmd_bundle_export(args: argparse.Namespace) -> None:
+    """The export job in this process (local Spark unless --master says otherwise)."""
+    from glmix.serving.export import ExportArgs, export_bundle
+    from glmix.spark.job import run_main
+
+    argv = args.job_args if "--master" in args.job_args else ["--master", "local[2]", *args.job_args]
+    if run_main(ExportArgs, export_bundle, "glmix bundle export: a GAME model as a serving bundle", argv):
+        raise SystemExit(1)
+
+
+def cmd_bundle_parity(args: argparse.Namespace) -> None:
+    from glmix.serving.parity import check_parity
+
+    columns = ColumnNames.model_validate_json(args.columns) if args.columns else ColumnNames()
+    report = check_parity(args.bundle, args.data, args.scores, columns, args.tolerance)
+    table = Table("rows compared", "max |online - Spark|", "worst uid", f"over {args.tolerance:g}",
+                  "not in the scores", box=box.SIMPLE)
+    table.add_row(str(report.rows), f"{report.max_abs_difference:.3g}", escape(str(report.worst_uid)),
+                  str(report.over_tolerance), str(report.not_in_scores))
+    console.print(table)
+    console.print("parity: [green]passed[/green]" if report.passed else "parity: [red]FAILED[/red]")
+    if not report.passed:
+        raise SystemExit(1)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from glmix.serving.service import serve
+
+    serve(args.bundle, args.host, args.port, Path(args.cache))
+
+
 def cmd_summary(args: argparse.Namespace) -> None:
     """A GAME model's summary, as lme4's summary(): fixed-effect tables and variance components."""
     from glmix.model.summary import largest_effects, model_summary, shown
@@ -367,6 +398,27 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--top", type=int, default=20, help="fixed-effect coefficients shown (by |z|)")
     summary.add_argument("--json", action="store_true", help="every coefficient, as JSON")
     summary.set_defaults(func=cmd_summary)
+    bundle = sub.add_parser("bundle", help="serving bundles: export a model, check online/offline parity")
+    bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True)
+    export = bundle_sub.add_parser("export", help="a GAME model or registry version as a serving bundle (Spark)",
+                                   add_help=False)
+    export.add_argument("job_args", nargs=argparse.REMAINDER,
+                        help="the export job's arguments (python -m jobs.export_bundle --help)")
+    export.set_defaults(func=cmd_bundle_export)
+    parity = bundle_sub.add_parser("parity", help="online scores against the Spark scoring job's, row by row")
+    parity.add_argument("--bundle", required=True)
+    parity.add_argument("--data", required=True, help="the Avro rows the scoring job scored")
+    parity.add_argument("--scores", required=True, help="its ScoringResult output for them (OUT/NAME)")
+    parity.add_argument("--columns", help="input column names as JSON, as for the jobs")
+    parity.add_argument("--tolerance", type=float, default=1e-9)
+    parity.set_defaults(func=cmd_bundle_parity)
+    serve = sub.add_parser("serve", help="the scoring service (HTTP) for a bundle")
+    serve.add_argument("bundle")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--cache", default=str(Path.home() / ".cache" / "glmix" / "bundles"),
+                       help="where a bundle on HDFS is copied")
+    serve.set_defaults(func=cmd_serve)
     models_commands.add_parser(sub).set_defaults(func=lambda args: models_commands.run(args, console))
     return parser
 

@@ -57,7 +57,7 @@ def photon_schema(variant: str, names: dict[str, str]) -> dict[str, Any]:
 
 
 def _photon_records(records: Iterator[dict[str, Any]], variant: str, names: dict[str, str],
-                    first: int) -> Iterator[dict[str, Any]]:
+                    first: int, offsets: bool = False) -> Iterator[dict[str, Any]]:
     response_types = [int, float, bool, str]
     for n, record in enumerate(records):
         label = record["label"]
@@ -81,15 +81,16 @@ def _photon_records(records: Iterator[dict[str, Any]], variant: str, names: dict
             out[bag] = items
         out["userId"] = int(record["userId"][1:])
         out[names.get("weight", "weight")] = None if n % 3 else 1.0
-        out[names.get("offset", "offset")] = None
+        out[names.get("offset", "offset")] = 0.1 * (n % 5) - 0.2 if offsets and n % 2 == 0 else None
         out[names.get("metadata_map", "metadataMap")] = {"movieId": record["movieId"]}
         yield out
 
 
 def write_photon_dataset(target: Path, rows: int, seed: int, variant: str = "null",
-                         names: dict[str, str] | None = None, empty_file: bool = True) -> Path:
+                         names: dict[str, str] | None = None, empty_file: bool = True, offsets: bool = False) -> Path:
     """``target/{train,validation}/part-*.avro`` with Apache avro's writer; with ``empty_file``
-    each directory also holds a data file with no records, as a task with no input writes."""
+    each directory also holds a data file with no records, as a task with no input writes; with
+    ``offsets`` every other row has an offset (the others a null one)."""
     names = names or {}
     source = target / "_synthetic"
     generate(movielens_spec(rows=rows, seed=seed), str(source))
@@ -102,7 +103,7 @@ def write_photon_dataset(target: Path, rows: int, seed: int, variant: str = "nul
                 records = list(fastavro.reader(stream))
             with open(target / dataset / f"part-{k:05d}.avro", "wb") as out:
                 writer = avro.datafile.DataFileWriter(out, avro.io.DatumWriter(), schema)
-                for record in _photon_records(iter(records), variant, names, first):
+                for record in _photon_records(iter(records), variant, names, first, offsets):
                     writer.append(record)
                 writer.close()
             first += len(records)
