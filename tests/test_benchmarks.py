@@ -15,7 +15,7 @@ from bench.__main__ import available
 from cluster.devcluster import REPO, Cluster
 
 ON_THIS_MACHINE = ["avro_read", "data_jobs", "fixed_effect", "flow_scale", "game", "prior", "random_effect", "recovery",
-                   "skew"]
+                   "serving", "skew"]
 ON_YARN = ["keras", "launcher"]   # they compare the local backend with YARN: integration tests
 # no smoke run: shipped_flow's workload is a whole literal flow on YARN, which tests/test_game_yarn.py
 # runs; week's is eight whole flows, whose first seven (the week itself, smaller) tests/test_week.py runs

@@ -25,6 +25,7 @@ import requests
 from glmix.errors import ConfigError
 from glmix.io.avro import read_avro_records
 from glmix.io.examples import ColumnNames
+from glmix.io.storage import copy_tree, storage_for
 from glmix.model.game_model import read_game_model
 from glmix.model.linear_model import read_models
 from glmix.model.photon_model import import_photon_model
@@ -269,3 +270,29 @@ def test_switching_bundles_under_load_fails_no_request(service: str, served: dic
     refused = requests.post(f"{service}/model", json={"bundle": str(tmp_path / "nothing")}, timeout=10)
     assert refused.status_code == 400 and "not a published serving bundle" in refused.json()["error"]
     requests.post(f"{service}/model", json={"bundle": str(served["bundle"])}, timeout=60)
+
+
+@pytest.mark.integration
+def test_a_bundle_on_hdfs_is_built_from_a_model_on_hdfs_and_copied_once(hdfs_root: str, served: dict[str, Path],
+                                                                        spark, tmp_path: Path) -> None:
+    # (the cluster first: the Spark session then reads hdfs:/// paths with the cluster's configuration)
+    copy_tree(str(served["model"]), f"{hdfs_root}/model")
+    export_bundle(spark, ExportArgs(model=f"{hdfs_root}/model", output=f"{hdfs_root}/bundle", shards=3))
+    assert storage_for(hdfs_root).exists(f"{hdfs_root}/bundle/_SUCCESS")
+    remote = OnlineScorer(f"{hdfs_root}/bundle", cache=tmp_path / "cache")
+    local = OnlineScorer(str(served["bundle"]))
+    try:
+        [copied] = [p for p in (tmp_path / "cache").iterdir()]
+        assert (copied / "_SUCCESS").exists() and not list((tmp_path / "cache").glob("*.partial"))
+        batch, want = _requests_of(served, 30)
+        for request, expected in zip(batch, want, strict=True):
+            features = {b: [(f["name"], f["term"], f["value"]) for f in items] for b, items in request["features"].items()}
+            got = remote.score(features, request["ids"], request["offset"])
+            assert got == local.score(features, request["ids"], request["offset"])
+            assert got.score == pytest.approx(expected, abs=1e-9)
+        again = OnlineScorer(f"{hdfs_root}/bundle", cache=tmp_path / "cache")     # the same copy, not a second
+        assert [p.name for p in (tmp_path / "cache").iterdir()] == [copied.name]
+        again.close()
+    finally:
+        remote.close()
+        local.close()

@@ -13,6 +13,8 @@ n int32 feature indices, n float64 coefficients. Its shard is crc32(utf-8 id) mo
 from __future__ import annotations
 
 import struct
+import threading
+import weakref
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,12 +67,32 @@ def write_shard(path: Path, items: Iterable[tuple[bytes, bytes]]) -> int:
     return count
 
 
+class _Shard:
+    """One open store file. LMDB refuses to open a file twice in one process, so scorers of one
+    bundle (a service switching back to a version it served) share it; it closes with its last user."""
+
+    _open: weakref.WeakValueDictionary[str, _Shard] = weakref.WeakValueDictionary()
+    _lock = threading.Lock()
+
+    def __init__(self, path: str) -> None:
+        self.env = lmdb.open(path, subdir=False, readonly=True, lock=False, readahead=False, max_readers=1024)
+
+    @classmethod
+    def of(cls, path: Path) -> _Shard:
+        key = str(path.resolve())
+        with cls._lock:
+            shard = cls._open.get(key)
+            if shard is None:
+                shard = cls._open[key] = cls(key)
+            return shard
+
+
 class EntityStore:
     """The shards of one random effect, open for reading (thread-safe: a read transaction per lookup)."""
 
     def __init__(self, paths: list[Path]) -> None:
-        self._envs = [lmdb.open(str(p), subdir=False, readonly=True, lock=False, readahead=False,
-                                max_readers=1024) for p in paths]
+        self._shards = [_Shard.of(p) for p in paths]
+        self._envs = [s.env for s in self._shards]
 
     def get(self, entity_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         key = entity_id.encode()
@@ -83,5 +105,5 @@ class EntityStore:
         return sum(int(env.stat()["entries"]) for env in self._envs)
 
     def close(self) -> None:
-        for env in self._envs:
-            env.close()
+        """Let go of the files (each closes when no other store of this process uses it)."""
+        self._shards, self._envs = [], []

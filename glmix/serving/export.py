@@ -25,7 +25,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from glmix.errors import ConfigError
-from glmix.io.storage import join, publish_atomically, qualified, storage_for
+from glmix.io.storage import join, publish_atomically, qualified, storage_for, with_namenode
 from glmix.model.game_model import CoordinateModel, read_game_model
 from glmix.model.linear_model import read_models
 from glmix.registry.store import ModelRegistry
@@ -138,7 +138,8 @@ def _build_shards(batches: Iterable[pa.RecordBatch], keys: pa.Array, directory: 
 
 def _export_random(spark: SparkSession, model: CoordinateModel, target: str,
                    shards: int) -> tuple[BundleCoordinate, dict[str, str]]:
-    frame = spark.read.format("avro").load(qualified(model.coefficients))
+    # the namenode spelled out: a Spark session made without the cluster's configuration reads it too
+    frame = spark.read.format("avro").load(with_namenode(qualified(model.coefficients)))
     means = frame.select(F.col("modelId").cast("string").alias("entity"), "means")
     terms = means.select(F.explode("means").alias("m")).select(
         F.col("m.name").alias("name"), F.coalesce(F.col("m.term"), F.lit("")).alias("term")).distinct()
