@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -24,6 +24,9 @@ from glmix.game.config import GameConfig
 from glmix.io.examples import ColumnNames, ExampleReader, ReadStats
 from glmix.io.libsvm import import_libsvm
 from glmix.registry import commands as models_commands
+
+if TYPE_CHECKING:
+    from glmix.serving.parity import ParityReport
 
 console = Console(stderr=False)
 
@@ -241,18 +244,26 @@ def cmd_bundle_export(args: argparse.Namespace) -> None:
 
 
 def cmd_bundle_parity(args: argparse.Namespace) -> None:
+    """Exit 1 when a row's online score differs from the Spark job's by more than the tolerance."""
     from glmix.serving.parity import check_parity
 
     columns = ColumnNames.model_validate_json(args.columns) if args.columns else ColumnNames()
     report = check_parity(args.bundle, args.data, args.scores, columns, args.tolerance)
-    table = Table("rows compared", "max |online - Spark|", "worst uid", f"over {args.tolerance:g}",
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        _print_parity(report, args.tolerance)
+    if not report.passed:
+        raise SystemExit(1)
+
+
+def _print_parity(report: ParityReport, tolerance: float) -> None:
+    table = Table("rows compared", "max |online - Spark|", "worst uid", f"over {tolerance:g}",
                   "not in the scores", box=box.SIMPLE)
     table.add_row(str(report.rows), f"{report.max_abs_difference:.3g}", escape(str(report.worst_uid)),
                   str(report.over_tolerance), str(report.not_in_scores))
     console.print(table)
     console.print("parity: [green]passed[/green]" if report.passed else "parity: [red]FAILED[/red]")
-    if not report.passed:
-        raise SystemExit(1)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -402,15 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     bundle_sub = bundle.add_subparsers(dest="bundle_command", required=True)
     export = bundle_sub.add_parser("export", help="a GAME model or registry version as a serving bundle (Spark)",
                                    add_help=False)
-    export.add_argument("job_args", nargs=argparse.REMAINDER,
-                        help="the export job's arguments (python -m jobs.export_bundle --help)")
-    export.set_defaults(func=cmd_bundle_export)
+    export.set_defaults(func=cmd_bundle_export, passes_arguments_on=True)   # to the job: jobs/export_bundle.py --help
     parity = bundle_sub.add_parser("parity", help="online scores against the Spark scoring job's, row by row")
     parity.add_argument("--bundle", required=True)
     parity.add_argument("--data", required=True, help="the Avro rows the scoring job scored")
     parity.add_argument("--scores", required=True, help="its ScoringResult output for them (OUT/NAME)")
     parity.add_argument("--columns", help="input column names as JSON, as for the jobs")
     parity.add_argument("--tolerance", type=float, default=1e-9)
+    parity.add_argument("--json", action="store_true", help="the report as JSON")
     parity.set_defaults(func=cmd_bundle_parity)
     serve = sub.add_parser("serve", help="the scoring service (HTTP) for a bundle")
     serve.add_argument("bundle")
@@ -424,7 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, job_args = parser.parse_known_args(argv)
+    if job_args and not getattr(args, "passes_arguments_on", False):
+        parser.error(f"unrecognized arguments: {' '.join(job_args)}")
+    args.job_args = job_args
     try:
         args.func(args)
     except GlmixError as exc:

@@ -23,6 +23,7 @@ from glmix.game.demo import true_margins
 from glmix.game.flow_builder import build_project
 from glmix.game.report import hosmer_lemeshow
 from glmix.glm.metrics import auc
+from glmix.io.avro import read_avro_records
 from glmix.model.game_model import read_game_model
 from glmix.registry import ModelRegistry
 from glmix.registry.gate import decide
@@ -62,6 +63,20 @@ def test_demo_trains_glmix_and_beats_the_global_model(tmp_path: Path, capsys, sp
     assert main(["summary", str(tmp_path / "game" / "best"), "--top", "5"]) == 0
     printed = capsys.readouterr().out
     assert "fixed effect global" in printed and "5 of" in printed and "variance components" in printed
+
+    # serving (issue 23): the chosen model as a bundle scores every validation row as the Spark job did
+    chosen = steps[summary["best"]]
+    scores = (tmp_path / "game" / f"run-{chosen['run']}" / f"pass-{chosen['pass']}" / f"{chosen['coordinate']}.scores"
+              / "validation")
+    bundle = tmp_path / "bundle"
+    assert main(["bundle", "export", "--model", str(tmp_path / "game" / "best"), "--output", str(bundle),
+                 "--shards", "2"]) == 0
+    capsys.readouterr()
+    assert main(["bundle", "parity", "--bundle", str(bundle), "--data", str(tmp_path / "data" / "validation"),
+                 "--scores", str(scores), "--json"]) == 0
+    parity = json.loads(capsys.readouterr().out)
+    assert parity["passed"] and parity["max_abs_difference"] < 1e-9
+    assert parity["rows"] == sum(1 for _ in read_avro_records(str(scores))) > 1000
 
 
 def small_config(tmp_path: Path) -> GameConfig:

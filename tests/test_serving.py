@@ -29,6 +29,8 @@ from glmix.io.storage import copy_tree, storage_for
 from glmix.model.game_model import read_game_model
 from glmix.model.linear_model import read_models
 from glmix.model.photon_model import import_photon_model
+from glmix.registry import ModelRegistry
+from glmix.registry.store import RegistryError
 from glmix.serving import OnlineScorer, check_parity, read_manifest
 from glmix.serving.entity_store import shard_of
 from glmix.serving.export import ExportArgs, export_bundle
@@ -155,6 +157,21 @@ def test_a_bundle_whose_file_changed_is_refused(served: dict[str, Path], tmp_pat
     (copy / "_SUCCESS").unlink()
     with pytest.raises(ConfigError, match="not a published serving bundle"):
         OnlineScorer(str(copy))
+
+
+def test_a_registry_version_exports_as_the_model_it_holds(served: dict[str, Path], tmp_path: Path, spark) -> None:
+    registry = ModelRegistry(str(tmp_path / "registry"))
+    registry.register_model_dir("movies", str(served["model"]), {"task": "logistic"}, {})
+    second = registry.register_model_dir("movies", str(served["model"]), {"task": "logistic"}, {})
+    with pytest.raises(RegistryError, match="no production version"):
+        export_bundle(spark, ExportArgs(registry=registry.root, name="movies", output=str(tmp_path / "b")))
+    registry.promote("movies", second.number)
+    export_bundle(spark, ExportArgs(registry=registry.root, name="movies", output=str(tmp_path / "b"), shards=3))
+    manifest = read_manifest(str(tmp_path / "b"))
+    assert manifest.version == 2 and manifest.model == f"{registry.root}#movies:2"
+    assert manifest.files == read_manifest(str(served["bundle"])).files     # the same files, byte for byte
+    with pytest.raises(ValueError, match="give either --model or --registry"):
+        ExportArgs(output="x")
 
 
 def test_a_model_with_a_scores_coordinate_cannot_be_exported(tmp_path: Path, spark) -> None:
