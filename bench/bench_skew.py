@@ -85,9 +85,9 @@ def stage_balance(event_log: Path) -> dict[str, dict[str, Any]]:
 def run_jobs(data: str, index_dir: str, out: Path, skew_handling: bool) -> tuple[dict[str, float], dict[str, Any]]:
     """Partition, train, score under one session with an event log; returns seconds per job and the
     partitioning report."""
+    from glmix.spark.scoring import score
     from glmix.spark.session import session
     from jobs.partition_random_effect import partition_random_effect
-    from jobs.score import score
     from jobs.train_random_effect import train_random_effect
 
     logs = out / "events"

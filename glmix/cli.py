@@ -21,6 +21,7 @@ from glmix.data.synthetic import GenerationSummary, SyntheticSpec, generate, loa
 from glmix.errors import GlmixError
 from glmix.flow.runner import DEFAULT_PARALLEL
 from glmix.game.config import GameConfig
+from glmix.game.training import train_flow
 from glmix.io.examples import ColumnNames, ExampleReader, ReadStats
 from glmix.io.libsvm import import_libsvm
 from glmix.registry import commands as models_commands
@@ -118,30 +119,6 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
     console.print(table)
 
 
-def train_flow(config: GameConfig, project: Path, overrides: dict[str, str], restart: bool,
-               parallel: int = DEFAULT_PARALLEL, wait: float = 0.0) -> dict[str, Any]:
-    """Build the config's flow and run it here; returns the summary (raises if a stage failed)."""
-    from glmix.flow.runner import LocalRunner, print_timings
-    from glmix.game.flow_builder import build_project
-    from glmix.io.storage import storage_for
-    from glmix.spark.session import suits_quick_start
-
-    build_project(config, project)
-    quick_start = suits_quick_start([config.input.train, config.input.validation])
-    runner = LocalRunner(project, overrides, console, parallel, quick_start, lease_wait=wait)
-    started = time.monotonic()
-    results = runner.run(restart=restart)
-    print_timings(results, console)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise GlmixError(f"stage {failed[0].name} failed: {failed[0].error} (log: {failed[0].log}); "
-                         "run the same command again to resume from it")
-    console.print(f"flow {config.name}: {len(results)} stages in {time.monotonic() - started:.1f}s")
-    summary_path = f"{config.output}/summary.json"
-    summary: dict[str, Any] = json.loads(storage_for(summary_path).read_bytes(summary_path))
-    return summary
-
-
 def _overrides(values: list[str] | None, run_date: str | None = None) -> dict[str, str]:
     """``--set`` pairs, and ``--date`` as the run date a scheduled flow's dated inputs count back from."""
     pairs = {"glmix.run.date": run_date} if run_date else {}
@@ -156,7 +133,8 @@ def _overrides(values: list[str] | None, run_date: str | None = None) -> dict[st
 def cmd_train(args: argparse.Namespace) -> None:
     config = GameConfig.from_yaml(args.config).resolved(Path.cwd())
     project = Path(args.project or Path(".glmix") / "flows" / config.name)
-    summary = train_flow(config, project, _overrides(args.set, args.date), args.restart, args.parallel, args.wait)
+    summary = train_flow(config, project, console, _overrides(args.set, args.date), args.restart, args.parallel,
+                         args.wait)
     print_summary(summary, f"{config.name}: validation metrics after each coordinate update")
     console.print(f"best model: {summary['best_model']}; report: {config.output}/report/index.html")
 
@@ -224,7 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_generate(load_spec("movielens", rows=args.rows, seed=args.seed), str(output / "data"),
                  processes=os.cpu_count() or 1)
     config = demo_config(output, args.passes)
-    summary = train_flow(config, output / "flow", {}, restart=True)
+    summary = train_flow(config, output / "flow", console, restart=True)
     print_summary(summary, "validation metrics after each coordinate update (embedded: Spark local[2], "
                            "launcher local backend, local disk)")
     labels, margins = true_margins(str(output / "data"))

@@ -28,9 +28,9 @@ from glmix.model.summary import model_summary
 from glmix.settings import FeatureShard
 from glmix.spark import input as spark_input
 from glmix.spark.input import InputSpec, load_examples, read_scores
+from glmix.spark.scoring import score
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
-from jobs.score import score
 from tests.photon_data import BAGS, write_parquet_copy, write_photon_dataset, write_photon_model
 
 

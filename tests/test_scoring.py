@@ -19,10 +19,10 @@ from glmix.io.scores import offsets_for
 from glmix.model.game_model import CoordinateModel, publish_game_model, read_game_model
 from glmix.model.linear_model import LinearModel, write_models
 from glmix.settings import FeatureShard
+from glmix.spark.scoring import score
 from jobs.evaluate import evaluate, read_metrics
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
-from jobs.score import score
 from tests.test_spark_jobs import SMALL, write
 
 INTERCEPT = (INTERCEPT_NAME, "")

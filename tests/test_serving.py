@@ -35,7 +35,7 @@ from glmix.serving import OnlineScorer, check_parity, read_manifest
 from glmix.serving.entity_store import shard_of
 from glmix.serving.export import ExportArgs, export_bundle
 from glmix.settings import FeatureShard
-from jobs.score import score
+from glmix.spark.scoring import score
 from tests.photon_data import (
     BAGS,
     photon_model_record,

@@ -44,7 +44,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,18 +143,34 @@ class LocalRunner:
         return NodeFacts(hashlib.sha256(command.encode()).hexdigest()[:16], inputs, tuple(declared("glmix.outputs")))
 
     # ------------------------------------------------------------------ running
-    def run(self, restart: bool = False) -> list[NodeResult]:
-        """Run every node not already done; after a failure, start nothing new and let the running finish."""
+    def run(self, restart: bool = False, targets: Collection[str] = ()) -> list[NodeResult]:
+        """Run every node not already done (with ``targets``: those nodes and what they depend on);
+        after a failure, start nothing new and let the running finish."""
         lease = Lease(self.run_state.directory, f"flow {self.flow.name}")
         lease.acquire(self.lease_wait, say=lambda message: self.console.print(message, highlight=False, markup=False))
         try:
-            return self._run(restart)
+            return self._run(restart, self._needed(targets))
         finally:
             lease.release()
 
-    def _run(self, restart: bool) -> list[NodeResult]:
+    def _needed(self, targets: Collection[str]) -> set[str]:
+        """The targets and every node they depend on, directly or not (all nodes without targets)."""
+        nodes = {n.name: n for n in self.flow.nodes}
+        unknown = sorted(set(targets) - set(nodes))
+        if unknown:
+            raise ConfigError(f"flow {self.flow.name} has no node {unknown[0]}")
+        needed: set[str] = set()
+        pending = list(targets or nodes)
+        while pending:
+            name = pending.pop()
+            if name not in needed:
+                needed.add(name)
+                pending.extend(nodes[name].depends_on)
+        return needed
+
+    def _run(self, restart: bool, needed: set[str]) -> list[NodeResult]:
         state = {} if restart else self.run_state.load()
-        ordered = self.flow.order()
+        ordered = [node for node in self.flow.order() if node.name in needed]
         position = {node.name: k for k, node in enumerate(ordered, 1)}
         results: dict[str, NodeResult] = {}
         succeeded: set[str] = set()

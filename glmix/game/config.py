@@ -25,6 +25,7 @@ no feature shard named 'movie'``).
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 import sys
@@ -420,6 +421,14 @@ class GameConfig(Settings):
             return cls.parse(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+
+    def to_yaml(self) -> str:
+        """The config as a user writes it (what is not set is left out), e.g. to save a notebook's
+        config as the flow's."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, width=100)
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.to_yaml())}</pre>"
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)

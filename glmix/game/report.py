@@ -24,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from scipy.stats import chi2  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
@@ -34,7 +35,7 @@ from glmix.io.avro import read_avro_records  # noqa: E402
 from glmix.io.parquet import read_parquet  # noqa: E402
 from glmix.io.storage import join, storage_for, write_file_atomically  # noqa: E402
 from glmix.model.game_model import read_game_model  # noqa: E402
-from glmix.model.summary import ModelSummary, largest_effects, model_summary, shown  # noqa: E402
+from glmix.model.summary import model_summary  # noqa: E402
 
 SUMMARY_FILE = "model-summary.json"
 
@@ -105,24 +106,33 @@ def _metric_plot(summary: dict[str, Any]) -> str:
     return png_tag(figure)
 
 
-def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
+def roc_figure(y: np.ndarray, margin: np.ndarray, title: str = "ROC (validation)") -> Figure:
     fpr, tpr, _ = roc_curve(y, margin)
     figure, ax = plt.subplots(figsize=(4, 4))
     ax.plot(fpr, tpr, label=f"AUC {auc(y, margin):.4f}")
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (validation)")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
     ax.legend(loc="lower right")
-    roc = png_tag(figure)
-    p = 1.0 / (1.0 + np.exp(-margin))
-    statistic, p_value, bins = hosmer_lemeshow(y, p)
+    return figure
+
+
+def calibration_figure(y: np.ndarray, margin: np.ndarray) -> tuple[Figure, float, float, int]:
+    """Observed against predicted positive rate by decile; with the Hosmer-Lemeshow statistic, its
+    p-value and the number of deciles."""
+    statistic, p_value, bins = hosmer_lemeshow(y, 1.0 / (1.0 + np.exp(-margin)))
     figure, ax = plt.subplots(figsize=(4, 4))
     ax.plot([b[0] for b in bins], [b[1] for b in bins], marker="o")
     ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
     ax.set(xlabel="mean predicted probability", ylabel="observed positive rate",
            title=f"calibration: HL {statistic:.1f}, p = {p_value:.3g}")
-    text = (f"<p>Hosmer-Lemeshow statistic {statistic:.2f} over {len(bins)} deciles of predicted probability "
-            f"(chi-square, {len(bins) - 2} degrees of freedom): p = {p_value:.3g}</p>")
-    return [roc, png_tag(figure), text]
+    return figure, statistic, p_value, len(bins)
+
+
+def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
+    calibration, statistic, p_value, deciles = calibration_figure(y, margin)
+    text = (f"<p>Hosmer-Lemeshow statistic {statistic:.2f} over {deciles} deciles of predicted probability "
+            f"(chi-square, {deciles - 2} degrees of freedom): p = {p_value:.3g}</p>")
+    return [png_tag(roc_figure(y, margin)), png_tag(calibration), text]
 
 
 def _coefficients(model_dir: str) -> str:
@@ -153,29 +163,6 @@ def _entity_sizes(plan: GamePlan, best_run: int) -> str:
     return png_tag(figure)
 
 
-def _model_summary(summary: ModelSummary, top: int = 30) -> str:
-    """The model summary's tables (every coefficient is in model-summary.json beside the page)."""
-    parts = []
-    for fixed in summary.fixed_effects:
-        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(c.feature)}</td><td>{shown(c.estimate)}</td>"
-                       f"<td>{shown(c.std_error)}</td><td>{shown(c.z, '.3f')}</td><td>{shown(c.p_value, '.3g')}</td>"
-                       f"<td>{shown(c.low)}</td><td>{shown(c.high)}</td></tr>" for c in largest_effects(fixed, top))
-        parts.append(f"<h3>Fixed effect {html.escape(fixed.name)}</h3><p>{shown(fixed.rows, ',')} rows, l2 "
-                     f"{shown(fixed.l2)}, variances {fixed.variance}; the intercept, then the {top - 1} largest {fixed.order} "
-                     f"of {len(fixed.coefficients)} coefficients</p><table><tr><th>feature</th><th>estimate</th>"
-                     f"<th>std. error</th><th>z</th><th>p</th><th>95% low</th><th>95% high</th></tr>{rows}</table>")
-    if summary.random_effects:
-        rows = "".join(f"<tr><td style='text-align:left'>{html.escape(r.name)}</td><td>{r.entities:,}</td>"
-                       f"<td>{shown(r.rows, ',')}</td><td style='text-align:left'>{kind}</td>"
-                       f"<td>{r.prior_shown(kind)}</td><td>{shown(spread.variance)}</td>"
-                       f"<td>{shown(spread.mean_posterior_sd)}</td></tr>"
-                       for r in summary.random_effects for kind, spread in r.estimates.items())
-        parts.append("<h3>Random effects: variance components</h3><table><tr><th>coordinate</th><th>entities</th>"
-                     "<th>rows</th><th>coefficients</th><th>prior variance</th><th>variance of estimates</th>"
-                     f"<th>mean posterior SD</th></tr>{rows}</table>")
-    return "".join(parts) or "<p>No GLM coordinates.</p>"
-
-
 def write_report(config: GameConfig) -> str:
     plan = GamePlan(config)
     summary = json.loads(storage_for(plan.summary).read_bytes(plan.summary))
@@ -189,7 +176,7 @@ def write_report(config: GameConfig) -> str:
         y, margin = labels_and_scores(join(best.scores, "validation"))
         sections += ["<h2>Best model on the validation data</h2>", *_roc_and_calibration(y, margin)]
     model = model_summary(plan.best)
-    sections += ["<h2>Model summary</h2>", _model_summary(model), "<h2>Coefficients</h2>", _coefficients(plan.best),
+    sections += ["<h2>Model summary</h2>", model.to_html(), "<h2>Coefficients</h2>", _coefficients(plan.best),
                  "<h2>Training rows per entity</h2>", _entity_sizes(plan, best.run)]
     style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right} tr.best{background:#dfd}")

@@ -16,6 +16,7 @@ estimates, which the prior shrinks.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -91,6 +92,32 @@ class ModelSummary:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+    def to_html(self, top: int = 30) -> str:
+        """The summary's tables as HTML (the report's section; a notebook's display): each fixed
+        effect's intercept and ``top - 1`` largest coefficients, every random effect's variance components."""
+        parts = []
+        for fixed in self.fixed_effects:
+            rows = "".join(f"<tr><td style='text-align:left'>{html.escape(c.feature)}</td><td>{shown(c.estimate)}</td>"
+                           f"<td>{shown(c.std_error)}</td><td>{shown(c.z, '.3f')}</td><td>{shown(c.p_value, '.3g')}</td>"
+                           f"<td>{shown(c.low)}</td><td>{shown(c.high)}</td></tr>" for c in largest_effects(fixed, top))
+            parts.append(f"<h3>Fixed effect {html.escape(fixed.name)}</h3><p>{shown(fixed.rows, ',')} rows, l2 "
+                         f"{shown(fixed.l2)}, variances {fixed.variance}; the intercept, then the {top - 1} largest {fixed.order} "
+                         f"of {len(fixed.coefficients)} coefficients</p><table><tr><th>feature</th><th>estimate</th>"
+                         f"<th>std. error</th><th>z</th><th>p</th><th>95% low</th><th>95% high</th></tr>{rows}</table>")
+        if self.random_effects:
+            rows = "".join(f"<tr><td style='text-align:left'>{html.escape(r.name)}</td><td>{r.entities:,}</td>"
+                           f"<td>{shown(r.rows, ',')}</td><td style='text-align:left'>{kind}</td>"
+                           f"<td>{r.prior_shown(kind)}</td><td>{shown(spread.variance)}</td>"
+                           f"<td>{shown(spread.mean_posterior_sd)}</td></tr>"
+                           for r in self.random_effects for kind, spread in r.estimates.items())
+            parts.append("<h3>Random effects: variance components</h3><table><tr><th>coordinate</th><th>entities</th>"
+                         "<th>rows</th><th>coefficients</th><th>prior variance</th><th>variance of estimates</th>"
+                         f"<th>mean posterior SD</th></tr>{rows}</table>")
+        return "".join(parts) or "<p>No GLM coordinates.</p>"
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
 
 
 def shown(value: float | int | None, spec: str = ".4g") -> str:

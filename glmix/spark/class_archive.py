@@ -25,9 +25,11 @@ ROWS = 3000
 
 def make_archive(archive: Path = CLASS_ARCHIVE) -> float:
     """Writes ``archive`` (atomically); returns the seconds it took."""
-    from glmix.cli import train_flow
+    from rich.console import Console
+
     from glmix.data.synthetic import generate, movielens_spec
     from glmix.game.demo import demo_config
+    from glmix.game.training import train_flow
 
     started = time.monotonic()
     partial = archive.with_suffix(".partial")
@@ -39,7 +41,7 @@ def make_archive(archive: Path = CLASS_ARCHIVE) -> float:
     assert gateway is not None, "a running local session has a Py4J gateway"
     with tempfile.TemporaryDirectory() as work:
         generate(movielens_spec(rows=ROWS), str(Path(work) / "data"))
-        train_flow(demo_config(Path(work)), Path(work) / "flow", {}, restart=True)
+        train_flow(demo_config(Path(work)), Path(work) / "flow", Console(stderr=True), restart=True)
     spark.stop()
     try:   # the archive is written as the JVM exits; the call itself loses its connection
         gateway.jvm.java.lang.System.exit(0)
