@@ -10,10 +10,11 @@ from collections import Counter
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from glmix import GameConfig, GameModel, read_dataset
+from glmix import GameConfig, GameEstimator, GameModel, read_dataset
 from glmix.errors import ConfigError
 from glmix.io.avro import read_avro_records
 from glmix.io.examples import ExampleReader
@@ -104,3 +105,23 @@ def test_api_answers_equal_independent_readings(executed: tuple[nbformat.Noteboo
         model.coefficients("per-item")
     with pytest.raises(ConfigError, match="has no model for entity 'nobody'"):
         model.coefficients("per-user", entity="nobody")
+    again = GameEstimator(GameConfig.from_yaml(work / "notebook.yaml"), work / "project")   # the notebook's flow
+    assert list(again.steps()["done"]) == [True, True]
+    with pytest.raises(ConfigError, match="every update of global in the config's passes has run"):
+        again.fit_coordinate("global")
+    with pytest.raises(ConfigError, match="no coordinate 'per-movie'; the config's: global, per-user"):
+        again.fit_coordinate("per-movie")
+
+
+@pytest.mark.integration
+def test_a_dataset_on_hdfs_reads_as_the_local_one(hdfs_root: str, spark, tmp_path: Path) -> None:
+    from glmix.data.synthetic import generate, movielens_spec
+    from glmix.io.storage import copy_tree
+
+    generate(movielens_spec(rows=1500, seed=4), str(tmp_path / "data"))
+    copy_tree(str(tmp_path / "data" / "train"), f"{hdfs_root}/train")
+    local, remote = read_dataset(str(tmp_path / "data" / "train"), spark=spark), read_dataset(f"{hdfs_root}/train",
+                                                                                              spark=spark)
+    assert remote.summary().rows == local.summary().rows and remote.summary().entities == local.summary().entities
+    pd.testing.assert_frame_equal(remote.features("features"), local.features("features"), check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(remote.entities("userId"), local.entities("userId"))
