@@ -245,9 +245,10 @@ def _print_parity(report: ParityReport, tolerance: float) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from glmix.serving.scorer import DEFAULT_CACHE
     from glmix.serving.service import serve
 
-    serve(args.bundle, args.host, args.port, Path(args.cache))
+    serve(args.bundle, args.host, args.port, Path(args.cache) if args.cache else DEFAULT_CACHE)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -404,8 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("bundle")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--cache", default=str(Path.home() / ".cache" / "glmix" / "bundles"),
-                       help="where a bundle on HDFS is copied")
+    serve.add_argument("--cache", help="where a bundle on HDFS is copied (default ~/.cache/glmix/bundles)")
     serve.set_defaults(func=cmd_serve)
     models_commands.add_parser(sub).set_defaults(func=lambda args: models_commands.run(args, console))
     return parser

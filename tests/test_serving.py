@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from glmix.errors import ConfigError
+from glmix.errors import ConfigError, DataError
 from glmix.io.avro import read_avro_records
 from glmix.io.examples import ColumnNames
 from glmix.io.storage import copy_tree, storage_for
@@ -172,6 +172,17 @@ def test_a_registry_version_exports_as_the_model_it_holds(served: dict[str, Path
     assert manifest.files == read_manifest(str(served["bundle"])).files     # the same files, byte for byte
     with pytest.raises(ValueError, match="give either --model or --registry"):
         ExportArgs(output="x")
+
+
+def test_an_entity_with_two_models_is_a_one_line_error(served: dict[str, Path], tmp_path: Path, spark) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(served["model"], model)
+    coefficients = model / "random-effect" / "per-user" / "coefficients"
+    first = next(read_models(str(coefficients)))
+    write_photon_model_file(coefficients / "part-00009.avro", [photon_model_record(first.model_id, first.means, None)])
+    with pytest.raises(DataError, match=rf"per-user/coefficients: field 'modelId': entity '{first.model_id}' has two models"):
+        export_bundle(spark, ExportArgs(model=str(model), output=str(tmp_path / "bundle"), shards=2))
+    assert not (tmp_path / "bundle").exists() and not list(tmp_path.glob(".*bundle*"))
 
 
 def test_a_model_with_a_scores_coordinate_cannot_be_exported(tmp_path: Path, spark) -> None:

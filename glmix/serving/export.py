@@ -9,6 +9,8 @@ only shard names, counts and digests come back to the driver. The bundle is publ
 
 from __future__ import annotations
 
+import itertools
+import re
 import shutil
 import tempfile
 import time
@@ -24,7 +26,7 @@ from pydantic import Field, model_validator
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from glmix.errors import ConfigError
+from glmix.errors import ConfigError, DataError
 from glmix.io.storage import join, publish_atomically, qualified, storage_for, with_namenode
 from glmix.model.game_model import CoordinateModel, read_game_model
 from glmix.model.linear_model import read_models
@@ -112,25 +114,13 @@ def _build_shards(batches: Iterable[pa.RecordBatch], keys: pa.Array, directory: 
                     start, end = bounds[i], bounds[i + 1]
                     yield shard, entity.encode(), encode(indices[start:end], values[start:end])
 
-        current: int | None = None
-        pending: list[tuple[bytes, bytes]] = []
-
-        def flush() -> None:
-            assert current is not None
-            local = Path(tmp) / shard_name(current)
-            count = write_shard(local, pending)
-            results.append({"shard": current, "entities": count, "bytes": local.stat().st_size,
-                            "sha256": _upload(local, join(directory, shard_name(current)))})
+        # the entities arrive sorted by shard: each shard's store is written as its run streams by
+        for shard, run in itertools.groupby(entities(), key=lambda entity: entity[0]):
+            local = Path(tmp) / shard_name(shard)
+            count = write_shard(local, ((key, value) for _, key, value in run))
+            results.append({"shard": shard, "entities": count, "bytes": local.stat().st_size,
+                            "sha256": _upload(local, join(directory, shard_name(shard)))})
             local.unlink()
-            pending.clear()
-
-        for shard, key, value in entities():
-            if shard != current and current is not None:
-                flush()
-            current = shard
-            pending.append((key, value))
-        if current is not None:
-            flush()
     if results:
         yield pa.RecordBatch.from_pylist(results, schema=pa.schema([
             ("shard", pa.int32()), ("entities", pa.int64()), ("bytes", pa.int64()), ("sha256", pa.string())]))
@@ -154,7 +144,13 @@ def _export_random(spark: SparkSession, model: CoordinateModel, target: str,
     keyed = (means.withColumn("shard", (F.crc32(F.col("entity").cast("binary")) % shards).cast("int"))
              .repartitionByRange(shards, "shard")
              .sortWithinPartitions("shard", F.col("entity").cast("binary")))
-    built = keyed.mapInArrow(lambda batches: _build_shards(batches, build.value, directory), SHARD_RESULT).collect()
+    try:
+        built = keyed.mapInArrow(lambda batches: _build_shards(batches, build.value, directory), SHARD_RESULT).collect()
+    except Exception as exc:   # a task's error arrives wrapped by Spark, with the worker's traceback
+        twice = re.search(r"entity ('.*?') written twice", str(exc))
+        if twice is None:
+            raise
+        raise DataError(f"entity {twice.group(1)} has two models", path=model.coefficients, field="modelId") from None
     by_shard = {int(r["shard"]): r for r in built}
     for empty in set(range(shards)) - set(by_shard):     # no entity hashed there: an empty store
         with tempfile.TemporaryDirectory() as tmp:
