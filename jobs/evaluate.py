@@ -19,11 +19,12 @@ import json
 import math
 from typing import Any
 
+import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from glmix.errors import ConfigError, DataError
-from glmix.glm.metrics import Evaluator
+from glmix.glm.metrics import Evaluator, evaluate_all
 from glmix.io.avro import write_avro_parts
 from glmix.io.schemas import parsed_schema
 from glmix.io.storage import join, publish_atomically, qualified, storage_for
@@ -50,18 +51,16 @@ def evaluate(spark: SparkSession, scores: str, output: str, evaluators: list[str
     if table.num_rows == 0:
         raise DataError("no scored rows to evaluate", path=scores)
     y, score, weight = (table.column(c).to_numpy() for c in ("label", "score", "weight"))
-    metrics: dict[str, float] = {}
-    groups: dict[str, int] = {}
-    for evaluator in parsed:
-        if evaluator.group:
-            ids = table.column(f"_group_{evaluator.group}")
-            if ids.null_count:
-                raise DataError(f"{ids.null_count} scored row(s) have no '{evaluator.group}' in metadataMap, "
-                                f"needed by {evaluator.name}", path=scores, field=f"metadataMap.{evaluator.group}")
-            metrics[evaluator.name], groups[evaluator.name] = evaluator.grouped(
-                ids.to_numpy(zero_copy_only=False), y, score, weight)
-        else:
-            metrics[evaluator.name] = evaluator(y, score, weight)
+
+    def ids_of(evaluator: Evaluator) -> np.ndarray:
+        ids = table.column(f"_group_{evaluator.group}")
+        if ids.null_count:
+            raise DataError(f"{ids.null_count} scored row(s) have no '{evaluator.group}' in metadataMap, "
+                            f"needed by {evaluator.name}", path=scores, field=f"metadataMap.{evaluator.group}")
+        found: np.ndarray = ids.to_numpy(zero_copy_only=False)
+        return found
+
+    metrics, groups = evaluate_all(parsed, y, score, weight, ids_of)
     record = {"modelId": table.column("modelId")[0].as_py(), "dataset": dataset or scores, "coordinate": coordinate,
               "pass": pass_index, "rows": len(y), "metrics": metrics}
     with publish_atomically(output) as tmp:

@@ -16,7 +16,7 @@ from glmix.api.dataset import Dataset
 from glmix.api.plots import Plot, caterpillar, figure_plot
 from glmix.errors import ConfigError
 from glmix.game.report import calibration_figure, roc_figure
-from glmix.glm.metrics import Evaluator
+from glmix.glm.metrics import Evaluator, evaluate_all
 from glmix.io.storage import qualified
 from glmix.model.game_model import CoordinateModel, read_game_model
 from glmix.model.linear_model import read_models
@@ -97,14 +97,8 @@ class GameModel:
                                    dataset.columns, "fail", tuple(e.group for e in parsed if e.group))
         table = pd.DataFrame(scored.select("label", "predictionScore", "weight", "metadataMap").toPandas())
         y, margin, weight = (table[c].to_numpy(dtype=float) for c in ("label", "predictionScore", "weight"))
-        out = {}
-        for evaluator in parsed:
-            if evaluator.group:
-                ids = np.asarray([m[evaluator.group] for m in table["metadataMap"]])
-                out[evaluator.name] = evaluator.grouped(ids, y, margin, weight)[0]
-            else:
-                out[evaluator.name] = evaluator(y, margin, weight)
-        return out
+        return evaluate_all(parsed, y, margin, weight,
+                            lambda evaluator: np.asarray([m[evaluator.group] for m in table["metadataMap"]]))[0]
 
     def plot_roc(self, dataset: Dataset) -> Plot:
         scored = self.score(dataset)

@@ -9,9 +9,9 @@ only shard names, counts and digests come back to the driver. The bundle is publ
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -31,7 +31,7 @@ from glmix.io.storage import join, publish_atomically, qualified, storage_for, w
 from glmix.model.game_model import CoordinateModel, read_game_model
 from glmix.model.linear_model import read_models
 from glmix.registry.store import ModelRegistry
-from glmix.serving.bundle import BundleCoordinate, Manifest, coordinate_dir, sha256_of
+from glmix.serving.bundle import BundleCoordinate, Manifest, coordinate_dir
 from glmix.serving.entity_store import encode, shard_name, write_shard
 from glmix.spark.indexing import KEY_SEPARATOR, looked_up
 from glmix.spark.job import JobReport
@@ -78,12 +78,13 @@ def _write_table(table: pa.Table, uri: str) -> str:
 
 
 def _upload(local: Path, uri: str) -> str:
-    with open(local, "rb") as source:
-        digest = sha256_of(source)
-        source.seek(0)
-        with storage_for(uri).open_write(uri) as sink:
-            shutil.copyfileobj(source, sink, 1 << 20)
-    return digest
+    """Copy a local file to storage; its sha256, computed on the way (one read)."""
+    digest = hashlib.sha256()
+    with open(local, "rb") as source, storage_for(uri).open_write(uri) as sink:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+            sink.write(block)
+    return digest.hexdigest()
 
 
 def _export_fixed(model: CoordinateModel, target: str) -> tuple[BundleCoordinate, dict[str, str]]:
