@@ -73,9 +73,9 @@ jvm-deps:
 # others; each line is prefixed with its session, and the target fails when either fails
 test: setup
 	@set -o pipefail; \
-	($(PY) -m pytest tests -m integration --basetemp=/tmp/glmix-tests-cluster -p no:cacheprovider --durations=10 2>&1 \
+	($(PY) -m pytest tests -m integration --basetemp=/tmp/glmix-tests-cluster -p no:cacheprovider --durations=25 2>&1 \
 	  | sed -u 's/^/[cluster] /') & cluster=$$!; \
-	$(PY) -m pytest tests -m "not integration" --basetemp=/tmp/glmix-tests-local --durations=10 2>&1 \
+	$(PY) -m pytest tests -m "not integration" --basetemp=/tmp/glmix-tests-local --durations=25 2>&1 \
 	  | sed -u 's/^/[local] /'; local=$$?; \
 	wait $$cluster; cluster=$$?; \
 	echo "make test: local tests exit $$local, cluster tests exit $$cluster"; \

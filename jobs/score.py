@@ -10,6 +10,9 @@ Output (published atomically): OUT/NAME/*.avro for every ``--data NAME=...`` (Sc
 uid, label, weight, predictionScore, coordinateScores, metadataMap with the entity ids) and
 OUT/_report.json (rows scored, and per coordinate how many rows had a model). The entity ids of
 the random effects, and of ``--id-fields``, are copied into ``metadataMap``.
+
+With ``--evaluators E ... --metrics METRICS`` (one ``--data``), the scores are then evaluated as
+jobs/evaluate does, in the same Spark application: a flow step scores and evaluates in one node.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from glmix.io.storage import join
 from glmix.model.game_model import CoordinateModel, read_game_model
+from glmix.spark.evaluation import evaluate
 from glmix.spark.job import run_main
 from glmix.spark.job_args import ScoreArgs
 from glmix.spark.scoring import pointed_model, score
@@ -32,8 +37,13 @@ def run(spark: SparkSession, args: ScoreArgs) -> dict[str, Any]:
     models += [CoordinateModel.from_flag("fixed", v) for v in args.fixed_effect]
     models += [CoordinateModel.from_flag("random", v) for v in args.random_effect]
     models += [CoordinateModel.from_flag("scores", v) for v in args.scores]
-    return score(spark, args.datasets(), models, args.output, args.model_id, args.columns,
-                 args.bad_records, args.files, tuple(args.id_fields), args.dated())
+    report = score(spark, args.datasets(), models, args.output, args.model_id, args.columns,
+                   args.bad_records, args.files, tuple(args.id_fields), args.dated())
+    if args.metrics is None:
+        return report
+    (name,) = args.datasets()
+    return {**report, "evaluation": evaluate(spark, join(args.output, name), args.metrics, args.evaluators,
+                                             args.coordinate, args.pass_index)}
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_the_notebook_runs_and_shows_what_the_flow_computed(executed: tuple[nbfo
     summary = _text(_outputs(notebook, "train = read_dataset"), "text/html")
     assert f"{len(rows):,} rows" in summary and f"<td>userId</td><td>{len({r.ids['userId'] for r in rows}):,}</td>" in summary
 
-    # the step-by-step metrics are the evaluate stage's, and the per-user effect helps
+    # the step-by-step metrics are the flow's evaluation's, and the per-user effect helps
     metrics = {s: json.loads(next((work / "output").glob(f"run-0/pass-0/{s}.metrics/metrics.json")).read_text())["metrics"]
                for s in ("global", "per-user")}
     assert _text(_outputs(notebook, "global_only =")) == repr(metrics["global"])

@@ -167,7 +167,7 @@ def test_data_gate_job_on_photon_files(photon: Path, tmp_path: Path, spark) -> N
 def test_data_gate_in_the_flow_needs_a_registry(tmp_path: Path) -> None:
     base = {"name": "g", "task": "logistic", "input": {"train": "t", "validation": "v"}, "output": str(tmp_path / "o"),
             "feature_shards": [{"name": "s", "bags": ["features"]}],
-            "coordinates": {"global": {"type": "fixed", "shard": "s"},
+            "coordinates": {"global": {"type": "fixed", "shard": "s", "compute": "scipy"},
                             "per-user": {"type": "random", "shard": "s", "entity_field": "userId"}},
             "update_sequence": ["global", "per-user"], "data_gate": {"psi": 0.1}}
     with pytest.raises(ConfigError, match="data_gate: .* needs a registry section"):

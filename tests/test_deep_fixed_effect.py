@@ -48,7 +48,7 @@ def run_flow(tmp_path: Path, name: str, config: dict) -> dict:
 def test_deep_beats_glm_and_external_reproduces_it(tmp_path: Path, spark) -> None:
     spec = generic_spec(rows=16_000, users=60, items=20, context_dimension=10, context_nnz=10, seed=3)
     generate(spec.model_copy(update={"nonlinear_std": 2.0}), str(tmp_path / "data"))
-    glm = run_flow(tmp_path, "glm", base(tmp_path / "data", tmp_path / "glm", {"type": "fixed", "shard": "global"}))
+    glm = run_flow(tmp_path, "glm", base(tmp_path / "data", tmp_path / "glm", {"type": "fixed", "shard": "global", "compute": "scipy"}))
     keras = {"type": "fixed", "shard": "global", "model_type": "keras",
              "keras": {"epochs": 8, "batch_size": 256, "model_args": {"hidden": [32, 16]}}}
     deep = run_flow(tmp_path, "deep", base(tmp_path / "data", tmp_path / "deep", keras))

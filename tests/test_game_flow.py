@@ -157,10 +157,10 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     config = GameConfig.from_yaml(EXAMPLE)
     flow = read_project(build_project(config, tmp_path / "project"))
     nodes = {n.name: n for n in flow.nodes}
-    assert len(nodes) == 1 + 2 + 2 + 2 * (3 + 3 + 3) + 2   # index, prepare, partition once, passes, best + report
+    assert len(nodes) == 1 + 2 + 2 + 2 * (2 + 2 + 2) + 2   # index, prepare, partition once, passes, best + report
     assert "--shards '[{\"name\":\"global\",\"bags\":[\"features\",\"userFeatures\",\"movieFeatures\"]}," \
         in nodes["index"].command
-    # trains follow trains: a score node only feeds its evaluation
+    # trains follow trains: a score node (which evaluates) only feeds the choice of the best step
     assert nodes["p1-global-train"].depends_on == ["prepare-train", "prepare-validation", "p0-per-movie-train"]
     assert nodes["partition-per-user"].depends_on == ["index"]
     assert "--offsets" not in nodes["partition-per-user"].command
@@ -172,12 +172,13 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     assert nodes["p1-per-user-score"].depends_on == ["p1-per-user-train"]
     score = nodes["p1-per-user-score"].command
     assert "--data validation=" in score and "train=" not in score
+    assert f"--metrics {game}/pass-1/per-user.metrics" in score and "--evaluators AUC" in score
     assert f"--scores global={game}/pass-1/global --random-effect per-user=userId={game}/pass-1/per-user " \
         f"--random-effect per-movie=movieId={game}/pass-0/per-movie " in score
     assert nodes["p0-per-user-train"].command.startswith("${spark.submit} --master ${spark.master}")
     assert nodes["p0-global-train"].command == \
         "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend} ${launcher.options}"
-    assert set(nodes["select-best"].depends_on) == {n for n in nodes if n.endswith("-evaluate")}
+    assert set(nodes["select-best"].depends_on) == {n for n in nodes if n.endswith("-score")}
     assert all({k: n.config[k] for k in ("retries", "retry.backoff")} == {"retries": "1", "retry.backoff": "30000"}
                for n in flow.nodes)
     # what the runner needs to know when a stage's earlier run still stands (glmix.flow.run_state)

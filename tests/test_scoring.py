@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from glmix.data.feature_index import write_shard_meta
-from glmix.errors import DataError
+from glmix.errors import ConfigError, DataError
 from glmix.glm.metrics import Evaluator, precision_at_k
 from glmix.io.avro import read_avro_records
 from glmix.io.schemas import INTERCEPT_NAME
@@ -19,8 +19,10 @@ from glmix.io.scores import offsets_for
 from glmix.model.game_model import CoordinateModel, publish_game_model, read_game_model
 from glmix.model.linear_model import LinearModel, write_models
 from glmix.settings import FeatureShard
+from glmix.spark.evaluation import evaluate, read_metrics
+from glmix.spark.job_args import ScoreArgs
 from glmix.spark.scoring import score
-from jobs.evaluate import evaluate, read_metrics
+from jobs import score as score_job
 from jobs.index_features import index_features
 from jobs.partition_random_effect import partition_random_effect
 from tests.test_spark_jobs import SMALL, write
@@ -100,6 +102,27 @@ def test_evaluation_matches_scikit_learn(spark, tmp_path: Path) -> None:
     assert metrics["coordinate"] == "c" and metrics["pass"] == 1
     (avro,) = list(read_avro_records(str(tmp_path / "metrics" / "metrics")))
     assert avro["metrics"]["AUC"] == metrics["metrics"]["AUC"]
+
+
+def test_the_score_job_evaluates_what_it_scored_as_the_evaluate_job_does(spark, tmp_path: Path, game) -> None:
+    """A flow step's one node: jobs/score with --evaluators and --metrics, in one Spark application."""
+    data = write(tmp_path / "data" / "part-0.avro", SMALL)
+    publish_game_model(str(tmp_path / "best"), game, {"task": "logistic"})
+    evaluators = ["AUC", "LOGISTIC_LOSS", "AUC:userId"]
+    args = ScoreArgs.from_argv(["--data", f"validation={data}", "--model", str(tmp_path / "best"),
+                                "--output", str(tmp_path / "scores"), "--metrics", str(tmp_path / "metrics"),
+                                "--evaluators", ",".join(evaluators), "--coordinate", "per-user", "--pass-index", "0"])
+    report = score_job.run(spark, args)
+    evaluate(spark, str(tmp_path / "scores" / "validation"), str(tmp_path / "alone"), evaluators, "per-user", 0)
+    together, alone = read_metrics(str(tmp_path / "metrics")), read_metrics(str(tmp_path / "alone"))
+    assert together["metrics"] == alone["metrics"] and together["groups"] == alone["groups"]
+    assert (together["coordinate"], together["pass"], together["rows"]) == ("per-user", 0, len(SMALL))
+    assert report["evaluation"]["rows"] == len(SMALL) and report["evaluation"]["job"] == "evaluate"
+    with pytest.raises(ConfigError, match="--metrics and --evaluators go together"):
+        ScoreArgs.from_argv(["--data", f"v={data}", "--output", "o", "--metrics", "m"])
+    with pytest.raises(ConfigError, match="give one --data"):
+        ScoreArgs.from_argv(["--data", f"v={data}", "--data", f"w={data}", "--output", "o", "--metrics", "m",
+                             "--evaluators", "AUC"])
 
 
 def test_grouped_metrics_skip_groups_where_they_are_undefined() -> None:

@@ -1,7 +1,7 @@
 """The Python API for notebooks: explore a dataset, train step by step, inspect the model.
 
 The CLI and the flow's stages run the same functions: reading is the jobs' reader, training the
-runner `glmix train` uses, scoring the scoring job's Spark work, metrics the evaluate stage's
+runner `glmix train` uses, scoring the scoring job's Spark work, metrics the flow's evaluation's
 evaluators, the summary and the figures the report's.
 """
 

@@ -90,7 +90,7 @@ class GameModel:
                                           *[F.col("coordinateScores")[n].alias(n) for n in names]).toPandas())
 
     def evaluate(self, dataset: Dataset, evaluators: tuple[str, ...] = ("AUC",)) -> dict[str, float]:
-        """Metrics of the scores, by the evaluators the flow's evaluate stage uses (grouped ones need
+        """Metrics of the scores, by the evaluators the flow's evaluation uses (grouped ones need
         their id among the dataset's entity fields)."""
         parsed = [Evaluator.parse(e) for e in evaluators]
         scored, _, _ = score_frame(dataset.spark, "notebook", qualified(dataset.path), self.models, "notebook",

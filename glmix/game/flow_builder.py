@@ -9,16 +9,17 @@
     [r<k>-]p<p>-<coord>-train        launcher -> glmix.train.fixed_effect, or jobs/train_random_effect
                                      (offsets: the other coordinates' newest training scores, which
                                      every trainer writes, so trains follow trains directly)
-    [r<k>-]p<p>-<coord>-score        jobs/score: the GAME model after this update, on validation
-    [r<k>-]p<p>-<coord>-evaluate     jobs/evaluate on the validation scores
+    [r<k>-]p<p>-<coord>-score        jobs/score: the GAME model after this update, on validation, and
+                                     its metrics (--evaluators: scored and evaluated in one Spark
+                                     application, as Photon ML's scoring driver evaluates)
     select-best                      glmix.game.select_best: best step on the first evaluator -> best/
     report                           glmix.game.report: report/index.html
     production                       with a registry, at the start: which version is production
                                      (glmix.registry.gate production); with retrain, the trainers start from it
     track                            with a registry: glmix.registry.tracking records the run (and logs
                                      it to MLflow with a tracking section)
-    production-score,                with a registry: the production version scored and evaluated on
-      production-evaluate, gate      this run's validation data; glmix.registry.gate registers best/,
+    production-score, gate           with a registry: the production version scored and evaluated on
+                                     this run's validation data; glmix.registry.gate registers best/,
                                      promotes it or rejects it (the model gate)
 
 Commands use flow properties (``${spark.master}``, ``${glmix.python}``...) whose defaults are in
@@ -48,7 +49,6 @@ from glmix.io.storage import join
 from glmix.settings import FeatureShard
 from glmix.spark.job_args import (
     DataGateArgs,
-    EvaluateArgs,
     IndexArgs,
     PartitionArgs,
     PrepareArgs,
@@ -139,7 +139,7 @@ class FlowBuilder:
                 name = step_node_name(step, len(runs))
                 nodes += self._step(step, name, previous)
                 previous = f"{name}-train"
-        evaluations = [n.name for n in nodes if n.name.endswith("-evaluate")]
+        evaluations = [n.name for n in nodes if n.name.endswith("-score")]
         nodes.append(Node("select-best", self.python("glmix.game.select_best", [CONFIG_FILE]), evaluations,
                           _declared([plan.best, plan.summary], [CONFIG_FILE])))
         nodes.append(Node("report", self.python("glmix.game.report", [CONFIG_FILE]), ["select-best"],
@@ -178,17 +178,14 @@ class FlowBuilder:
         score = self.spark("score", ScoreArgs(
             data=[f"validation={c.input.validation}"], model_pointer=plan.production_pointer,
             output=plan.production_scores, model_id=c.name, id_fields=c.id_fields, bad_records=c.bad_records,
-            columns=c.columns, **self._dated("validation")))
-        evaluate = self.spark("evaluate", EvaluateArgs(
-            scores=f"{plan.production_scores}/validation", output=plan.production_metrics, evaluators=c.evaluators))
+            columns=c.columns, metrics=plan.production_metrics, evaluators=c.evaluators, **self._dated("validation")))
         run_date = ["${glmix.run.date}"] if c.input.train_dates or c.input.validation_dates else []
         return [Node("track", self.python("glmix.registry.tracking", [CONFIG_FILE, *run_date]), ["select-best"],
                      _declared([plan.tracking], [CONFIG_FILE])),
                 Node("production-score", score, ["production", "select-best"],
-                     _declared([plan.production_scores], [c.input.validation])),
-                Node("production-evaluate", evaluate, ["production-score"], _declared([plan.production_metrics])),
+                     _declared([plan.production_scores, plan.production_metrics], [c.input.validation])),
                 Node("gate", self.python("glmix.registry.gate", ["decide", CONFIG_FILE, *run_date]),
-                     ["production-evaluate", "report"], _declared([plan.gate], [CONFIG_FILE]))]
+                     ["production-score", "report"], _declared([plan.gate], [CONFIG_FILE]))]
 
     def _retrain(self) -> dict[str, Any]:
         """A GLM trainer's settings for starting from the production version (none without retrain)."""
@@ -228,13 +225,11 @@ class FlowBuilder:
             random_effect=[m.flag_value() for m in step.models if m.type == "random"],
             scores=[m.flag_value() for m in step.models if m.type != "random"],
             output=step.scores, model_id=c.name, id_fields=c.id_fields, bad_records=c.bad_records,
-            columns=c.columns, **self._dated("validation")))
-        evaluate = self.spark("evaluate", EvaluateArgs(
-            scores=f"{step.scores}/validation", output=step.metrics, evaluators=c.evaluators,
-            coordinate=step.coordinate, pass_index=step.pass_index))
+            columns=c.columns, metrics=step.metrics, evaluators=c.evaluators, coordinate=step.coordinate,
+            pass_index=step.pass_index, **self._dated("validation")))
         train.config.update(_declared([step.output]))
-        return [train, Node(f"{name}-score", score, [train.name], _declared([step.scores], [c.input.validation])),
-                Node(f"{name}-evaluate", evaluate, [f"{name}-score"], _declared([step.metrics]))]
+        return [train, Node(f"{name}-score", score, [train.name],
+                            _declared([step.scores, step.metrics], [c.input.validation]))]
 
     def _fixed_effect_spec(self, step: Step, name: str, coordinate: FixedGlmCoordinate | FixedKerasCoordinate) -> str:
         c, plan, launcher = self.config, self.plan, self.config.resources.launcher

@@ -2,7 +2,7 @@
 
     python -m glmix.game.select_best CONFIG.yaml
 
-Reads every step's validation metrics (the flow's evaluate stages), writes OUTPUT/summary.json
+Reads every step's validation metrics (the flow's score stages, which evaluate), writes OUTPUT/summary.json
 (each step: run, pass, coordinate, regularization, metrics; and which one is best) and publishes
 the model as it stood right after the best step into OUTPUT/best/ (layout in glmix.model.game_model).
 A step whose primary metric is undefined never wins.
@@ -24,14 +24,14 @@ from glmix.model.game_model import publish_game_model
 
 
 def step_rows(plan: GamePlan, steps: list[Step]) -> list[dict[str, Any]]:
-    """Every step with its metrics (as written by jobs/evaluate)."""
+    """Every step with its metrics (as written by its score node's evaluation, glmix.spark.evaluation)."""
     grid = plan.config.grid()
     rows = []
     for step in steps:
         path = join(step.metrics, "metrics.json")
         storage = storage_for(path)
         if not storage.exists(path):
-            raise GlmixError(f"{path}: missing; the evaluate stage of {step.label} (run {step.run}) has not run")
+            raise GlmixError(f"{path}: missing; the score node of {step.label} (run {step.run}) has not run")
         metrics = json.loads(storage.read_bytes(path))["metrics"]
         rows.append({"run": step.run, "pass": step.pass_index, "coordinate": step.coordinate,
                      "regularization": {n: {"l2": l2, "l1": l1} for n, (l2, l1) in grid[step.run].items()},

@@ -117,7 +117,7 @@ class Evaluator:
 def evaluate_all(evaluators: list[Evaluator], y: np.ndarray, margin: np.ndarray, weight: np.ndarray,
                  ids_of: Callable[[Evaluator], np.ndarray]) -> tuple[dict[str, float], dict[str, int]]:
     """Every evaluator's value, and for the grouped ones how many groups counted; ``ids_of(evaluator)``
-    gives the rows' ids of a grouped evaluator's field (the evaluate stage and the notebook API)."""
+    gives the rows' ids of a grouped evaluator's field (the flow's evaluation and the notebook API)."""
     metrics: dict[str, float] = {}
     groups: dict[str, int] = {}
     for evaluator in evaluators:

@@ -4,9 +4,9 @@ See glmix.stage_args for how fields become flags."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from glmix.io.dated import DatedDays, DateRange, parse_run_date
 from glmix.io.examples import ColumnNames
@@ -93,7 +93,21 @@ class TrainRandomEffectArgs(SparkJobArgs, RandomEffectConfig):
         return RandomEffectConfig.model_validate(self.model_dump(include=set(RandomEffectConfig.model_fields)))
 
 
-class ScoreArgs(DatedArgs):
+class EvaluatorsArgs(StageArgs):
+    """What an evaluation computes and records: the evaluate job's, and the score job's when it
+    evaluates what it scored (a flow step's one node for both)."""
+
+    evaluators: list[str] = Field([], description="e.g. AUC LOGISTIC_LOSS AUC:userId (or comma-separated)")
+    coordinate: str | None = Field(None, description="the coordinate last updated (recorded with the metrics)")
+    pass_index: int | None = Field(None, description="the coordinate-descent pass (recorded)")
+
+    @field_validator("evaluators")
+    @classmethod
+    def _split(cls, evaluators: list[str]) -> list[str]:
+        return [e for value in evaluators for e in value.split(",") if e]
+
+
+class ScoreArgs(DatedArgs, EvaluatorsArgs):
     PROG: ClassVar[str] = "score"
 
     data: list[NamedLocation] = Field(description="datasets to score, NAME=URI each; written to OUTPUT/NAME")
@@ -110,6 +124,8 @@ class ScoreArgs(DatedArgs):
     bad_records: BadRecordPolicy = "fail"
     files: int = Field(2, ge=1, description="output files per dataset")
     id_fields: list[str] = Field([], description="more entity ids to copy into metadataMap (for grouped metrics)")
+    metrics: Location | None = Field(None, description="with --evaluators: where the metrics of the (one) scored "
+                                     "dataset go, as jobs/evaluate writes them")
 
     @field_validator("data")
     @classmethod
@@ -120,24 +136,25 @@ class ScoreArgs(DatedArgs):
                 raise ValueError(f"{value!r}: expected NAME=URI")
         return data
 
+    @model_validator(mode="after")
+    def _evaluated(self) -> Self:
+        if (self.metrics is None) != (not self.evaluators):
+            raise ValueError("--metrics and --evaluators go together")
+        if self.metrics is not None and len(self.data) != 1:
+            raise ValueError("--metrics evaluates one scored dataset: give one --data")
+        return self
+
     def datasets(self) -> dict[str, str]:
         return dict(value.split("=", 1) for value in self.data)
 
 
-class EvaluateArgs(SparkJobArgs):
+class EvaluateArgs(SparkJobArgs, EvaluatorsArgs):
     PROG: ClassVar[str] = "evaluate"
 
     scores: Location = Field(description="ScoringResult Avro (jobs/score output for one dataset)")
     output: Location
     evaluators: list[str] = Field(["AUC"], description="e.g. AUC LOGISTIC_LOSS AUC:userId (or comma-separated)")
-    coordinate: str | None = Field(None, description="the coordinate last updated (recorded with the metrics)")
-    pass_index: int | None = Field(None, description="the coordinate-descent pass (recorded)")
     dataset: str | None = Field(None, description="a name for the data (default: the scores path)")
-
-    @field_validator("evaluators")
-    @classmethod
-    def _split(cls, evaluators: list[str]) -> list[str]:
-        return [e for value in evaluators for e in value.split(",") if e]
 
 
 class DataGateArgs(ReadingArgs):
