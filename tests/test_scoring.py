@@ -120,6 +120,8 @@ def test_the_score_job_evaluates_what_it_scored_as_the_evaluate_job_does(spark, 
     assert report["evaluation"]["rows"] == len(SMALL) and report["evaluation"]["job"] == "evaluate"
     with pytest.raises(ConfigError, match="--metrics and --evaluators go together"):
         ScoreArgs.from_argv(["--data", f"v={data}", "--output", "o", "--metrics", "m"])
+    with pytest.raises(ConfigError, match="score.evaluators: Value error, unknown evaluator 'ACCURACY'"):
+        ScoreArgs.from_argv(["--data", f"v={data}", "--output", "o", "--metrics", "m", "--evaluators", "AUC,ACCURACY"])
     with pytest.raises(ConfigError, match="give one --data"):
         ScoreArgs.from_argv(["--data", f"v={data}", "--data", f"w={data}", "--output", "o", "--metrics", "m",
                              "--evaluators", "AUC"])

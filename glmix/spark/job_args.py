@@ -8,6 +8,7 @@ from typing import ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from glmix.glm.metrics import Evaluator
 from glmix.io.dated import DatedDays, DateRange, parse_run_date
 from glmix.io.examples import ColumnNames
 from glmix.settings import BadRecordPolicy, DataGateSettings, FeatureShard, Task
@@ -104,7 +105,11 @@ class EvaluatorsArgs(StageArgs):
     @field_validator("evaluators")
     @classmethod
     def _split(cls, evaluators: list[str]) -> list[str]:
-        return [e for value in evaluators for e in value.split(",") if e]
+        """Comma-separated or not; each known, so a bad name fails before any scoring."""
+        names = [e for value in evaluators for e in value.split(",") if e]
+        for name in names:
+            Evaluator.parse(name)
+        return names
 
 
 class ScoreArgs(DatedArgs, EvaluatorsArgs):
