@@ -94,11 +94,14 @@ class TrainRandomEffectArgs(SparkJobArgs, RandomEffectConfig):
         return RandomEffectConfig.model_validate(self.model_dump(include=set(RandomEffectConfig.model_fields)))
 
 
+EVALUATORS_HELP = "e.g. AUC LOGISTIC_LOSS AUC:userId (or comma-separated)"
+
+
 class EvaluatorsArgs(StageArgs):
     """What an evaluation computes and records: the evaluate job's, and the score job's when it
     evaluates what it scored (a flow step's one node for both)."""
 
-    evaluators: list[str] = Field([], description="e.g. AUC LOGISTIC_LOSS AUC:userId (or comma-separated)")
+    evaluators: list[str] = Field([], description=EVALUATORS_HELP)
     coordinate: str | None = Field(None, description="the coordinate last updated (recorded with the metrics)")
     pass_index: int | None = Field(None, description="the coordinate-descent pass (recorded)")
 
@@ -158,7 +161,7 @@ class EvaluateArgs(SparkJobArgs, EvaluatorsArgs):
 
     scores: Location = Field(description="ScoringResult Avro (jobs/score output for one dataset)")
     output: Location
-    evaluators: list[str] = Field(["AUC"], description="e.g. AUC LOGISTIC_LOSS AUC:userId (or comma-separated)")
+    evaluators: list[str] = Field(["AUC"], description=EVALUATORS_HELP)
     dataset: str | None = Field(None, description="a name for the data (default: the scores path)")
 
 
