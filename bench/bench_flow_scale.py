@@ -13,7 +13,8 @@ files; partitioning: group by entity into lists; training a random effect: read 
 entities and write one row each; scoring: the validation rows joined with each random effect's
 entities, written); the fixed effect's floor is loading its prepared rows in one process and the
 solver's gradient evaluations as two scipy sparse products each. A floor runs once per stage kind
-and counts for every node of that kind (the passes repeat training and scoring).
+and counts for every node of that kind (the passes repeat training and scoring; a random effect's
+step node trains and scores, so its floor is both).
 
     make bench BENCH=flow_scale                                     # 1M and 10M rows, local[2] and yarn
     GLMIX_BENCH_ROWS=1000000 GLMIX_BENCH_MASTERS=yarn make bench BENCH=flow_scale
@@ -83,11 +84,12 @@ def config(data: str, output: str, master: str, rows: int) -> GameConfig:
 
 
 def kind(node: str) -> str:
-    """p1-per-user-train -> per-user-train; partition-per-user -> partition; prepare-train -> prepare."""
+    """p1-global-train -> global-train; p1-per-user -> per-user (a random effect's step: it trains, then
+    scores); p1-global -> score (the fixed effect's step scores); partition, prepare, index as named."""
     step = re.match(r"p\d+-(.+)$", node)
     if step:
-        return step[1] if step[1].endswith("-train") else step[1].rsplit("-", 1)[-1]
-    return node.split("-")[0]
+        return step[1] if step[1].endswith("-train") or step[1] in RANDOM_EFFECTS else "score"
+    return node
 
 
 def event_log_measures(directory: Path) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
@@ -100,10 +102,10 @@ def event_log_measures(directory: Path) -> tuple[dict[str, dict[str, float]], di
         for line in log.read_text().splitlines():
             event = json.loads(line)
             kind_ = event["Event"]
-            if kind_ == "SparkListenerJobStart":
-                group = (event.get("Properties") or {}).get("spark.jobGroup.id")
+            if kind_ == "SparkListenerJobStart":   # a node's group, or NODE:JOB for the jobs of a together node
+                group = (event.get("Properties") or {}).get("spark.jobGroup.id") or "-"
                 for stage in event["Stage IDs"]:
-                    stage_group[stage] = group or "-"
+                    stage_group[stage] = group.split(":")[0]
             elif kind_ == "SparkListenerTaskEnd" and event.get("Task Metrics"):
                 m, node = event["Task Metrics"], nodes[stage_group.get(event["Stage ID"], "-")]
                 node["core_seconds"] += m["Executor Run Time"] / 1000
@@ -134,7 +136,7 @@ def floors(spark: SparkSession, data: str, prepared: str, scratch: str,
         out["partition"] = out.get("partition", 0.0) + timed(partial(
             write, train.groupBy(field).agg(F.collect_list(F.struct("uid", "label", bag)).alias("rows")), f"re-{field}"))
         grouped = spark.read.parquet(join(scratch, f"re-{field}"))
-        out[f"{name}-train"] = timed(partial(write, grouped.select(field, F.size("rows").alias("n")), f"model-{field}"))
+        out[name] = timed(partial(write, grouped.select(field, F.size("rows").alias("n")), f"model-{field}"))
     models = {field: spark.read.parquet(join(scratch, f"model-{field}")) for field, _ in RANDOM_EFFECTS.values()}
     scored = validation.select("uid", *models)
     for field, model in models.items():
@@ -233,8 +235,10 @@ def print_measures(master: str, rows: int, seconds: float, results: list[NodeRes
         for key, value in nodes.get(r.name, {}).items():
             k[key] += value
         k["python_peak_mb"] = max(k["python_peak_mb"], python_peaks.get(r.name, 0.0))
+    # a floor per node of the kinds the passes repeat: a random effect's step trains and scores
+    per_node = {"score": floor["score"], **{name: floor[name] + floor["score"] for name in RANDOM_EFFECTS}}
     for name, k in by_kind.items():
-        k["floor"] = floor.get(name, 0.0) * (k["nodes"] if name.startswith("per-") or name == "score" else 1)
+        k["floor"] = per_node[name] * k["nodes"] if name in per_node else floor.get(name, 0.0)
     table = []
     for name, k in sorted(by_kind.items(), key=lambda kv: -kv[1]["seconds"]):
         table.append([name, int(k["nodes"]), k["seconds"], k["floor"] or "-",

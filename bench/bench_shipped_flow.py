@@ -61,8 +61,11 @@ def run_flow(project: Path, literal: bool, env: dict[str, str]) -> tuple[float, 
 
 
 def kind(stage: str) -> str:
-    """p0-per-user-score -> score; prepare-train -> prepare."""
-    return stage.rsplit("-", 1)[-1] if re.match(r"(r\d+-)?p\d+-", stage) else stage.split("-")[0]
+    """p0-global-train -> train; p0-global -> score; p0-per-user -> train+score (a random effect's step)."""
+    step = re.match(r"(r\d+-)?p\d+-(.+)$", stage)
+    if not step:
+        return stage.split("-")[0]
+    return "train" if step[2].endswith("-train") else "train+score" if step[2].startswith("per-") else "score"
 
 
 def run() -> None:

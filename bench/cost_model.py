@@ -25,7 +25,7 @@ from typing import Any
 
 from bench.report import print_table
 
-SPARK_KINDS = ("index", "prepare", "partition", "per-user-train", "per-item-train", "score", "evaluate")
+SPARK_KINDS = ("index", "prepare", "partition", "per-user", "per-item", "score")   # bench.bench_flow_scale.kind
 FIXED = "global-train"
 
 

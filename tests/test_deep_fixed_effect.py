@@ -76,7 +76,7 @@ def test_external_scores_missing_a_row_are_reported(tmp_path: Path, spark) -> No
         "train": str(tmp_path / "ext" / "train"), "validation": str(tmp_path / "ext" / "validation")}})
     project = build_project(GameConfig.from_dict(config), tmp_path / "project")
     results = LocalRunner(project).run()
-    assert results[-1].name == "p0-global-score" and results[-1].status == "failed"
+    assert results[-1].name == "p0-global" and results[-1].status == "failed"
     assert "row(s) have no score from coordinate global (e.g. uid" in results[-1].error
 
 

@@ -104,11 +104,11 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     good = flow_file.read_text()
     flow = yaml.safe_load(good)
     for node in flow["nodes"]:
-        if node["name"] == "p0-per-user-train":
+        if node["name"] == "p0-per-user":
             node["config"]["command"] = "exit 3"
     flow_file.write_text(yaml.safe_dump(flow, sort_keys=False, width=1000))
     first = LocalRunner(project).run()
-    assert [r.status for r in first][-1] == "failed" and first[-1].name == "p0-per-user-train"
+    assert [r.status for r in first][-1] == "failed" and first[-1].name == "p0-per-user"
     assert first[-1].error == "exit code 3"
     assert all(r.status == "succeeded" for r in first[:-1])
     assert not (tmp_path / "out" / "run-0" / "pass-0" / "per-user").exists()
@@ -117,10 +117,10 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     second = LocalRunner(project).run()
     statuses = {r.name: r.status for r in second}
     assert all(statuses[r.name] == "skipped" for r in first[:-1]), statuses
-    assert statuses["p0-per-user-train"] == "succeeded" and statuses["report"] == "succeeded"
+    assert statuses["p0-per-user"] == "succeeded" and statuses["report"] == "succeeded"
     state = json.loads((tmp_path / "out" / "_flow" / "state.json").read_text())   # with the output, not the project
     assert all(s["status"] == "succeeded" for s in state.values()) and len(state) == len(second)
-    log = (project / ".glmix-run" / "logs" / "partition-per-user.log").read_text()
+    log = (project / ".glmix-run" / "logs" / "partition.log").read_text()
     assert log.startswith("$ ") and '"job": "partition_random_effect"' in log
 
     gate = json.loads((tmp_path / "out" / "gate" / "gate.json").read_text())
@@ -136,7 +136,7 @@ def test_runner_resumes_at_the_first_unfinished_stage(tmp_path: Path, spark) -> 
     shutil.rmtree(tmp_path / "out" / "run-0" / "pass-0" / "per-user.metrics")
     third = LocalRunner(build_project(config, tmp_path / "elsewhere")).run()
     ran = [r.name for r in third if r.status == "succeeded"]
-    assert sorted(ran) == sorted(["p0-per-user-score", "select-best", "report", "track", "production",
+    assert sorted(ran) == sorted(["p0-per-user", "select-best", "report", "track", "production",
                                   "production-score", "gate"]), ran
     assert len(registry.runs("resume-test")) == 2     # each run that finished was recorded (run tracking)
     assert not (tmp_path / "out" / "_flow" / "lease.json").exists()   # released

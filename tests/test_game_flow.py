@@ -17,7 +17,7 @@ from glmix.game.config import GameConfig
 from glmix.game.flow_builder import build_project
 from glmix.game.plan import GamePlan
 from glmix.io.examples import ColumnNames
-from glmix.spark.job_args import PrepareArgs
+from glmix.spark.job_args import PrepareArgs, ScoreArgs, TogetherArgs, TrainRandomEffectArgs
 from launcher.spec import JobSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,39 +157,55 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     config = GameConfig.from_yaml(EXAMPLE)
     flow = read_project(build_project(config, tmp_path / "project"))
     nodes = {n.name: n for n in flow.nodes}
-    assert len(nodes) == 1 + 2 + 2 + 2 * (2 + 2 + 2) + 2   # index, prepare, partition once, passes, best + report
+    # index, prepare (both splits), partition (both random effects), passes (the fixed effect's train and
+    # score, a random effect's one node), best + report
+    assert len(nodes) == 1 + 1 + 1 + 2 * (2 + 1 + 1) + 2
     assert "--shards '[{\"name\":\"global\",\"bags\":[\"features\",\"userFeatures\",\"movieFeatures\"]}," \
         in nodes["index"].command
     # trains follow trains: a score node (which evaluates) only feeds the choice of the best step
-    assert nodes["p1-global-train"].depends_on == ["prepare-train", "prepare-validation", "p0-per-movie-train"]
-    assert nodes["partition-per-user"].depends_on == ["index"]
-    assert "--offsets" not in nodes["partition-per-user"].command
-    assert nodes["p1-per-user-train"].depends_on == ["partition-per-user", "p1-global-train"]
-    game = "hdfs:///glmix/movielens/game/run-0"
-    assert nodes["p1-per-user-train"].command.endswith(
-        f"--offsets {game}/pass-1/global/scores/train {game}/pass-0/per-movie/scores/train")
-    assert "--intercept-l2 0.6" in nodes["p1-per-user-train"].command
-    assert nodes["p1-per-user-score"].depends_on == ["p1-per-user-train"]
-    score = nodes["p1-per-user-score"].command
+    assert nodes["p1-global-train"].depends_on == ["prepare", "p0-per-movie"]
+    assert nodes["partition"].depends_on == ["index"]
+    game = "hdfs:///glmix/movielens/game"
+    # one Spark application each: both splits side by side, both random effects side by side
+    prepare = TogetherArgs.from_argv(shlex.split(nodes["prepare"].command.split("jobs/together.py ")[1]))
+    assert [[(job.PROG, job.output) for job in group] for group in prepare.groups] == [
+        [("prepare_fixed_effect", f"{game}/prepared/global/{split}") for split in ("train", "validation")]]
+    partition = TogetherArgs.from_argv(shlex.split(nodes["partition"].command.split("jobs/together.py ")[1]))
+    assert [[(job.PROG, job.entity_field) for job in group] for group in partition.groups] == [
+        [("partition_random_effect", "userId"), ("partition_random_effect", "movieId")]]
+    assert "--offsets" not in nodes["partition"].command
+    # a random effect's step trains, then scores what it trained, in one application
+    assert nodes["p1-per-user"].depends_on == ["partition", "p1-global-train"]
+    step = TogetherArgs.from_argv(shlex.split(nodes["p1-per-user"].command.split("jobs/together.py ")[1]))
+    (train,), (scoring,) = step.groups
+    assert isinstance(train, TrainRandomEffectArgs) and isinstance(scoring, ScoreArgs)
+    assert train.offsets == [f"{game}/run-0/pass-1/global/scores/train", f"{game}/run-0/pass-0/per-movie/scores/train"]
+    assert train.intercept_l2 == 0.6
+    score = nodes["p1-per-user"].command.split(" --then ")[1]
     assert "--data validation=" in score and "train=" not in score
-    assert f"--metrics {game}/pass-1/per-user.metrics" in score and "--evaluators AUC" in score
-    assert f"--scores global={game}/pass-1/global --random-effect per-user=userId={game}/pass-1/per-user " \
-        f"--random-effect per-movie=movieId={game}/pass-0/per-movie " in score
-    assert nodes["p0-per-user-train"].command.startswith("${spark.submit} --master ${spark.master}")
+    assert f"--metrics {game}/run-0/pass-1/per-user.metrics" in score and "--evaluators AUC" in score
+    assert f"--scores global={game}/run-0/pass-1/global --random-effect per-user=userId={game}/run-0/pass-1/per-user " \
+        f"--random-effect per-movie=movieId={game}/run-0/pass-0/per-movie " in score
+    assert nodes["p1-global"].depends_on == ["p1-global-train"]
+    assert "/jobs/score.py " in nodes["p1-global"].command and "--data validation=" in nodes["p1-global"].command
+    assert nodes["p0-per-user"].command.startswith("${spark.submit} --master ${spark.master}")
     assert nodes["p0-global-train"].command == \
         "${glmix.python} -m launcher submit specs/p0-global.yaml --backend ${launcher.backend} ${launcher.options}"
-    assert set(nodes["select-best"].depends_on) == {n for n in nodes if n.endswith("-score")}
+    assert nodes["select-best"].depends_on == [f"p{p}-{c}" for p in (0, 1) for c in ("global", "per-user", "per-movie")]
     assert all({k: n.config[k] for k in ("retries", "retry.backoff")} == {"retries": "1", "retry.backoff": "30000"}
                for n in flow.nodes)
     # what the runner needs to know when a stage's earlier run still stands (glmix.flow.run_state)
-    assert nodes["partition-per-user"].config["glmix.outputs"] == "hdfs:///glmix/movielens/game/partitions/per-user"
-    assert nodes["partition-per-user"].config["glmix.inputs"] == "hdfs:///glmix/movielens/data/train"
+    assert nodes["partition"].config["glmix.outputs"].split() == [f"{game}/partitions/{re}"
+                                                                  for re in ("per-user", "per-movie")]
+    assert nodes["partition"].config["glmix.inputs"] == "hdfs:///glmix/movielens/data/train"
+    assert nodes["p0-per-user"].config["glmix.outputs"].split() == [
+        f"{game}/run-0/pass-0/per-user", f"{game}/run-0/pass-0/per-user.scores", f"{game}/run-0/pass-0/per-user.metrics"]
     assert nodes["index"].config["glmix.outputs"].split() == [f"hdfs:///glmix/movielens/game/index/{s}"
                                                               for s in ("global", "movie", "user")]
     assert flow.config["glmix.state"] == "hdfs:///glmix/movielens/game/_flow"
     spec = JobSpec.from_yaml(tmp_path / "project" / "specs" / "p1-global.yaml")
     assert spec.tasks["worker"].instances == 2 and spec.max_attempts == 2
-    assert f"--offsets {game}/pass-0/per-user/scores/train {game}/pass-0/per-movie/scores/train" \
+    assert f"--offsets {game}/run-0/pass-0/per-user/scores/train {game}/run-0/pass-0/per-movie/scores/train" \
         in spec.tasks["worker"].command
 
 
@@ -252,14 +268,14 @@ def test_keras_and_external_coordinates_in_the_flow(tmp_path: Path) -> None:
     assert command.startswith("python -m glmix.train.keras_fixed_effect ")
     assert "--optimizer rmsprop" in command and "--steps-per-epoch 10" in command
     assert "--model-args '{\"hidden\": [8]}'" in command and "--warm-start" not in command
-    score = next(n for n in flow.nodes if n.name == "p0-per-user-score").command
+    score = next(n for n in flow.nodes if n.name == "p0-per-user").command
     assert "--scores global=hdfs:///glmix/movielens/game/run-0/pass-0/global " in score
 
     data["coordinates"]["global"] = {"type": "external", "scores": {"train": "hdfs:///s/t", "validation": "hdfs:///s/v"}}
     flow = read_project(build_project(GameConfig.from_dict(data), tmp_path / "external"))
     names = [n.name for n in flow.nodes]
     index = next(n for n in flow.nodes if n.name == "index").command
-    assert "prepare-train" not in names and '"name":"global"' not in index and '"name":"movie"' in index
+    assert "prepare" not in names and '"name":"global"' not in index and '"name":"movie"' in index
     train = next(n for n in flow.nodes if n.name == "p0-global-train").command
     assert train.startswith("${glmix.python} -m glmix.train.external_scores --train hdfs:///s/t --validation hdfs:///s/v")
 

@@ -69,7 +69,8 @@ def test_a_retraining_flow_starts_from_the_production_version(tmp_path: Path) ->
     project = build_project(config, tmp_path / "project")
     nodes = {n.name: n for n in read_project(project).nodes}
     assert nodes["production"].depends_on == ["data-gate"]       # which version, as the run starts
-    trains = [n for n in nodes if re.fullmatch(r"p\d+-.+-train", n)]
+    # the fixed effect's train nodes, and the random effects' step nodes (they train, then score)
+    trains = [n for n in nodes if re.fullmatch(r"p\d+-(global-train|per-.+)", n)]
     assert len(trains) == 6 and all("production" in nodes[n].depends_on for n in trains)
     pointer = str(tmp_path / "out" / "production.json")
     for name in trains:

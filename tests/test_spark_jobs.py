@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import fastavro
@@ -21,7 +22,9 @@ from glmix.io.schemas import raw_schema, training_example_schema
 from glmix.io.storage import join
 from glmix.settings import FeatureShard
 from glmix.spark.job import read_report
+from glmix.spark.job_args import PartitionArgs, PrepareArgs, TogetherArgs
 from glmix.spark.session import QUICK_START_MAX_BYTES, spark_conf, suits_quick_start
+from jobs import together
 from jobs.index_features import index_features, index_shards
 from jobs.partition_random_effect import partition_random_effect, snake_partition
 from jobs.prepare_fixed_effect import prepare_fixed_effect
@@ -327,3 +330,42 @@ def test_labels_valid_per_task(spark, tmp_path: Path) -> None:
                                    policy="drop")
     assert dropped["rows_out"] == 1 and dropped["dropped"] == {"invalid_label": 2}
     assert np.isclose(pq.read_table(str(tmp_path / "log")).column("label").to_pylist(), [0.0]).all()
+
+
+def test_jobs_together_side_by_side_then_in_order_and_a_failure_loses_nothing(spark, tmp_path: Path) -> None:
+    """jobs/together: one Spark application for a flow node's jobs (glmix.game.flow_builder)."""
+    data = write(tmp_path / "data" / "part-0.avro", skewed_records())
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="u", bags=("userFeatures",)))
+    prepare = [PrepareArgs(input=data, index=str(tmp_path / "idx"), output=str(tmp_path / f"fe-{n}"), files=n)
+               for n in (1, 2)]
+    partition = PartitionArgs(input=data, entity_field="userId", index=str(tmp_path / "idx"),
+                              output=str(tmp_path / "re"), partitions=2)
+    args = TogetherArgs(groups=[prepare, [partition]])
+    assert TogetherArgs.from_argv(args.to_argv()) == args
+    assert args.to_argv()[0] == "prepare_fixed_effect" and args.to_argv().count("--and") == 1
+    report = together.run(spark, args)
+    assert [(r["job"], r["params"]["output"]) for r in report["jobs"]] == [
+        ("prepare_fixed_effect", f"file://{tmp_path}/fe-1"), ("prepare_fixed_effect", f"file://{tmp_path}/fe-2"),
+        ("partition_random_effect", f"file://{tmp_path}/re")]
+    assert report["jobs"][1] == {**read_report(str(tmp_path / "fe-2")), "wall_seconds": report["jobs"][1]["wall_seconds"]}
+
+    # a job that fails (labels not 0/1 for a logistic task) fails the node, after the job beside it published
+    bad = PrepareArgs(input=data, index=str(tmp_path / "idx"), output=str(tmp_path / "bad"), task="poisson")
+    bad = bad.model_copy(update={"input": write(tmp_path / "labels" / "part-0.avro",
+                                                [example("1", -1.0, [f("a")])])})
+    good = PrepareArgs(input=data, index=str(tmp_path / "idx"), output=str(tmp_path / "good"))
+    with pytest.raises(DataError, match="label"):
+        together.run(spark, TogetherArgs(groups=[[bad, good]]))
+    assert (tmp_path / "good" / "_SUCCESS").exists() and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["prepare_fixed_effect", "--input", "i", "--index", "x", "--output", "o", "--and"], "a job is missing"),
+    (["shuffle", "--input", "i"], "unknown job 'shuffle'; the jobs: data_gate, evaluate"),
+    (["prepare_fixed_effect", "--input", "i", "--index", "x", "--output", "o", "--master", "local[1]"],
+     "prepare_fixed_effect: --master is the application's"),
+])
+def test_a_bad_together_command_is_one_line_naming_the_job(argv: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "jobs/together.py", *argv], cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and message in done.stderr and len(done.stderr.splitlines()) == 1

@@ -50,7 +50,7 @@ class GameEstimator:
         if not pending:
             raise ConfigError(f"every update of {coordinate} in the config's passes has run; see steps()")
         step, name = pending[0]
-        results: list[NodeResult] = run_flow(self.config, self.project, self.console, targets=[f"{name}-score"])
+        results: list[NodeResult] = run_flow(self.config, self.project, self.console, targets=[name])
         self.console.print(f"{step.label}: {sum(r.status == 'succeeded' for r in results)} stage(s) ran")
         return _metrics(step) or {}
 

@@ -4,14 +4,16 @@
     data-gate                        jobs/data_gate             (with data_gate: the training window against
                                                                 the production version's; fails the flow)
     index                            jobs/index_features        (every shard in one pass, training data)
-    prepare-train, prepare-validation jobs/prepare_fixed_effect (the fixed effect's shard)
-    partition-<coord>                jobs/partition_random_effect   (each random effect, once)
-    [r<k>-]p<p>-<coord>-train        launcher -> glmix.train.fixed_effect, or jobs/train_random_effect
-                                     (offsets: the other coordinates' newest training scores, which
-                                     every trainer writes, so trains follow trains directly)
-    [r<k>-]p<p>-<coord>-score        jobs/score: the GAME model after this update, on validation, and
+    prepare                          jobs/prepare_fixed_effect  (the fixed effect's shard, both splits)
+    partition                        jobs/partition_random_effect   (every random effect, once)
+    [r<k>-]p<p>-<coord>-train        launcher -> glmix.train.fixed_effect (a fixed effect), or
+                                     glmix.train.external_scores (offsets: the other coordinates'
+                                     newest training scores, which every trainer writes, so trains
+                                     follow trains directly)
+    [r<k>-]p<p>-<coord>              jobs/score: the GAME model after this update, on validation, and
                                      its metrics (--evaluators: scored and evaluated in one Spark
-                                     application, as Photon ML's scoring driver evaluates)
+                                     application, as Photon ML's scoring driver evaluates); for a
+                                     random effect, jobs/train_random_effect first, in the same node
     select-best                      glmix.game.select_best: best step on the first evaluator -> best/
     report                           glmix.game.report: report/index.html
     production                       with a registry, at the start: which version is production
@@ -21,6 +23,10 @@
     production-score, gate           with a registry: the production version scored and evaluated on
                                      this run's validation data; glmix.registry.gate registers best/,
                                      promotes it or rejects it (the model gate)
+
+A node whose Spark stages belong together runs them in one Spark application (jobs/together:
+``--and`` side by side, ``--then`` one after the other): on YARN each application pays ~30 s for
+its containers before any work, more than these stages take at small sizes.
 
 Commands use flow properties (``${spark.master}``, ``${glmix.python}``...) whose defaults are in
 the flow's ``config``; Azkaban users override them per execution, the local runner sets them for
@@ -53,6 +59,8 @@ from glmix.spark.job_args import (
     PartitionArgs,
     PrepareArgs,
     ScoreArgs,
+    SparkJobArgs,
+    TogetherArgs,
     TrainRandomEffectArgs,
 )
 from glmix.stage_args import StageArgs
@@ -93,6 +101,12 @@ class FlowBuilder:
                 f"--jars ${{spark.avro.jar}} "
                 f"${{glmix.spark.options}} ${{glmix.home}}/jobs/{script}.py {shlex.join(args.to_argv())}")
 
+    def spark_jobs(self, *groups: list[SparkJobArgs]) -> str:
+        """One Spark application for the jobs: groups one after the other, a group's jobs side by side."""
+        if len(groups) == 1 and len(groups[0]) == 1:
+            return self.spark(groups[0][0].PROG, groups[0][0])
+        return self.spark("together", TogetherArgs(groups=list(groups)))
+
     def _dated(self, split: str) -> dict[str, Any]:
         """A dated split's days, counted from the run's date (a flow property)."""
         dates = getattr(self.config.input, f"{split}_dates")
@@ -120,27 +134,28 @@ class FlowBuilder:
             input=c.input.train, output=plan.index_root, shards=used, **train)), after_start,
             _declared([plan.index(s.name) for s in used], [c.input.train]))] if used else [])
         if c.fixed_effect:
-            shard = self._fixed_shard()
-            for split in ("train", "validation"):
-                nodes.append(Node(f"prepare-{split}", self.spark("prepare_fixed_effect", PrepareArgs(
-                    input=getattr(c.input, split), index=plan.index(shard), output=plan.prepared(split),
-                    files=c.resources.spark.partitions, task=c.task, **reading, **self._dated(split))), ["index"],
-                    _declared([plan.prepared(split)], [getattr(c.input, split)])))
-        for name, coordinate in c.random_effects().items():
-            nodes.append(Node(f"partition-{name}", self.spark("partition_random_effect", PartitionArgs(
+            shard, splits = self._fixed_shard(), ("train", "validation")
+            nodes.append(Node("prepare", self.spark_jobs([PrepareArgs(
+                input=getattr(c.input, split), index=plan.index(shard), output=plan.prepared(split),
+                files=c.resources.spark.partitions, task=c.task, **reading, **self._dated(split)) for split in splits]),
+                ["index"], _declared([plan.prepared(s) for s in splits], [getattr(c.input, s) for s in splits])))
+        if c.random_effects():
+            nodes.append(Node("partition", self.spark_jobs([PartitionArgs(
                 input=c.input.train, entity_field=coordinate.entity_field, index=plan.index(coordinate.shard),
                 output=plan.partitions(name), lower_bound=coordinate.lower_bound,
                 upper_bound=coordinate.upper_bound, partitions=c.resources.spark.partitions, task=c.task,
-                **train)), ["index"], _declared([plan.partitions(name)], [c.input.train])))
+                **train) for name, coordinate in c.random_effects().items()]), ["index"],
+                _declared([plan.partitions(name) for name in c.random_effects()], [c.input.train])))
         runs = plan.runs()
         for run in runs:
             previous: str | None = None
             for step in run:
                 name = step_node_name(step, len(runs))
-                nodes += self._step(step, name, previous)
-                previous = f"{name}-train"
-        evaluations = [n.name for n in nodes if n.name.endswith("-score")]
-        nodes.append(Node("select-best", self.python("glmix.game.select_best", [CONFIG_FILE]), evaluations,
+                step_nodes = self._step(step, name, previous)
+                nodes += step_nodes
+                previous = step_nodes[0].name   # the node that publishes the step's model
+        steps = [step_node_name(step, len(runs)) for run in runs for step in run]
+        nodes.append(Node("select-best", self.python("glmix.game.select_best", [CONFIG_FILE]), steps,
                           _declared([plan.best, plan.summary], [CONFIG_FILE])))
         nodes.append(Node("report", self.python("glmix.game.report", [CONFIG_FILE]), ["select-best"],
                           _declared([join(plan.report, "index.html")], [CONFIG_FILE])))
@@ -199,37 +214,39 @@ class FlowBuilder:
         return coordinate.shard
 
     def _step(self, step: Step, name: str, previous: str | None) -> list[Node]:
+        """The step's nodes, the one that publishes its model first; the last, named as the step,
+        publishes the GAME model's validation scores and metrics after it."""
         c, plan = self.config, self.plan
         coordinate = c.coordinates[step.coordinate]
         after = ([previous] if previous else []) + (["production"] if c.retrain else [])
-        if isinstance(coordinate, ExternalCoordinate):
-            train = Node(f"{name}-train", self.python("glmix.train.external_scores", ExternalScoresArgs(
-                train=coordinate.scores.train, validation=coordinate.scores.validation,
-                output=step.output).to_argv()), after)
-        elif isinstance(coordinate, RandomCoordinate):
-            train = Node(f"{name}-train", self.spark("train_random_effect", TrainRandomEffectArgs(
-                data=step.partitions, index=plan.index(coordinate.shard), output=step.output,
-                model_id=step.coordinate, task=c.task, l2=step.l2, intercept_l2=coordinate.intercept_l2, l1=step.l1,
-                variance=coordinate.variance, warm_start=step.warm_start, offsets=list(step.offsets) or None,
-                **self._retrain(), **_given(max_iterations=coordinate.max_iterations))),
-                [f"partition-{step.coordinate}", *after])
-        else:
-            spec = f"specs/{name}.yaml"
-            self.specs[spec] = self._fixed_effect_spec(step, name, coordinate)
-            train = Node(f"{name}-train", f"${{glmix.python}} -m launcher submit {spec} --backend ${{launcher.backend}} "
-                         "${launcher.options}",
-                         ["prepare-train", "prepare-validation", *after])
         # a fixed effect's validation scores are its trainer's own (looked up by uid, not recomputed)
-        score = self.spark("score", ScoreArgs(
+        score = ScoreArgs(
             data=[f"validation={c.input.validation}"],
             random_effect=[m.flag_value() for m in step.models if m.type == "random"],
             scores=[m.flag_value() for m in step.models if m.type != "random"],
             output=step.scores, model_id=c.name, id_fields=c.id_fields, bad_records=c.bad_records,
             columns=c.columns, metrics=step.metrics, evaluators=c.evaluators, coordinate=step.coordinate,
-            pass_index=step.pass_index, **self._dated("validation")))
-        train.config.update(_declared([step.output]))
-        return [train, Node(f"{name}-score", score, [train.name],
-                            _declared([step.scores, step.metrics], [c.input.validation]))]
+            pass_index=step.pass_index, **self._dated("validation"))
+        scored = _declared([step.scores, step.metrics], [c.input.validation])
+        if isinstance(coordinate, RandomCoordinate):   # trains, then scores, in one Spark application
+            train = TrainRandomEffectArgs(
+                data=step.partitions, index=plan.index(coordinate.shard), output=step.output,
+                model_id=step.coordinate, task=c.task, l2=step.l2, intercept_l2=coordinate.intercept_l2, l1=step.l1,
+                variance=coordinate.variance, warm_start=step.warm_start, offsets=list(step.offsets) or None,
+                **self._retrain(), **_given(max_iterations=coordinate.max_iterations))
+            return [Node(name, self.spark_jobs([train], [score]), ["partition", *after],
+                         _declared([step.output, step.scores, step.metrics], [c.input.validation]))]
+        if isinstance(coordinate, ExternalCoordinate):
+            trainer = Node(f"{name}-train", self.python("glmix.train.external_scores", ExternalScoresArgs(
+                train=coordinate.scores.train, validation=coordinate.scores.validation,
+                output=step.output).to_argv()), after)
+        else:
+            spec = f"specs/{name}.yaml"
+            self.specs[spec] = self._fixed_effect_spec(step, name, coordinate)
+            trainer = Node(f"{name}-train", f"${{glmix.python}} -m launcher submit {spec} --backend "
+                           "${launcher.backend} ${launcher.options}", ["prepare", *after])
+        trainer.config.update(_declared([step.output]))
+        return [trainer, Node(name, self.spark_jobs([score]), [trainer.name], scored)]
 
     def _fixed_effect_spec(self, step: Step, name: str, coordinate: FixedGlmCoordinate | FixedKerasCoordinate) -> str:
         c, plan, launcher = self.config, self.plan, self.config.resources.launcher

@@ -4,10 +4,14 @@ See glmix.stage_args for how fields become flags."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
+from glmix.errors import ConfigError
 from glmix.glm.metrics import Evaluator
 from glmix.io.dated import DatedDays, DateRange, parse_run_date
 from glmix.io.examples import ColumnNames
@@ -176,3 +180,69 @@ class DataGateArgs(ReadingArgs):
     model: str = Field(description="the model's name in the registry")
     gate: DataGateSettings = Field(DataGateSettings(), description="thresholds and action, as JSON (a config's "
                                                                    "data_gate section)")
+
+
+JOBS: dict[str, type[SparkJobArgs]] = {args.PROG: args for args in (
+    IndexArgs, PrepareArgs, PartitionArgs, TrainRandomEffectArgs, ScoreArgs, EvaluateArgs, DataGateArgs)}
+AND, THEN = "--and", "--then"
+
+
+class TogetherArgs(SparkJobArgs):
+    """Several jobs for one Spark application (jobs/together.py): ``JOB ARGS [--and JOB ARGS]... [--then
+    JOB ARGS...]``. Groups (split by ``--then``) run one after the other, the jobs of a group (split by
+    ``--and``) side by side; each job's arguments are its own command line."""
+
+    PROG: ClassVar[str] = "together"
+
+    groups: list[list[SerializeAsAny[SparkJobArgs]]] = Field(description="the jobs, group by group")
+
+    @model_validator(mode="after")
+    def _jobs(self) -> Self:
+        if not self.groups or not all(self.groups):
+            raise ValueError("no job given (JOB ARGS [--and JOB ARGS]... [--then JOB ARGS...])")
+        for job in (job for group in self.groups for job in group):
+            if job.master is not None:
+                raise ValueError(f"{job.PROG}: --master is the application's: give it before the first job")
+        return self
+
+    def to_argv(self) -> list[str]:
+        words = ["--master", self.master] if self.master else []
+        for g, group in enumerate(self.groups):
+            for j, job in enumerate(group):
+                words += ([AND] if j else [THEN] if g else []) + [job.PROG, *job.to_argv()]
+        return words
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str] | None = None, description: str | None = None) -> Self:
+        words = list(sys.argv[1:] if argv is None else argv)
+        if not words or words[0] in ("-h", "--help"):
+            print(description or cls.__doc__)
+            raise SystemExit(0 if words else 2)
+        master = None
+        if words[0] == "--master" and len(words) > 1:
+            master, words = words[1], words[2:]
+        groups = [[_job(part) for part in _split(group, AND)] for group in _split(words, THEN)]
+        return cls.parse({"groups": groups, "master": master}, where=cls.PROG)
+
+    def resolved(self, base: Path) -> Self:
+        return self.model_copy(update={"groups": [[job.resolved(base) for job in group] for group in self.groups]})
+
+
+def _split(words: list[str], separator: str) -> list[list[str]]:
+    parts: list[list[str]] = [[]]
+    for word in words:
+        if word == separator:
+            parts.append([])
+        else:
+            parts[-1].append(word)
+    return parts
+
+
+def _job(words: list[str]) -> SparkJobArgs:
+    """One job of a together command: its name (a jobs/ script), then its arguments."""
+    if not words:
+        raise ConfigError(f"together: a job is missing around {AND} or {THEN}")
+    name, *argv = words
+    if name not in JOBS:
+        raise ConfigError(f"together: unknown job {name!r}; the jobs: {', '.join(sorted(JOBS))}")
+    return JOBS[name].from_argv(argv)
