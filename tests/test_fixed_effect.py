@@ -170,8 +170,9 @@ def test_incremental_prior_pulls_towards_previous_model(synthetic_prepared, tmp_
 
 def test_killed_run_resumes_to_the_same_model(synthetic_prepared, tmp_path: Path) -> None:
     task, index, train, _ = synthetic_prepared
-    # tolerances at zero: the run goes on for many iterations, so the kill lands mid-training
-    args = ["--index", index, "--train", train, "--task", task, "--l2", "0.01", "--checkpoint-every", "2",
+    # tolerances at zero: the run goes on for many iterations, so the kill lands mid-training; scipy
+    # computes (checkpoints are the optimizer's, whatever computes; no TensorFlow start in each process)
+    args = ["--index", index, "--train", train, "--task", task, "--l2", "0.01", "--checkpoint-every", "2", "--compute", "scipy",
             "--validation-every", "0", "--ftol", "0", "--gtol", "0", "--max-iterations", "300"]
     subprocess.run([sys.executable, "-m", "glmix.train.fixed_effect", *args, "--output", str(tmp_path / "straight")],
                    check=True, capture_output=True)
