@@ -24,7 +24,8 @@ def test_one_two_three_workers_agree(spark, tmp_path: Path) -> None:
                    FeatureShard(name="g", bags=("features",)))  # Gaussian features: well conditioned
     # two files for three workers: workers split rows, not files
     prepare_fixed_effect(spark, str(tmp_path / "data" / "train"), str(tmp_path / "index"), str(tmp_path / "fe"), 2)
-    for solver, penalties, counts in (("lbfgs", "--l2 0.5 --l1 0.05", (1, 2, 3)), ("tron", "--l2 0.5", (1, 2))):
+    # two workers: the other tests' usual case (the launcher's, the YARN fixed effect's); three: an uneven split
+    for solver, penalties, counts in (("lbfgs", "--l2 0.5 --l1 0.05", (1, 3)), ("tron", "--l2 0.5", (1, 2))):
         models = {}
         for workers in counts:
             out = tmp_path / f"model-{solver}-{workers}"

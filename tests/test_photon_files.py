@@ -130,7 +130,7 @@ def two_coordinates(data: Path, output: Path, dates: dict) -> dict:
         "name": "dated", "task": "logistic", "output": str(output),
         "input": {"train": str(data), "validation": str(data), **dates}, "columns": {"response": "response"},
         "feature_shards": [{"name": "global", "bags": list(BAGS)}, {"name": "movie", "bags": ["movieFeatures"]}],
-        "coordinates": {"global": {"type": "fixed", "shard": "global"},
+        "coordinates": {"global": {"type": "fixed", "shard": "global", "compute": "scipy"},   # the input is the subject
                         "per-user": {"type": "random", "shard": "movie", "entity_field": "userId"}},
         "update_sequence": ["global", "per-user"], "evaluators": ["AUC"],
         "resources": {"spark": {"partitions": 2}}, "flow": {"retries": 0}}
