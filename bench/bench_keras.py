@@ -62,17 +62,17 @@ def run() -> None:
 
     root = prepared()
     rows = []
-    with running_cluster():
+    with running_cluster(), tempfile.TemporaryDirectory(prefix="glmix-bench-keras-") as scratch:
         from launcher.yarn import YarnBackend
 
         hdfs = f"hdfs:///tmp/glmix-bench-keras-{ROWS}"
         for part in ("index", "fe"):
             if not is_published(f"{hdfs}/{part}"):
                 copy_tree(str(root / part), f"{hdfs}/{part}")
-        for name, backend, data in (("local processes", LocalBackend(tempfile.mkdtemp()), str(root)),
+        for name, backend, data in (("local processes", LocalBackend(Path(scratch) / "runs"), str(root)),
                                     ("YARN dev cluster", YarnBackend(), hdfs)):
             for workers in (2,) if SMOKE else (1, 2):   # a smoke run checks each backend once
-                out = f"{data}/model-{workers}" if "://" in data else tempfile.mkdtemp(prefix="glmix-bench-keras-")
+                out = f"{data}/model-{workers}" if "://" in data else f"{scratch}/model-{workers}"
                 report = train(backend, data, workers, out)
                 busy = report["input_seconds"] + report["fit_seconds"]
                 rows.append([name, workers, report["examples_per_second"], report["fit_seconds"],
