@@ -146,15 +146,14 @@ class FlowBuilder:
                 upper_bound=coordinate.upper_bound, partitions=c.resources.spark.partitions, task=c.task,
                 **train) for name, coordinate in c.random_effects().items()]), ["index"],
                 _declared([plan.partitions(name) for name in c.random_effects()], [c.input.train])))
-        runs = plan.runs()
+        runs, steps = plan.runs(), []
         for run in runs:
             previous: str | None = None
             for step in run:
-                name = step_node_name(step, len(runs))
+                steps.append(name := step_node_name(step, len(runs)))
                 step_nodes = self._step(step, name, previous)
                 nodes += step_nodes
                 previous = step_nodes[0].name   # the node that publishes the step's model
-        steps = [step_node_name(step, len(runs)) for run in runs for step in run]
         nodes.append(Node("select-best", self.python("glmix.game.select_best", [CONFIG_FILE]), steps,
                           _declared([plan.best, plan.summary], [CONFIG_FILE])))
         nodes.append(Node("report", self.python("glmix.game.report", [CONFIG_FILE]), ["select-best"],
@@ -227,7 +226,6 @@ class FlowBuilder:
             output=step.scores, model_id=c.name, id_fields=c.id_fields, bad_records=c.bad_records,
             columns=c.columns, metrics=step.metrics, evaluators=c.evaluators, coordinate=step.coordinate,
             pass_index=step.pass_index, **self._dated("validation"))
-        scored = _declared([step.scores, step.metrics], [c.input.validation])
         if isinstance(coordinate, RandomCoordinate):   # trains, then scores, in one Spark application
             train = TrainRandomEffectArgs(
                 data=step.partitions, index=plan.index(coordinate.shard), output=step.output,
@@ -246,7 +244,8 @@ class FlowBuilder:
             trainer = Node(f"{name}-train", f"${{glmix.python}} -m launcher submit {spec} --backend "
                            "${launcher.backend} ${launcher.options}", ["prepare", *after])
         trainer.config.update(_declared([step.output]))
-        return [trainer, Node(name, self.spark_jobs([score]), [trainer.name], scored)]
+        return [trainer, Node(name, self.spark_jobs([score]), [trainer.name],
+                              _declared([step.scores, step.metrics], [c.input.validation]))]
 
     def _fixed_effect_spec(self, step: Step, name: str, coordinate: FixedGlmCoordinate | FixedKerasCoordinate) -> str:
         c, plan, launcher = self.config, self.plan, self.config.resources.launcher
