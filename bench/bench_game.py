@@ -8,12 +8,11 @@ each kind of stage, so the slow part is visible.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from bench.report import print_table, run_flow
+from bench.report import node_kind, print_table, run_flow
 from bench.sizes import size
 from glmix.data.synthetic import generate, movielens_spec
 from glmix.game.demo import demo_config, true_margins
@@ -33,9 +32,8 @@ def run() -> None:
         labels, margins = true_margins(str(root / "data"))
         truth = auc(labels, margins)
     by_kind: dict[str, list[float]] = defaultdict(list)
-    for r in results:   # p1-per-user-score -> score; prepare-train -> prepare
-        step = re.match(r"(r\d+-)?p\d+-", r.name)
-        by_kind[r.name.rsplit("-", 1)[-1] if step else r.name.split("-")[0]].append(r.seconds)
+    for r in results:
+        by_kind[node_kind(r.name)].append(r.seconds)
     print_table("demo workload: 100k rows, 943 users, 1682 movies, 2 passes (local[2], launcher local backend)",
                 ["measure", "value", "target"],
                 [("end-to-end seconds (stages)", seconds, 60.0),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dev_cluster import running_cluster
-from bench.report import print_table
+from bench.report import node_kind, print_table
 from bench.sizes import size
 from glmix.data.synthetic import generate, movielens_spec
 from glmix.deploy import ship
@@ -60,14 +60,6 @@ def run_flow(project: Path, literal: bool, env: dict[str, str]) -> tuple[float, 
     return seconds, stages
 
 
-def kind(stage: str) -> str:
-    """p0-global-train -> train; p0-global -> score; p0-per-user -> train+score (a random effect's step)."""
-    step = re.match(r"(r\d+-)?p\d+-(.+)$", stage)
-    if not step:
-        return stage.split("-")[0]
-    return "train" if step[2].endswith("-train") else "train+score" if step[2].startswith("per-") else "score"
-
-
 def run() -> None:
     with running_cluster() as cluster, tempfile.TemporaryDirectory(prefix="glmix-bench-shipped-") as tmp:
         local = Path(tmp)
@@ -94,9 +86,9 @@ def run() -> None:
                 ["run", "seconds", "x in-process"], rows)
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for stage, seconds in lit_stages.items():
-        by_kind[kind(stage)][0] += 1
-        by_kind[kind(stage)][1] += in_stages.get(stage, 0.0)
-        by_kind[kind(stage)][2] += seconds
+        by_kind[node_kind(stage)][0] += 1
+        by_kind[node_kind(stage)][1] += in_stages.get(stage, 0.0)
+        by_kind[node_kind(stage)][2] += seconds
     print_table("seconds by node kind (nodes run side by side overlap)",
                 ["node kind", "nodes", "in-process", "literal", "literal - in-process per node"],
                 [[k, int(n), a, b, (b - a) / n] for k, (n, a, b) in sorted(by_kind.items(), key=lambda kv: -kv[1][2])])

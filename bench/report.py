@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,3 +54,12 @@ def run_flow(project: Path, output: Path) -> FlowRun:
     if failed:
         raise SystemExit(f"{project.name}: stage {failed[0].name} failed: {failed[0].error}")
     return FlowRun(seconds, results, json.loads((output / "summary.json").read_text()))
+
+
+def node_kind(node: str) -> str:
+    """A flow node's kind: p0-global-train -> train; p0-global -> score (a fixed effect's step);
+    p0-per-user -> train+score (a random effect's step); prepare, partition... as named."""
+    step = re.match(r"(r\d+-)?p\d+-(.+)$", node)
+    if not step:
+        return node.split("-")[0]
+    return "train" if step[2].endswith("-train") else "train+score" if step[2].startswith("per-") else "score"

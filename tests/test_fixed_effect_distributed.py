@@ -1,5 +1,7 @@
-"""1, 2 and 3 TensorFlow workers (launcher local backend, collective all-reduce) give the same model,
-with L-BFGS / OWL-QN and with TRON (whose Hessian-vector products are all-reduced in lock-step)."""
+"""1, 2 and 3 workers (launcher local backend, TensorFlow's collective all-reduce) give the same model,
+with L-BFGS / OWL-QN and with TRON (whose Hessian-vector products are all-reduced in lock-step). They
+compute with scipy: what is tested is the split of the rows and the all-reduce (tests/test_fixed_effect.py
+checks the TensorFlow computation against scipy)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def test_one_two_three_workers_agree(spark, tmp_path: Path) -> None:
             out = tmp_path / f"model-{solver}-{workers}"
             command = (f"{sys.executable} -m glmix.train.fixed_effect --index {tmp_path / 'index'} "
                        f"--train {tmp_path / 'fe'} --output {out} --task logistic {penalties} --solver {solver} "
-                       "--validation-every 0 --ftol 0 --gtol 1e-9")
+                       "--validation-every 0 --ftol 0 --gtol 1e-9 --compute scipy")  # the split and the all-reduce
             job = JobSpec.from_dict({"name": f"fe-{solver}-{workers}", "tasks": {"worker": {
                 "instances": workers, "command": command}}})
             result = LocalBackend(tmp_path / "runs").submit(job)

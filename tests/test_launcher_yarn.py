@@ -53,22 +53,6 @@ def yarn_logs(app_id: str, *expected: str, timeout: float = 90.0) -> str:
         time.sleep(1)
 
 
-def test_two_workers_mwms_on_yarn(yarn: YarnBackend, hdfs_root: str) -> None:
-    result = yarn.submit(keras_spec(f"{hdfs_root}/backup"))
-    assert result.final_status == "SUCCEEDED" and result.attempts == 1, result.failed
-    logs = yarn_logs(result.app_id, "worker:0 trained epochs=6", "worker:1 trained epochs=6")
-    assert "worker:0 trained epochs=6" in logs and "worker:1 trained epochs=6" in logs
-    finished = subprocess.run(["yarn", "application", "-list", "-appStates", "FINISHED"], capture_output=True,
-                              text=True).stdout
-    assert any(result.app_id in line and "SUCCEEDED" in line for line in finished.splitlines())
-    history = read_events(f"{history_dir()}/{result.app_id}.jsonl")
-    events = [e["event"] for e in history]
-    assert events[0] == "application_started" and events[-1] == "application_finished"
-    task_events = {e["task"]: e for e in history if e["event"] == "task_finished"}
-    assert set(task_events) == {"worker:0", "worker:1"}
-    assert all(e["exit_code"] == 0 and e["peak_rss_mb"] > 100 for e in task_events.values())  # TensorFlow workers
-
-
 def test_killed_worker_restarts_on_another_node_and_resumes_from_hdfs(yarn: YarnBackend, hdfs_root: str) -> None:
     result = yarn.submit(keras_spec(f"{hdfs_root}/backup", max_attempts=2, GLMIX_KILL_ME_AT_EPOCH="2"))
     assert result.final_status == "SUCCEEDED" and result.attempts == 2, result.failed
@@ -80,9 +64,19 @@ def test_killed_worker_restarts_on_another_node_and_resumes_from_hdfs(yarn: Yarn
     assert len(all_hosts()) >= 2 and killed_on not in retried_on and retried_on <= set(all_hosts())
     restarted = next(e for e in read_events(f"{history_dir()}/{result.app_id}.jsonl") if e["event"] == "attempt_restarted")
     assert restarted["avoiding"] == [killed_on]
-    logs = yarn_logs(second, "worker:1 trained epochs=")
+    logs = yarn_logs(second, "worker:0 trained epochs=", "worker:1 trained epochs=")
     epochs = {int(n) for n in re.findall(r"worker:\d trained epochs=(\d+)", logs)}
     assert epochs and epochs <= {3, 4}, logs      # resumed from the epoch 1 or 2 backup published on HDFS
+
+    # the second attempt, two TensorFlow workers under MultiWorkerMirroredStrategy, as YARN and the history saw it
+    finished = subprocess.run(["yarn", "application", "-list", "-appStates", "FINISHED"], capture_output=True,
+                              text=True).stdout
+    assert any(second in line and "SUCCEEDED" in line for line in finished.splitlines())
+    history = read_events(f"{history_dir()}/{result.app_id}.jsonl")
+    assert history[0]["event"] == "application_started" and history[-1]["event"] == "application_finished"
+    task_events = {e["task"]: e for e in history if e["event"] == "task_finished" and e["app_id"] == second}
+    assert set(task_events) == {"worker:0", "worker:1"}
+    assert all(e["exit_code"] == 0 and e["peak_rss_mb"] > 100 for e in task_events.values())  # TensorFlow workers
 
 
 def test_failing_task_via_cli_exit_code_and_stderr(dev_cluster: Cluster, tmp_path: Path) -> None:
@@ -117,8 +111,12 @@ def test_tensorboard_task_serves_the_log_dir_and_joins_the_tracking_ui(yarn: Yar
 
     logs = tmp_path / "tb"
     logs.mkdir()
+    # the worker holds the application open until the page was fetched (the dev cluster's nodes are
+    # this machine, so it sees the test's file), at most two minutes
+    fetched = tmp_path / "fetched"
+    wait = f"for i in $(seq 1200); do [ -e {fetched} ] && exit 0; sleep 0.1; done"
     job = JobSpec.from_dict({"name": "glmix-it-tensorboard", "tensorboard": True, "tensorboard_log_dir": str(logs),
-                             "tasks": {"worker": {"instances": 1, "memory": 512, "command": "sleep 45"}}})
+                             "tasks": {"worker": {"instances": 1, "memory": 512, "command": wait}}})
     served: list[str] = []
 
     def fetch_while_running(app_ids: list[str]) -> None:
@@ -130,6 +128,7 @@ def test_tensorboard_task_serves_the_log_dir_and_joins_the_tracking_ui(yarn: Yar
                     try:
                         with urllib.request.urlopen(f"http://{started[0]['address']}/", timeout=10) as page:
                             served.append(page.read().decode())
+                        fetched.touch()
                         return
                     except OSError:
                         pass
