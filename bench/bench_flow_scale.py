@@ -58,6 +58,9 @@ BAGS = ("features", "userFeatures", "itemFeatures")
 RANDOM_EFFECTS = {"per-user": ("userId", "itemFeatures"), "per-item": ("itemId", "userFeatures")}
 ITEMS = 100_000
 PASSES = size(2, 1)
+# a first flow that is not measured: the JVM's start, class loading and JIT compiling otherwise land on
+# the first measured size's first stages (the cost model read them as the index stage's overhead)
+WARM_UP_ROWS = 20_000
 FLOOR_EVALUATIONS = 10
 PARTITIONS = 8
 
@@ -167,6 +170,9 @@ def run() -> None:
     measured = []
     for master in masters:
         with running_cluster() if master == "yarn" else nullcontext():
+            if not SMOKE:
+                print(f"warm-up: the flow and its floors once on {WARM_UP_ROWS:,} rows (not measured)")
+                measure(master, WARM_UP_ROWS)
             for rows in rows_list:
                 measured.append(bench_flow(master, rows))
                 if os.environ.get("GLMIX_BENCH_JSON"):
@@ -189,8 +195,18 @@ def event_logged_session(master: str, directory: Path) -> Iterator[SparkSession]
         spark.stop()
 
 
+Measures = tuple[float, list[NodeResult], dict[str, float], dict[str, dict[str, float]], dict[str, dict[str, float]],
+                 list[dict[str, Any]], dict[str, float]]
+
+
 def bench_flow(master: str, rows: int) -> dict[str, Any]:
     """Run the flow and its floors on ``rows`` rows; print the tables; return the measurements."""
+    return print_measures(master, rows, *measure(master, rows))
+
+
+def measure(master: str, rows: int) -> Measures:
+    """The flow's seconds and node results, the floors, the event log's measures per node and per
+    executor, the fixed effect's reports and the Python workers' peaks."""
     root = "hdfs:///bench" if master == "yarn" else None
     data = qualified(synthetic(rows, items=min(ITEMS, max(rows // 100, 100)), root=root))
     with tempfile.TemporaryDirectory(prefix="glmix-bench-flow-") as tmp:
@@ -214,7 +230,7 @@ def bench_flow(master: str, rows: int) -> dict[str, Any]:
         for path in (output, scratch):
             storage_for(path).delete(path)
         python_peaks = {r.name: _python_peak(r) for r in results}
-    return print_measures(master, rows, seconds, results, floor, nodes, executors, reports, python_peaks)
+    return seconds, results, floor, nodes, executors, reports, python_peaks
 
 
 def _python_peak(result: NodeResult) -> float:
