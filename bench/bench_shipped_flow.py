@@ -86,9 +86,10 @@ def run() -> None:
                 ["run", "seconds", "x in-process"], rows)
     by_kind: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
     for stage, seconds in lit_stages.items():
-        by_kind[node_kind(stage)][0] += 1
-        by_kind[node_kind(stage)][1] += in_stages.get(stage, 0.0)
-        by_kind[node_kind(stage)][2] += seconds
+        totals = by_kind[node_kind(stage)]
+        totals[0] += 1
+        totals[1] += in_stages.get(stage, 0.0)
+        totals[2] += seconds
     print_table("seconds by node kind (nodes run side by side overlap)",
                 ["node kind", "nodes", "in-process", "literal", "literal - in-process per node"],
                 [[k, int(n), a, b, (b - a) / n] for k, (n, a, b) in sorted(by_kind.items(), key=lambda kv: -kv[1][2])])
