@@ -19,7 +19,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from scipy.stats import norm
@@ -91,7 +91,14 @@ class ModelSummary:
     random_effects: list[RandomEffectSummary]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        """Every table as JSON, on one line: a fixed effect may have 100k coefficients, which
+        ``dataclasses.asdict`` and the indenting encoder (Python's, not C's) take seconds over."""
+        return json.dumps({
+            "model": self.model, "task": self.task,
+            "fixed_effects": [{**vars(f), "coefficients": [vars(c) for c in f.coefficients]}
+                              for f in self.fixed_effects],
+            "random_effects": [{**vars(r), "estimates": {kind: vars(s) for kind, s in r.estimates.items()}}
+                               for r in self.random_effects]})
 
     def to_html(self, top: int = 30) -> str:
         """The summary's tables as HTML (the report's section; a notebook's display): each fixed

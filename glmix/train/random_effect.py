@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Iterable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -167,35 +167,87 @@ def solve_batches(batches: Iterable[pa.RecordBatch], config: RandomEffectConfig,
     """The mapInArrow body: solve each batch of entities together (in a normalized shard's space,
     their models then taken back to the original one)."""
     settings = SolverSettings(task=config.task, max_iterations=config.max_iterations, gtol=config.gtol)
+    keys = _FeatureKeys(pa.array(names, pa.string()), pa.array(terms, pa.string()))
     for batch in batches:
-        rows = batch.to_pylist()
+        if not batch.num_rows:
+            continue
+        rows = entity_rows(batch)
         problems = [entity_problem(r, config, intercept, names, terms, normalization) for r in rows]
         solutions = solve_entities(problems, settings, want_hessian=config.variance != "none")
-        out: dict[str, list[Any]] = {name: [] for name in RESULT_SCHEMA.names}
-        for row, problem, solution in zip(rows, problems, solutions, strict=True):
-            features = np.asarray(row["features"], dtype=np.int64)
-            projected = normalization.project(features) if normalization is not None else None
-            b = projected.to_original(solution.coefficients) if projected is not None else solution.coefficients
-            keep = np.abs(b) >= config.sparsity_threshold if config.sparsity_threshold \
-                else np.ones(len(features), dtype=bool)
-            out["entity_id"].append(row["entity_id"])
-            out["means"].append([{"name": names[g], "term": terms[g], "value": float(v)}
-                                 for g, v, k in zip(features, b, keep, strict=True) if k])
-            if config.variance != "none" and solution.hessian is not None:
-                var = _original_variances(solution.hessian, config.variance, projected)
-                out["variances"].append([{"name": names[g], "term": terms[g], "value": float(v)}
-                                         for g, v, k in zip(features, var, keep, strict=True) if k])
-            else:
-                out["variances"].append(None)
-            out["iterations"].append(solution.iterations)
-            out["converged"].append(solution.converged)
-            out["objective"].append(solution.objective)
-            out["uids"].append(row["uids"])
-            out["scores"].append((problem.x @ solution.coefficients).tolist())
-            out["features"].append(features.tolist())
-            out["coefficients"].append(b.tolist())
-            out["peak_rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        yield pa.RecordBatch.from_pydict(out, schema=RESULT_SCHEMA)
+        yield _results(batch, rows, problems, solutions, config, keys, normalization)
+
+
+_NUMERIC_LISTS = ("features", "labels", "weights", "offsets", "row_nnz", "indices", "vals", "score_offsets")
+_OBJECT_COLUMNS = ("entity_id", "n_rows", "warm_means", "prior_means", "prior_variances")
+
+
+def entity_rows(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """A batch's entities as the rows ``entity_problem`` reads, their numeric lists as numpy views of
+    the batch: Arrow's ``to_pylist`` would box every value (half a training stage's time)."""
+    columns: dict[str, list[Any]] = {}
+    for name in (*_NUMERIC_LISTS, *_OBJECT_COLUMNS):
+        if name not in batch.schema.names:
+            continue
+        column = batch.column(name)
+        if name in _NUMERIC_LISTS and not column.null_count:
+            bounds = column.offsets.to_numpy().tolist()
+            values = column.values.to_numpy(zero_copy_only=False)
+            columns[name] = [values[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        else:
+            columns[name] = column.to_pylist()
+    return [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+class _FeatureKeys(NamedTuple):
+    names: pa.Array
+    terms: pa.Array
+
+    def entries(self, features: np.ndarray, values: np.ndarray, lengths: np.ndarray) -> pa.Array:
+        """Each entity's (name, term, value) list: ``lengths`` entries each, from the flat arrays."""
+        struct = pa.StructArray.from_arrays([self.names.take(features), self.terms.take(features),
+                                             pa.array(values, pa.float64())], fields=list(NTV))
+        return pa.ListArray.from_arrays(_offsets(lengths), struct)
+
+
+def _offsets(lengths: np.ndarray) -> pa.Array:
+    return pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
+
+
+def _results(batch: pa.RecordBatch, rows: list[dict[str, Any]], problems: list[EntityProblem],
+             solutions: list[EntitySolution], config: RandomEffectConfig, keys: _FeatureKeys,
+             normalization: Normalization | None) -> pa.RecordBatch:
+    """The batch's results, built column by column from flat arrays (the coefficients taken back to
+    the original space, those under ``sparsity_threshold`` dropped from ``means`` and ``variances``)."""
+    features = [np.asarray(r["features"], dtype=np.int64) for r in rows]
+    projected = [normalization.project(f) if normalization is not None else None for f in features]
+    original = [p.to_original(s.coefficients) if p is not None else s.coefficients
+                for p, s in zip(projected, solutions, strict=True)]
+    flat_features, flat_b = np.concatenate(features), np.concatenate(original)
+    keep = np.abs(flat_b) >= config.sparsity_threshold if config.sparsity_threshold \
+        else np.ones(len(flat_b), dtype=bool)
+    entity_of = np.repeat(np.arange(len(rows)), [len(f) for f in features])
+    kept = np.bincount(entity_of[keep], minlength=len(rows))
+    means = keys.entries(flat_features[keep], flat_b[keep], kept)
+    if config.variance != "none" and all(s.hessian is not None for s in solutions):
+        variances = np.concatenate([_original_variances(s.hessian, config.variance, p)   # type: ignore[arg-type]
+                                    for s, p in zip(solutions, projected, strict=True)])
+        variance_lists = keys.entries(flat_features[keep], variances[keep], kept)
+    else:
+        variance_lists = pa.nulls(len(rows), pa.list_(NTV))
+    scores = [p.x @ s.coefficients for p, s in zip(problems, solutions, strict=True)]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    columns = {
+        "entity_id": batch.column("entity_id"), "means": means, "variances": variance_lists,
+        "iterations": pa.array([s.iterations for s in solutions]), "converged": pa.array([s.converged for s in solutions]),
+        "objective": pa.array([s.objective for s in solutions]), "uids": batch.column("uids"),
+        "scores": _lists(scores), "features": _lists(features), "coefficients": _lists(original),
+        "peak_rss_mb": pa.array(np.full(len(rows), peak))}
+    return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in RESULT_SCHEMA], schema=RESULT_SCHEMA)
+
+
+def _lists(arrays: list[np.ndarray]) -> pa.Array:
+    return pa.ListArray.from_arrays(_offsets(np.array([len(a) for a in arrays], dtype=np.int64)),
+                                    pa.array(np.concatenate(arrays) if arrays else np.zeros(0)))
 
 
 def posteriors(problems: list[EntityProblem], intercepts: list[np.ndarray], settings: SolverSettings) -> Posteriors:
@@ -258,7 +310,7 @@ def prior_posteriors(batches: Iterable[pa.RecordBatch], config: RandomEffectConf
     weights and yield one row of sums of their posteriors (glmix.train.prior_variance)."""
     settings = SolverSettings(task=config.task, max_iterations=config.max_iterations, gtol=config.gtol)
     for batch in batches:
-        rows = batch.to_pylist()
+        rows = entity_rows(batch)
         problems = [entity_problem(r, config, intercept, names, terms, normalization) for r in rows]
         intercepts = [np.asarray(r["features"]) == 0 if intercept else np.zeros(len(r["features"]), dtype=bool)
                       for r in rows]
