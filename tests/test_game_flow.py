@@ -13,11 +13,13 @@ import yaml
 
 from glmix.errors import ConfigError
 from glmix.flow.azkaban import read_project, validate_flow, zip_project
+from glmix.flow.runner import LocalRunner, session_settings, submit_options
 from glmix.game.config import GameConfig
 from glmix.game.flow_builder import build_project
 from glmix.game.plan import GamePlan
 from glmix.io.examples import ColumnNames
 from glmix.spark.job_args import PrepareArgs, ScoreArgs, TogetherArgs, TrainRandomEffectArgs
+from glmix.spark.session import spark_conf
 from launcher.spec import JobSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,6 +209,19 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
     assert spec.tasks["worker"].instances == 2 and spec.max_attempts == 2
     assert f"--offsets {game}/run-0/pass-0/per-user/scores/train {game}/run-0/pass-0/per-movie/scores/train" \
         in spec.tasks["worker"].command
+
+
+def test_in_process_runner_gives_its_session_the_configured_driver_memory(tmp_path: Path) -> None:
+    """On local[N] the driver does all the work: ``resources.spark.driver_memory`` must reach the session
+    the runner makes (it once kept Spark's 1g whatever the config said: a 1M-row flow ran 2x slower)."""
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["resources"]["spark"] = {**raw["resources"].get("spark", {}), "master": "local[2]", "driver_memory": "3g"}
+    runner = LocalRunner(build_project(GameConfig.from_dict(raw), tmp_path / "project"))
+    node = next(n for n in runner.flow.nodes if n.name == "partition")
+    options, rest = submit_options(shlex.split(runner.command(node))[1:])
+    assert rest[0].endswith("jobs/together.py")
+    conf = spark_conf(app_name="test", **session_settings(options))
+    assert (conf["spark.master"], conf["spark.driver.memory"]) == ("local[2]", "3g")
 
 
 def test_project_file_and_zip_layout(tmp_path: Path) -> None:

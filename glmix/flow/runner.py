@@ -274,11 +274,7 @@ class LocalRunner:
         return "" if code == 0 else failure_reason(log, code)
 
     def _spark_job(self, name: str, argv: list[str], out: TextIO) -> str:
-        options = argparse.ArgumentParser(add_help=False)
-        for flag in ("--master", "--deploy-mode", "--driver-memory", "--num-executors", "--executor-memory", "--jars"):
-            options.add_argument(flag)
-        options.add_argument("--conf", action="append", default=[])
-        known, rest = options.parse_known_args(argv)
+        known, rest = submit_options(argv)
         script = next((a for a in rest if a.endswith(".py")), None)
         if script is None:
             return "spark-submit: no job script in the command"
@@ -297,13 +293,28 @@ class LocalRunner:
             if self._spark is None:
                 from glmix.spark.session import session
 
-                self._spark = spark = session(options.master or "local[2]", f"glmix-flow-{self.flow.name}",
-                                      executors=int(options.num_executors or 2),
-                                      executor_memory=options.executor_memory or "1g",
-                                      quick_start=self.quick_start)
+                self._spark = spark = session(app_name=f"glmix-flow-{self.flow.name}", quick_start=self.quick_start,
+                                              **session_settings(options))
                 spark.sparkContext.setLogLevel("ERROR")  # stage logs carry the reports; warnings are noise
                 self._owns_spark = True
             return self._spark
+
+
+def submit_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """A spark-submit command's own options, and the rest (the job script and its arguments)."""
+    options = argparse.ArgumentParser(add_help=False)
+    for flag in ("--master", "--deploy-mode", "--driver-memory", "--num-executors", "--executor-memory", "--jars"):
+        options.add_argument(flag)
+    options.add_argument("--conf", action="append", default=[])
+    return options.parse_known_args(argv)
+
+
+def session_settings(options: argparse.Namespace) -> dict[str, Any]:
+    """The in-process session's settings from a node's spark-submit options: its master, executors
+    and memory (the driver's too: on local[N] the driver does all the work)."""
+    driver = {"spark.driver.memory": options.driver_memory} if options.driver_memory else {}
+    return {"master": options.master or "local[2]", "executors": int(options.num_executors or 2),
+            "executor_memory": options.executor_memory or "1g", "extra": driver}
 
 
 def failure_reason(log: Path, code: int) -> str:
