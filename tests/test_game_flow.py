@@ -213,7 +213,7 @@ def test_flow_nodes_edges_and_commands(tmp_path: Path) -> None:
 
 def test_in_process_runner_gives_its_session_the_configured_driver_memory(tmp_path: Path) -> None:
     """On local[N] the driver does all the work: ``resources.spark.driver_memory`` must reach the session
-    the runner makes (it once kept Spark's 1g whatever the config said: a 1M-row flow ran 2x slower)."""
+    the runner makes (it once kept Spark's 1g whatever the config said)."""
     raw = yaml.safe_load(EXAMPLE.read_text())
     raw["resources"]["spark"] = {**raw["resources"].get("spark", {}), "master": "local[2]", "driver_memory": "3g"}
     runner = LocalRunner(build_project(GameConfig.from_dict(raw), tmp_path / "project"))
