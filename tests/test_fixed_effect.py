@@ -277,11 +277,15 @@ def linear_log_evidence(rows: SparseRows, num_features: int, log_params: np.ndar
 
 def test_l2_auto_learns_the_weight_the_evidence_favours(synthetic_prepared, tmp_path: Path) -> None:
     """Linear: the exact evidence's maximum (slope variance and noise variance, maximized by scipy).
-    Every task: the model is the one a fixed l2 of the learned value gives."""
+    Every task: the model is the one a fixed l2 of the learned value gives. The solves run to tight
+    tolerances: each update reads the optimum and its curvature, so at the default gtol the learned
+    variance is only as exact as the solve (at the default tolerances it missed the maximum by 1.1e-4
+    on 2026-12-04 after passing for weeks; the solve stops at a different point on another machine)."""
     from scipy.optimize import minimize as scipy_minimize
 
     task, index, train, _ = synthetic_prepared
-    config = FixedEffectConfig(task=task, l2="auto", compute="scipy", validation_every=0, prior_tolerance=1e-6)
+    config = FixedEffectConfig(task=task, l2="auto", compute="scipy", validation_every=0, prior_tolerance=1e-6,
+                               gtol=1e-10, ftol=1e-15)
     report = Trainer(config, index, train, str(tmp_path / "auto")).run().report
     learned = report["learned_prior"]
     assert learned["converged"], learned
@@ -294,7 +298,7 @@ def test_l2_auto_learns_the_weight_the_evidence_favours(synthetic_prepared, tmp_
         best = scipy_minimize(lambda t: -linear_log_evidence(rows, report["num_features"], t), ours + 0.1,
                               method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10})
         print(f"learned {np.exp(ours)}, the exact evidence's maximum {np.exp(best.x)}")
-        np.testing.assert_allclose(ours, best.x, atol=1e-4)
+        np.testing.assert_allclose(ours, best.x, atol=1e-5)
 
 
 def test_tron_reaches_the_optimum_on_a9a(a9a_prepared, tmp_path: Path) -> None:
