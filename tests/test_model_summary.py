@@ -65,6 +65,7 @@ def test_standard_errors_match_statsmodels(task: str, spark, tmp_path: Path) -> 
             for field in ("estimate", "std_error", "z", "p_value", "low", "high")}
     interval = fit.conf_int()
     assert summary.rows == 1500 and summary.l2 == 0.0 and summary.variance == "full"
+    assert sum(summary.histogram.counts) == len(summary.coefficients) == len(names)
     np.testing.assert_allclose(ours["estimate"], fit.params, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(ours["std_error"], fit.bse, rtol=1e-4)
     np.testing.assert_allclose(ours["z"], fit.tvalues, rtol=1e-4)
@@ -103,6 +104,8 @@ def test_a_random_effects_variance_components_by_hand(tmp_path: Path) -> None:
     assert intercept.values == 3 and intercept.variance == pytest.approx(np.var(intercepts))
     assert intercept.mean_posterior_sd == pytest.approx(0.2)
     assert slope.values == 2 and slope.variance == pytest.approx(np.var(slopes)) and slope.mean_posterior_sd == pytest.approx(0.1)
+    counts, edges = np.histogram(intercepts + slopes, bins=50)   # what the report plots, from the same pass
+    assert summary.histogram.counts == counts.tolist() and summary.histogram.edges == pytest.approx(edges.tolist())
     (directory / "_report.json").write_text(json.dumps({"params": {"config": {"l2": 4.0, "intercept_l2": None}}}))
     default = random_effect_summary(CoordinateModel("per-user", "random", str(directory), "userId"))
     assert default.prior_variance == {"intercept": 0.25, "slopes": 0.25}     # intercept_l2 defaults to l2

@@ -34,8 +34,7 @@ from glmix.glm.metrics import auc  # noqa: E402
 from glmix.io.avro import read_avro_records  # noqa: E402
 from glmix.io.parquet import read_parquet  # noqa: E402
 from glmix.io.storage import join, storage_for, write_file_atomically  # noqa: E402
-from glmix.model.game_model import read_game_model  # noqa: E402
-from glmix.model.summary import model_summary  # noqa: E402
+from glmix.model.summary import FixedEffectSummary, ModelSummary, RandomEffectSummary, model_summary  # noqa: E402
 
 SUMMARY_FILE = "model-summary.json"
 
@@ -135,15 +134,17 @@ def _roc_and_calibration(y: np.ndarray, margin: np.ndarray) -> list[str]:
     return [png_tag(roc_figure(y, margin)), png_tag(calibration), text]
 
 
-def _coefficients(model_dir: str) -> str:
-    models = [m for m in read_game_model(model_dir)[0] if m.type != "scores"]   # Keras / external: no GLM
-    if not models:
+def _coefficients(model: ModelSummary) -> str:
+    """Each GLM coordinate's histogram of estimates, as the summary counted them (reading a million
+    entities' coefficients again would double the report's time)."""
+    coordinates: list[FixedEffectSummary | RandomEffectSummary] = [*model.fixed_effects, *model.random_effects]
+    if not coordinates:
         return "<p>No GLM coordinates.</p>"
-    figure, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3), squeeze=False)
-    for ax, model in zip(axes[0], models, strict=True):
-        values = [m["value"] for record in read_avro_records(model.coefficients) for m in record["means"]]
-        ax.hist(values, bins=50)
-        ax.set_title(f"{model.name} ({model.type}): {len(values)} coefficients", fontsize=9)
+    figure, axes = plt.subplots(1, len(coordinates), figsize=(4 * len(coordinates), 3), squeeze=False)
+    for ax, coordinate in zip(axes[0], coordinates, strict=True):
+        kind = "fixed" if isinstance(coordinate, FixedEffectSummary) else "random"
+        ax.stairs(coordinate.histogram.counts, coordinate.histogram.edges, fill=True)
+        ax.set_title(f"{coordinate.name} ({kind}): {sum(coordinate.histogram.counts)} coefficients", fontsize=9)
         ax.set_yscale("log")
     return png_tag(figure)
 
@@ -176,7 +177,7 @@ def write_report(config: GameConfig) -> str:
         y, margin = labels_and_scores(join(best.scores, "validation"))
         sections += ["<h2>Best model on the validation data</h2>", *_roc_and_calibration(y, margin)]
     model = model_summary(plan.best)
-    sections += ["<h2>Model summary</h2>", model.to_html(), "<h2>Coefficients</h2>", _coefficients(plan.best),
+    sections += ["<h2>Model summary</h2>", model.to_html(), "<h2>Coefficients</h2>", _coefficients(model),
                  "<h2>Training rows per entity</h2>", _entity_sizes(plan, best.run)]
     style = ("body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} "
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right} tr.best{background:#dfd}")

@@ -19,9 +19,11 @@ from __future__ import annotations
 import html
 import json
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from scipy.stats import norm
 
 from glmix.io.avro import read_avro_records
@@ -44,6 +46,19 @@ class Coefficient:
 
 
 @dataclass
+class Histogram:
+    """How a coordinate's estimates are spread: ``counts[i]`` of them lie in [edges[i], edges[i + 1])."""
+
+    edges: list[float]
+    counts: list[int]
+
+    @classmethod
+    def of(cls, values: np.ndarray, bins: int = 50) -> Histogram:
+        counts, edges = np.histogram(values, bins=bins)
+        return cls(edges.tolist(), counts.tolist())
+
+
+@dataclass
 class FixedEffectSummary:
     name: str
     rows: int | None
@@ -51,6 +66,7 @@ class FixedEffectSummary:
     variance: str                 # none | simple | full
     dispersion: float
     coefficients: list[Coefficient]
+    histogram: Histogram          # of the estimates
 
     @property
     def order(self) -> str:
@@ -75,6 +91,7 @@ class RandomEffectSummary:
     entities: int
     rows: int | None
     prior_variance: dict[str, float | None]          # intercept, slopes (None: not regularized)
+    histogram: Histogram                             # of every entity's estimates (intercepts and slopes)
     estimates: dict[str, Spread] = field(default_factory=dict)
     prior_learned: list[str] = field(default_factory=list)   # the kinds learned from the data (l2: auto)
 
@@ -95,10 +112,10 @@ class ModelSummary:
         ``dataclasses.asdict`` and the indenting encoder (Python's, not C's) take seconds over."""
         return json.dumps({
             "model": self.model, "task": self.task,
-            "fixed_effects": [{**vars(f), "coefficients": [vars(c) for c in f.coefficients]}
-                              for f in self.fixed_effects],
-            "random_effects": [{**vars(r), "estimates": {kind: vars(s) for kind, s in r.estimates.items()}}
-                               for r in self.random_effects]})
+            "fixed_effects": [{**vars(f), "coefficients": [vars(c) for c in f.coefficients],
+                               "histogram": vars(f.histogram)} for f in self.fixed_effects],
+            "random_effects": [{**vars(r), "estimates": {kind: vars(s) for kind, s in r.estimates.items()},
+                                "histogram": vars(r.histogram)} for r in self.random_effects]})
 
     def to_html(self, top: int = 30) -> str:
         """The summary's tables as HTML (the report's section; a notebook's display): each fixed
@@ -162,29 +179,38 @@ def fixed_effect_summary(model: CoordinateModel) -> FixedEffectSummary:
                  for m in record["means"]]
     learned = report.get("learned_prior")
     l2 = learned["l2"]["slopes"] if learned else config.get("l2")
-    return FixedEffectSummary(model.name, report.get("rows"), l2, config.get("variance", "none"), dispersion, rows)
+    histogram = Histogram.of(np.array([c.estimate for c in rows]))
+    return FixedEffectSummary(model.name, report.get("rows"), l2, config.get("variance", "none"), dispersion, rows,
+                              histogram)
 
 
 def random_effect_summary(model: CoordinateModel) -> RandomEffectSummary:
-    """One pass over the entities' records (each a small model), keeping only sums."""
+    """One pass over the entities' records (each a small model; a million of them take most of the
+    report's time), keeping each estimate's value, kind and variance in flat arrays."""
     report = _report(model)
-    sums: dict[str, list[float]] = {kind: [0.0, 0.0, 0.0, 0.0] for kind in ("intercept", "slopes")}  # n, s, s2, sd
+    values, variances, intercepts = array("d"), array("d"), array("b")
     entities = 0
     has_variances = False        # a model published by any trainer (Photon ML's too) may carry them
     for record in read_avro_records(model.coefficients):
         entities += 1
-        variances = {(v["name"], v["term"]): v["value"] for v in record.get("variances") or []}
-        has_variances = has_variances or bool(variances)
-        for m in record["means"]:
-            acc = sums["intercept" if m["name"] == INTERCEPT_NAME else "slopes"]
-            acc[0] += 1
-            acc[1] += m["value"]
-            acc[2] += m["value"] ** 2
-            acc[3] += math.sqrt(max(variances.get((m["name"], m["term"]), 0.0), 0.0))
-    estimates = {kind: Spread(int(n), s2 / n - (s / n) ** 2, sd / n if has_variances else None)
-                 for kind, (n, s, s2, sd) in sums.items() if n}
+        means = record["means"]
+        values.extend([m["value"] for m in means])
+        intercepts.extend([m["name"] == INTERCEPT_NAME for m in means])
+        if record.get("variances"):
+            has_variances = True
+            by_key = {(v["name"], v["term"]): v["value"] for v in record["variances"]}
+            variances.extend([by_key.get((m["name"], m["term"]), 0.0) for m in means])
+        else:
+            variances.extend([0.0] * len(means))
+    estimates = np.frombuffer(values)
+    sds = np.sqrt(np.maximum(np.frombuffer(variances), 0.0))
+    is_intercept = np.frombuffer(intercepts, dtype=np.int8).astype(bool)
+    spreads = {kind: Spread(int(mask.sum()), float(np.var(estimates[mask])),
+                            float(sds[mask].mean()) if has_variances else None)
+               for kind, mask in (("intercept", is_intercept), ("slopes", ~is_intercept)) if mask.any()}
     return RandomEffectSummary(model.name, model.entity_field, entities, report.get("rows"), prior_variances(report),
-                               estimates, list((report.get("learned_prior") or {}).get("variances", {})))
+                               Histogram.of(estimates), spreads,
+                               list((report.get("learned_prior") or {}).get("variances", {})))
 
 
 def prior_variances(report: dict[str, Any]) -> dict[str, float | None]:
