@@ -166,9 +166,12 @@ def cmd_flow_validate(args: argparse.Namespace) -> None:
 
 def cmd_flow_run(args: argparse.Namespace) -> None:
     from glmix.flow.runner import LocalRunner, print_timings
+    from glmix.game.training import project_starts_quick
 
-    results = LocalRunner(Path(args.project), _overrides(args.set, args.date), console, args.parallel,
-                          quick_start=not args.peak_jvm, literal=args.literal, lease_wait=args.wait).run(restart=args.restart)
+    project = Path(args.project)
+    quick_start = project_starts_quick(project) if args.jvm == "auto" else args.jvm == "quick"
+    results = LocalRunner(project, _overrides(args.set, args.date), console, args.parallel, quick_start=quick_start,
+                          literal=args.literal, lease_wait=args.wait).run(restart=args.restart)
     print_timings(results, console)
     failed = [r for r in results if r.status == "failed"]
     if failed:
@@ -371,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", metavar="YYYY-MM-DD", help="run one scheduled instance: the day it runs for")
     run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                      help="if another run of this flow on the same output is running, wait up to this long")
-    run.add_argument("--peak-jvm", action="store_true",
-                     help="local Spark: compile for peak speed (large inputs) instead of a quick start")
+    run.add_argument("--jvm", choices=["auto", "quick", "peak"], default="auto",
+                     help="local Spark: start quick or compile for peak speed; auto: quick for small inputs, "
+                          "as glmix train chooses")
     run.set_defaults(func=cmd_flow_run)
     upload = flow_sub.add_parser("upload", help="upload to Azkaban (password from $AZKABAN_PASSWORD)")
     upload.add_argument("project")
