@@ -11,6 +11,9 @@ largest and extrapolated to a cluster (`Cluster`) and to 1B / 10B rows:
   and its time per gradient evaluation per non-zero (one core per worker: scipy's sparse products
   are single-threaded) are measured, the evaluations count (independent of the rows) is the
   measured one, and each evaluation all-reduces the gradient (a ring: 2 x its bytes per node).
+  The check predicts it the same way from the middle run's rates and evaluations: a line through
+  two sizes misreads it, as a small run's solve can take many more evaluations (174 at 100k rows,
+  22 at 1M on 2026-12-04).
 
     python -m bench.cost_model bench-flow.json        # the JSON that GLMIX_BENCH_JSON made bench flow_scale write
 """
@@ -56,16 +59,45 @@ def stage_seconds(run: dict[str, Any], stage: str) -> float:
     return float(run["stages"].get(stage, {}).get("seconds", 0.0))
 
 
+@dataclass(frozen=True)
+class FixedEffectRates:
+    """The fixed effect's costs in one run, over all its passes: the launcher's overhead, loading per
+    row, a gradient evaluation per non-zero, the evaluations, the non-zeros per row."""
+
+    overhead: float
+    load_per_row: float
+    per_evaluation_nnz: float
+    evaluations: int
+    nnz_per_row: float
+
+    @classmethod
+    def of(cls, run: dict[str, Any]) -> FixedEffectRates:
+        reports = run["fixed_effect"]
+        return cls(overhead=stage_seconds(run, FIXED) - sum(r["load_seconds"] + r["train_seconds"] for r in reports),
+                   load_per_row=sum(r["load_seconds"] for r in reports) / run["rows"],
+                   per_evaluation_nnz=sum(r["train_seconds"] for r in reports) / sum(
+                       r["evaluations"] * r["nnz_this_worker"] for r in reports),
+                   evaluations=sum(r["evaluations"] for r in reports),
+                   nnz_per_row=reports[0]["nnz_this_worker"] / run["rows"])
+
+    def work(self, rows_per_worker: float) -> float:
+        """Loading and solving, in seconds, for a worker holding ``rows_per_worker`` rows."""
+        return (self.load_per_row + self.per_evaluation_nnz * self.nnz_per_row * self.evaluations) * rows_per_worker
+
+
 def check(runs: list[dict[str, Any]]) -> list[list[Any]]:
     """Rows of the check table: each stage kind predicted at the largest size from the two smallest."""
     runs = sorted(runs, key=lambda r: r["rows"])
     small, middle, large = runs[0], runs[-2], runs[-1]
     table = []
-    for stage in (*SPARK_KINDS, FIXED):
+    for stage in SPARK_KINDS:
         overhead, per_row = linear_fit((small["rows"], stage_seconds(small, stage)),
                                        (middle["rows"], stage_seconds(middle, stage)))
         predicted, measured = overhead + per_row * large["rows"], stage_seconds(large, stage)
         table.append([stage, overhead, per_row * 1e6, predicted, measured, (predicted - measured) / measured])
+    rates = FixedEffectRates.of(middle)        # one worker a pass, as on local[N]
+    predicted, measured = rates.overhead + rates.work(large["rows"]), stage_seconds(large, FIXED)
+    table.append([FIXED, rates.overhead, rates.work(1e6), predicted, measured, (predicted - measured) / measured])
     predicted_total = sum(row[3] for row in table)
     measured_total = sum(row[4] for row in table)
     table.append(["all of these", "-", "-", predicted_total, measured_total,
@@ -88,17 +120,10 @@ def extrapolate(runs: list[dict[str, Any]], rows: int, cluster: Cluster) -> list
         compute = core_seconds_per_row * rows / cores
         network = shuffle_per_row * rows / (cluster.nodes * cluster.network_gb_per_s * 1e9)
         table.append([stage, overhead, compute, network, overhead + compute + network])
-    reports, nodes = large["fixed_effect"], int(large["stages"][FIXED]["nodes"])
-    overhead = (stage_seconds(large, FIXED) - sum(r["load_seconds"] + r["train_seconds"] for r in reports)) / nodes
-    rows_per_worker = rows / cluster.nodes
-    load = sum(r["load_seconds"] / large["rows"] for r in reports) * rows_per_worker
-    nnz_per_row = reports[0]["nnz_this_worker"] / large["rows"]
-    per_evaluation_nnz = sum(r["train_seconds"] for r in reports) / sum(r["evaluations"] * r["nnz_this_worker"]
-                                                                          for r in reports)
-    evaluations = sum(r["evaluations"] for r in reports)
-    all_reduce = evaluations * 2 * 8 * cluster.features / (cluster.network_gb_per_s * 1e9)
-    solve = per_evaluation_nnz * nnz_per_row * rows_per_worker * evaluations
-    table.append([FIXED, overhead * nodes, load + solve, all_reduce, overhead * nodes + load + solve + all_reduce])
+    rates = FixedEffectRates.of(large)
+    all_reduce = rates.evaluations * 2 * 8 * cluster.features / (cluster.network_gb_per_s * 1e9)
+    work = rates.work(rows / cluster.nodes)
+    table.append([FIXED, rates.overhead, work, all_reduce, rates.overhead + work + all_reduce])
     return table
 
 

@@ -12,12 +12,12 @@ import pytest
 from bench.cost_model import FIXED, SPARK_KINDS, Cluster, check, extrapolate, fixed_effect_memory_gb, linear_fit, main
 
 
-def run(rows: int) -> dict[str, Any]:
+def run(rows: int, evaluations: int = 50) -> dict[str, Any]:
     """Every Spark stage: 5 s + 2 us a row, 4 core-us and 100 shuffled bytes a row; the fixed
     effect: 3 s of launcher overhead a pass plus loading (1 us a row) and 50 evaluations (30 nnz a row, 1 ns a nnz)."""
     stages: dict[str, dict[str, float]] = {k: {"nodes": 1, "seconds": 5 + 2e-6 * rows, "core_seconds": 4e-6 * rows,
                                                "shuffle_bytes": 100.0 * rows} for k in SPARK_KINDS}
-    reports = [{"load_seconds": 1e-6 * rows, "train_seconds": 50 * 30 * rows * 1e-9, "evaluations": 50,
+    reports = [{"load_seconds": 1e-6 * rows, "train_seconds": evaluations * 30 * rows * 1e-9, "evaluations": evaluations,
                 "nnz_this_worker": 30 * rows, "peak_rss_mb_this_worker": 200 + 1e-4 * rows} for _ in range(2)]
     stages[FIXED] = {"nodes": 2, "seconds": sum(3 + r["load_seconds"] + r["train_seconds"] for r in reports)}
     return {"master": "local[2]", "rows": rows, "stages": stages, "fixed_effect": reports}
@@ -38,6 +38,14 @@ def test_the_check_predicts_the_largest_run_exactly_when_the_law_is_linear() -> 
         assert row[-1] == pytest.approx(0.0, abs=1e-9)   # predicted == measured
     index = table[0]
     assert index[1] == pytest.approx(5.0) and index[2] == pytest.approx(2.0)   # overhead s, s per 1M rows
+
+
+def test_the_check_predicts_the_fixed_effect_from_its_rates_not_from_a_line() -> None:
+    """A small run's solve may take many more evaluations (174 at 100k rows against 22 at 1M, measured):
+    a line through the two smaller runs would read them as overhead; the rates of the middle run do not."""
+    table = {row[0]: row for row in check([run(100_000, evaluations=500), run(1_000_000), run(10_000_000)])}
+    assert table[FIXED][-1] == pytest.approx(0.0, abs=1e-9)
+    assert table[FIXED][1] == pytest.approx(6.0)                  # the launcher's 3 s a pass, both passes
 
 
 def test_extrapolation_spreads_work_over_the_cluster_and_adds_the_network() -> None:
