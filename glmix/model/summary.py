@@ -66,7 +66,11 @@ class FixedEffectSummary:
     variance: str                 # none | simple | full
     dispersion: float
     coefficients: list[Coefficient]
-    histogram: Histogram          # of the estimates
+
+    @property
+    def histogram(self) -> Histogram:
+        """Of the estimates (a random effect's is counted while its entities are read: it keeps no table)."""
+        return Histogram.of(np.array([c.estimate for c in self.coefficients]))
 
     @property
     def order(self) -> str:
@@ -179,9 +183,7 @@ def fixed_effect_summary(model: CoordinateModel) -> FixedEffectSummary:
                  for m in record["means"]]
     learned = report.get("learned_prior")
     l2 = learned["l2"]["slopes"] if learned else config.get("l2")
-    histogram = Histogram.of(np.array([c.estimate for c in rows]))
-    return FixedEffectSummary(model.name, report.get("rows"), l2, config.get("variance", "none"), dispersion, rows,
-                              histogram)
+    return FixedEffectSummary(model.name, report.get("rows"), l2, config.get("variance", "none"), dispersion, rows)
 
 
 def random_effect_summary(model: CoordinateModel) -> RandomEffectSummary:
