@@ -10,9 +10,11 @@ shuffled, and each executor's peak memory; the trainers' reports give the Python
 Floors: a plain Spark job doing each stage's reads, shuffles and writes without glmix's work
 (indexing: explode + group by (name, term); preparing: a round-robin repartition into the same
 files; partitioning: group by entity into lists; training a random effect: read the partitioned
-entities and write one row each; scoring: the validation rows joined with each random effect's
-entities, written); the fixed effect's floor is loading its prepared rows in one process and the
-solver's gradient evaluations as two scipy sparse products each. A floor runs once per stage kind
+entities whole, join every row's uid with the other coordinates' training scores and sum them per
+entity (the trainer's offsets: a shuffle by uid, one by entity), write one model row per entity
+holding its distinct features and one score per training row; scoring: the validation rows joined
+with each random effect's models, written); the fixed effect's floor is loading its prepared rows in
+one process and the solver's gradient evaluations as two scipy sparse products each. A floor runs once per stage kind
 and counts for every node of that kind (the passes repeat training and scoring; a random effect's
 step node trains and scores, so its floor is both).
 
@@ -135,19 +137,34 @@ def floors(spark: SparkSession, data: str, prepared: str, scratch: str,
                                         .groupBy("f.name", "f.term").count(), "index")),
            "prepare": timed(lambda: write(train.select("uid", "label", *BAGS).repartition(PARTITIONS), "prepare-train"))
            + timed(lambda: write(validation.select("uid", "label", *BAGS).repartition(PARTITIONS), "prepare-validation"))}
+    write(train.select("uid", F.lit(0.0).alias("score")), "scores")   # as the previous coordinate wrote them
     for name, (field, bag) in RANDOM_EFFECTS.items():
         out["partition"] = out.get("partition", 0.0) + timed(partial(
             write, train.groupBy(field).agg(F.collect_list(F.struct("uid", "label", bag)).alias("rows")), f"re-{field}"))
-        grouped = spark.read.parquet(join(scratch, f"re-{field}"))
-        out[name] = timed(partial(write, grouped.select(field, F.size("rows").alias("n")), f"model-{field}"))
+        out[name] = timed(partial(random_effect_floor, spark, scratch, field, bag))
     models = {field: spark.read.parquet(join(scratch, f"model-{field}")) for field, _ in RANDOM_EFFECTS.values()}
     scored = validation.select("uid", *models)
     for field, model in models.items():
-        scored = scored.join(model, field, "left").withColumnRenamed("n", f"n_{field}")
-    out["score"] = timed(lambda: write(scored.select("uid", *[f"n_{f}" for f in models]), "score"))
+        scored = scored.join(model, field, "left").withColumn(f"m_{field}", F.xxhash64("model", "offset")).drop(
+            "model", "offset")
+    out["score"] = timed(lambda: write(scored.select("uid", *[f"m_{f}" for f in models]), "score"))
     loading, evaluation = fixed_effect_floor(prepared, fixed_effect_reports[0]["num_features"])
     out["global-train"] = sum(loading + evaluation * r["evaluations"] for r in fixed_effect_reports)
     return out
+
+
+def random_effect_floor(spark: SparkSession, scratch: str, field: str, bag: str) -> None:
+    """A random effect's training without the solving: each entity's rows read whole, their offsets
+    joined by uid and summed per entity, a model row of the entity's distinct features and every
+    row's score written."""
+    grouped = spark.read.parquet(join(scratch, f"re-{field}"))
+    rows = grouped.select(field, F.explode("rows.uid").alias("uid")).join(
+        spark.read.parquet(join(scratch, "scores")), "uid").cache()
+    rows.write.mode("overwrite").parquet(join(scratch, f"scores-{field}"))
+    offsets = rows.groupBy(field).agg(F.sum("score").alias("offset"))
+    grouped.join(offsets, field).select(field, "offset", F.array_distinct(F.flatten(f"rows.{bag}")).alias("model")) \
+        .write.mode("overwrite").parquet(join(scratch, f"model-{field}"))
+    rows.unpersist()
 
 
 def fixed_effect_floor(prepared: str, num_features: int) -> tuple[float, float]:
