@@ -45,6 +45,7 @@ from glmix.data.feature_index import FeatureIndex
 from glmix.errors import DataError, GlmixError
 from glmix.glm.normalization import Normalization, shard_normalization
 from glmix.io.schemas import raw_schema
+from glmix.io.scores import duplicate_uid_message
 from glmix.io.storage import join, publish_atomically, qualified, storage_for
 from glmix.model.linear_model import LOSS_FUNCTION, MODEL_CLASS
 from glmix.settings import SHARD_META
@@ -80,18 +81,24 @@ def with_score_offsets(spark: SparkSession, entities: DataFrame, offsets: list[s
                        exclude: str | None) -> tuple[DataFrame, Callable[[], None]]:
     """Adds ``score_offsets``: the other coordinates' score of each of an entity's rows (summed over
     the ``offsets`` sources), in its row order; and a check to call once the result was computed,
-    which raises if a row had no score in some source.
+    which raises if a row's uid is repeated in a source or a row had no score in some source.
 
     Only (entity, position, uid) go through the join and regrouping; the entity blocks meet the
     result in one join by entity id."""
     rows = entities.select("entity_id", F.posexplode("uids").alias("position", "uid"))
     scored = rows.join(read_summed_scores(spark, offsets, exclude), "uid", "left")
     unscored = Observation(f"unscored-{id(scored)}")
-    counted = scored.observe(unscored, F.count_if(F.col("_score").isNull()).alias("rows"))
+    counted = scored.observe(unscored, F.count_if(F.col("_score").isNull()).alias("rows"),
+                             F.count_if(F.col("_repeats") > 0).alias("repeated"))
     per_entity = counted.groupBy("entity_id").agg(F.sort_array(F.collect_list(
         F.struct("position", F.coalesce("_score", F.lit(0.0)).alias("score")))).alias("_scored"))
 
     def check() -> None:
+        if unscored.get.get("repeated"):
+            repeated = scored.filter(F.col("_repeats") > 0).select("uid", "_repeats").first()
+            assert repeated is not None  # counted above
+            raise DataError(duplicate_uid_message(repeated["uid"], repeated["_repeats"] + 1), path=", ".join(offsets),
+                            field="uid")
         missing = int(unscored.get.get("rows") or 0)
         if missing:
             example = scored.filter(F.col("_score").isNull()).select("uid").first()

@@ -183,6 +183,21 @@ def test_a_training_row_without_a_score_is_named(spark, per_user, tmp_path: Path
     assert not (tmp_path / "m").exists()
 
 
+def test_a_uid_repeated_in_the_offsets_is_named(spark, per_user, tmp_path: Path) -> None:
+    """Counted while joining (no pass over the scores to check them first), in one source of two."""
+    offsets = pq.read_table(per_user["root"] / "offsets")
+    twice = next(iter(entity_arrays(per_user["data"]).values()))["uids"][0]
+    for k in range(2):
+        (tmp_path / f"source-{k}").mkdir()
+        pq.write_table(offsets, tmp_path / f"source-{k}" / "p.parquet")
+    pq.write_table(offsets.filter(pc.equal(offsets.column("uid"), twice)), tmp_path / "source-1" / "again.parquet")
+    with pytest.raises(DataError, match=rf"uid '{twice}' is on 2 rows .* uids must be unique in a dataset"):
+        train_random_effect(spark, per_user["data"], per_user["index"], str(tmp_path / "m"),
+                            RandomEffectConfig(task="logistic"),
+                            offsets=[str(tmp_path / "source-0"), str(tmp_path / "source-1")])
+    assert not (tmp_path / "m").exists()
+
+
 def test_rows_without_a_trained_model_are_scored(spark, per_user, tmp_path: Path) -> None:
     """Rows removed by down-sampling score with their entity's model, rows of entities under the lower
     bound score 0: the scores cover every training row, as the next coordinate's offsets must."""

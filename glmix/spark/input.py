@@ -427,9 +427,11 @@ def _checks(spec: InputSpec, response: str) -> list[tuple[str, str, Column]]:
     return checks
 
 
-def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> DataFrame:
+def read_scores(spark: SparkSession, uri: str, exclude: str | None = None, check_unique: bool = True) -> DataFrame:
     """Scores of the other coordinates by uid: ``uid, score`` Parquet/Avro, or ScoringResult Avro whose
-    ``coordinateScores`` are summed leaving out ``exclude`` (the coordinate being trained)."""
+    ``coordinateScores`` are summed leaving out ``exclude`` (the coordinate being trained). A repeated
+    uid fails here (a pass over the scores), unless ``check_unique`` is off: the caller counts them
+    while joining (:func:`read_summed_scores`)."""
     uri = qualified(uri)
     files = storage_for(uri).data_files(uri)
     fmt = "avro" if any(f.endswith(".avro") for f in files) else "parquet"
@@ -442,21 +444,26 @@ def read_scores(spark: SparkSession, uri: str, exclude: str | None = None) -> Da
         raise DataError(f"offsets need columns uid and score (or coordinateScores); missing "
                         f"{', '.join(sorted(missing))}", path=uri)
     scores = frame.select(F.col("uid").cast("string"), F.col("score").cast("double").alias("_score"))
-    repeated = scores.groupBy("uid").count().filter("count > 1").first()   # one pass over the (small) scores
+    repeated = scores.groupBy("uid").count().filter("count > 1").first() if check_unique else None
     if repeated is not None:
         raise DataError(duplicate_uid_message(repeated["uid"], repeated["count"]), path=uri, field="uid")
     return scores
 
 
 def read_summed_scores(spark: SparkSession, uris: list[str], exclude: str | None = None) -> DataFrame:
-    """``uid, _score``: the sum of several coordinates' scores (each a :func:`read_scores` source).
-    A uid missing from any source gets a null ``_score``, so callers count it as unscored rather
-    than train on a partial sum."""
-    if len(uris) == 1:
-        return read_scores(spark, uris[0], exclude)
-    sources = [read_scores(spark, uri, exclude).withColumn("_source", F.lit(k)) for k, uri in enumerate(uris)]
+    """``uid, _score, _repeats``, one row per uid: the sum of several coordinates' scores (each a
+    :func:`read_scores` source). A uid missing from any source gets a null ``_score``, so callers
+    count it as unscored rather than train on a partial sum. ``_repeats`` counts the uid's rows beyond
+    one per source (a uid repeated in a source: its data had the uid twice); callers count them while
+    joining, so the scores are not read once more just to check them."""
+    # each source a bit: the sources a uid has are a compiled bit_or (count_distinct would expand every row)
+    sources = [read_scores(spark, uri, exclude, check_unique=False).withColumn("_source", F.lit(1 << k).cast("long"))
+               for k, uri in enumerate(uris)]
     union = sources[0]
     for source in sources[1:]:
         union = union.unionByName(source)
-    summed = union.groupBy("uid").agg(F.sum("_score").alias("_score"), F.count_distinct("_source").alias("_n"))
-    return summed.select("uid", F.when(F.col("_n") == len(uris), F.col("_score")).alias("_score"))
+    summed = union.groupBy("uid").agg(F.sum("_score").alias("_score"), F.count(F.lit(1)).alias("_rows"),
+                                      F.bit_or("_source").alias("_sources"))
+    found = F.bit_count("_sources")
+    return summed.select("uid", F.when(found == len(uris), F.col("_score")).alias("_score"),
+                         (F.col("_rows") - found).alias("_repeats"))
