@@ -234,6 +234,25 @@ def test_a_heavy_entity_is_thinned_before_grouping_and_keeps_the_exact_sample(sp
     assert report["rows_removed_by_down_sampling"] == len(passive) and report["rows_active"] == 1 + 2 + 3 * 10
 
 
+def test_a_heavy_entity_s_dropped_rows_do_not_count_toward_its_weight(spark, tmp_path: Path) -> None:
+    """Under fail the heavy entities are counted unchecked (a bad row fails the job); under drop only
+    the kept rows count: u5's 32 rows, 2 of them with an invalid label, down-sampled to 10 weigh 30 / 10."""
+    records = skewed_records()
+    for record in records[-2:]:
+        record["label"] = 3.0
+    data = write(tmp_path / "data" / "part-0.avro", records)
+    index_features(spark, data, str(tmp_path / "idx"), FeatureShard(name="u", bags=("userFeatures",)), policy="drop")
+    with pytest.raises(DataError, match=r"part-0.avro: record 61: field 'label': invalid label"):
+        partition_random_effect(spark, data, "userId", str(tmp_path / "idx"), str(tmp_path / "fail"), upper_bound=10,
+                                task="logistic")
+    assert not (tmp_path / "fail").exists()
+    report = partition_random_effect(spark, data, "userId", str(tmp_path / "idx"), str(tmp_path / "drop"),
+                                     upper_bound=10, task="logistic", policy="drop")
+    entities = {r["entity_id"]: r for r in pq.read_table(str(tmp_path / "drop" / "active")).to_pylist()}
+    assert report["dropped"] == {"invalid_label": 2}
+    assert entities["u5"]["weights"] == [pytest.approx(30 / 10)] * 10
+
+
 def test_down_sampling_is_reproducible_and_seeded(spark, tmp_path: Path) -> None:
     _, first = partitioned(spark, tmp_path, "a", upper_bound=10, seed=1)
     _, again = partitioned(spark, tmp_path, "b", upper_bound=10, seed=1)
