@@ -174,3 +174,5 @@ def test_offsets_sum_the_sources_and_a_row_missing_from_one_is_an_error(tmp_path
     assert offsets_for(np.array(["2", "1"], dtype=object), [a, b]) == pytest.approx([1.25, 2.5])
     with pytest.raises(DataError, match=r"2 row\(s\) have no score in the offsets \(e.g. uid 7, 8\)"):
         offsets_for(np.array(["1", "7", "8"], dtype=object), [a, b])
+    with pytest.raises(DataError, match=r"uid '2' is on 2 rows .* uids must be unique"):   # rows, not scores, repeat it
+        offsets_for(np.array(["2", "1", "2"], dtype=object), [a])

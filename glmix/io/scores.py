@@ -60,22 +60,36 @@ def duplicate_uid_message(uid: str, rows: int) -> str:
 def offsets_for(uids: np.ndarray, uris: list[str], exclude: str | None = None) -> np.ndarray:
     """The other coordinates' score of each uid, in the given order: the sum over ``uris`` (one
     coordinate's scores each, or a ScoringResult); every uid must have a score in every source.
-    Joined by Arrow's hash lookups (``index_in``): ~1 s per million uids, against ~3 s for a Python dict."""
+    Joined by one Arrow hash lookup per source (``index_in``: where each score's uid is among the
+    rows), ~1 s per million uids, against ~3 s for a Python dict; the counts of those positions
+    find both a uid scored twice and a row not scored."""
     keys = pa.array(uids, pa.string())
     total = np.zeros(len(uids))
     for uri in uris:
         table = read_offsets(uri, exclude)
-        column = table.column("uid").cast(pa.string())
-        # a uid of these rows on two rows of the scores would pair rows wrongly
-        row_keys = pc.drop_null(pc.index_in(column, value_set=keys)).to_numpy()
-        counts = np.bincount(row_keys, minlength=len(keys))
-        if len(counts) and counts.max() > 1:
+        row_of_score = pc.index_in(table.column("uid").cast(pa.string()), value_set=keys)
+        scored = pc.is_valid(row_of_score).to_numpy(zero_copy_only=False)
+        rows = pc.drop_null(row_of_score).to_numpy()
+        counts = np.bincount(rows, minlength=len(keys))
+        if len(counts) and counts.max() > 1:   # a uid of these rows on two rows of the scores would pair rows wrongly
             repeated = int(np.argmax(counts))
             raise DataError(duplicate_uid_message(keys[repeated].as_py(), int(counts[repeated])), path=uri, field="uid")
-        position = pc.index_in(keys, value_set=column)
-        if position.null_count:
-            missing = keys.filter(pc.is_null(position))[:3].to_pylist()
-            raise DataError(f"{position.null_count} row(s) have no score in the offsets (e.g. uid "
+        unscored = counts == 0
+        if unscored.any():
+            _raise_if_repeated(keys, np.flatnonzero(unscored), uri)
+            missing = keys.filter(pa.array(unscored))[:3].to_pylist()
+            raise DataError(f"{int(unscored.sum())} row(s) have no score in the offsets (e.g. uid "
                             f"{', '.join(missing)})", path=uri, field="uid")
-        total += table.column("score").to_numpy()[position.to_numpy()]
+        total[rows] += table.column("score").to_numpy()[scored]
     return total
+
+
+def _raise_if_repeated(keys: pa.Array, unscored: np.ndarray, uri: str) -> None:
+    """A row left unscored because its uid is on an earlier row too (the lookup finds the first) is a
+    repeated uid, not a missing score: say so."""
+    first = pc.index_in(keys.take(pa.array(unscored)), value_set=keys).to_numpy()
+    repeated = unscored[first != unscored]
+    if len(repeated):
+        uid = keys[int(repeated[0])]
+        raise DataError(duplicate_uid_message(uid.as_py(), int(pc.sum(pc.equal(keys, uid)).as_py())), path=uri,
+                        field="uid")
