@@ -84,9 +84,9 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     heavy = _heavy_entities(_rows_to_count(loaded, rows, entity_field, policy), upper_bound) \
         if upper_bound is not None else None
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
-    thinned = _thinned(indexed, heavy, upper_bound, seed) if heavy is not None and upper_bound is not None else None
-    grouped = _group_by_entity(thinned.rows if thinned else indexed, heavy)
-    bounded = _bounded(grouped, lower_bound, upper_bound, seed, thinned.left_out if thinned else None)
+    marked = _thinned(indexed, heavy, upper_bound, seed) if heavy is not None and upper_bound is not None else None
+    grouped = _group_by_entity(marked if marked is not None else indexed, heavy)
+    bounded = _bounded(grouped, lower_bound, upper_bound, seed)
 
     with publish_atomically(output) as tmp:
         assignment = _assignment(bounded, partitions)
@@ -94,7 +94,7 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
          .sortWithinPartitions("entity_id").write.partitionBy("partition").parquet(join(tmp, "active")))
         counts = loaded.check()
         n_missing = offset_check() if offset_check else 0
-        totals = _totals(grouped, bounded.n_rows, lower_bound)
+        totals = _totals(bounded.entities, bounded.n_rows, lower_bound)
         if not totals["entities_active"]:
             raise DataError(f"no {entity_field} has {lower_bound} or more rows (the lower bound): no entity to "
                             f"train ({totals['entities_passive']} below it)", path=data, field=entity_field)
@@ -141,14 +141,6 @@ def _with_offsets(spark: SparkSession, rows: DataFrame, offsets: str, exclude: s
     return rows.withColumn("offset", F.col("offset") + F.coalesce("_score", F.lit(0.0))).drop("_score"), check
 
 
-@dataclass
-class _Thinned:
-    """Every row but the heavy entities' sure losers (``rows``), and those (``left_out``: passive rows)."""
-
-    rows: DataFrame
-    left_out: DataFrame
-
-
 def _hash(uid: Column, seed: int) -> Column:
     """The down-sampling rank of a row: its entity keeps the rows of smallest hash."""
     return F.xxhash64(uid, F.lit(seed))
@@ -172,68 +164,77 @@ def _heavy_entities(rows: DataFrame, upper_bound: int) -> DataFrame:
     return counts.filter(F.col("n_rows_before") > upper_bound).cache()
 
 
-def _thinned(indexed: DataFrame, heavy: DataFrame, upper_bound: int, seed: int) -> _Thinned:
-    """Entities over the bound keep, of the rows of smallest hash, about ``bound + 8 sqrt(bound) +
-    16`` before grouping: each row stays when its hash is below the fraction ``q = that / n`` of the
-    hash range. Hashes are uniform, so all of the ``bound`` smallest stay, and the exact cut is made
-    after grouping; fewer than ``bound`` rows stay only when a Binomial(n, q) falls 8 standard
-    deviations below its mean (probability below 1e-15). The heavy entities are few (those over the
-    bound) and meet the rows as a broadcast."""
-    fraction = F.least(F.lit(1.0), F.lit(upper_bound + 8 * upper_bound ** 0.5 + 16) / F.col("_n_heavy"))
+def _thinned(indexed: DataFrame, heavy: DataFrame, upper_bound: int, seed: int) -> DataFrame:
+    """The rows with ``_chunk``: -1 for a row that reaches its entity's group, else the chunk of the
+    rows its entity leaves out. Entities over the bound keep, of the rows of smallest hash, about
+    ``bound + 8 sqrt(bound) + 16`` before grouping: each row stays when its hash is below the fraction
+    ``q = that / n`` of the hash range. Hashes are uniform, so all of the ``bound`` smallest stay, and
+    the exact cut is made after grouping; fewer than ``bound`` rows stay only when a Binomial(n, q)
+    falls 8 standard deviations below its mean (probability below 1e-15). The rows left out are
+    grouped in the same shuffle, in about n / bound chunks of about the bound each (by another hash
+    of the uid), rather than read and indexed a second time for the passive output (at 10M rows
+    that second pass took 38 s a coordinate). The heavy entities are few (those over the bound) and
+    meet the rows as a broadcast."""
+    n_heavy = F.col("_n_heavy")
+    fraction = F.least(F.lit(1.0), F.lit(upper_bound + 8 * upper_bound ** 0.5 + 16) / n_heavy)
     threshold = F.lit(-(2.0 ** 63)) + fraction * F.lit(2.0 ** 64)   # the hash is a signed 64-bit integer
-    marked = indexed.join(F.broadcast(heavy.withColumnRenamed("n_rows_before", "_n_heavy")), "entity_id", "left") \
-        .withColumn("_stays", F.col("_n_heavy").isNull() | (_hash(F.col("uid"), seed).cast("double") < threshold))
-    return _Thinned(marked.filter("_stays").select(*indexed.columns),
-                    marked.filter(~F.col("_stays")).select(*indexed.columns))
+    stays = n_heavy.isNull() | (_hash(F.col("uid"), seed).cast("double") < threshold)
+    chunk = F.pmod(_hash(F.col("uid"), seed + 1), F.ceil(n_heavy / F.lit(upper_bound)))
+    return indexed.join(F.broadcast(heavy.withColumnRenamed("n_rows_before", "_n_heavy")), "entity_id", "left") \
+        .select(*indexed.columns, F.when(stays, F.lit(-1)).otherwise(chunk).cast("int").alias("_chunk"))
 
 
 def _group_by_entity(rows: DataFrame, heavy: DataFrame | None) -> DataFrame:
     """One shuffle: every entity's rows together (cached; the active and passive outputs and the
     report all derive from it), with ``n_rows_before`` its rows in the input (a heavy entity's
-    count from ``heavy``: its thinned list is shorter). uid leads the row struct, so sorting an
+    count from ``heavy``: its thinned list is shorter), and the chunks of rows the heavy entities
+    left out (``_left_out``; see :func:`_thinned`). uid leads the row struct, so sorting an
     entity's rows (a compiled sort_array) orders them by uid."""
     row = F.struct(*ROW_FIELDS, F.size("indices").alias("nnz"))
-    grouped = rows.groupBy("entity_id").agg(F.collect_list(row).alias("_rows"))
     if heavy is None:
-        return grouped.withColumn("n_rows_before", F.size("_rows")).cache()
+        grouped = rows.groupBy("entity_id").agg(F.collect_list(row).alias("_rows"))
+        return grouped.withColumn("n_rows_before", F.size("_rows")).withColumn("_left_out", F.lit(False)).cache()
+    grouped = rows.groupBy("entity_id", "_chunk").agg(F.collect_list(row).alias("_rows"))
     return grouped.join(F.broadcast(heavy), "entity_id", "left") \
-        .withColumn("n_rows_before", F.coalesce("n_rows_before", F.size("_rows"))).cache()
+        .withColumn("n_rows_before", F.coalesce("n_rows_before", F.size("_rows"))) \
+        .withColumn("_left_out", F.col("_chunk") >= 0).drop("_chunk").cache()
 
 
 @dataclass
 class _Bounded:
-    """The entities with a model (``active``, rows down-sampled to the upper bound; ``n_rows`` their
-    row count after it) and the rows no model trains on (``passive``)."""
+    """The entities (``entities``: one group each, with ``n_rows_before``), those with a model
+    (``active``, rows down-sampled to the upper bound; ``n_rows`` their row count after it) and the
+    rows no model trains on (``passive``)."""
 
+    entities: DataFrame
     active: DataFrame
     passive: DataFrame          # entity_id, _rows
     n_rows: Column
-    left_out: DataFrame | None = None   # rows thinned out before grouping (ROW_COLUMNS + indices, values)
 
     def passive_rows(self) -> DataFrame:
-        grouped = (self.passive.select("entity_id", F.explode("_rows").alias("r"))
-                   .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
-        return grouped if self.left_out is None else grouped.unionByName(self.left_out.select(*grouped.columns))
+        return (self.passive.select("entity_id", F.explode("_rows").alias("r"))
+                .select("r.uid", "entity_id", "r.label", "r.weight", "r.offset", "r.indices", "r.values"))
 
 
-def _bounded(grouped: DataFrame, lower_bound: int, upper_bound: int | None, seed: int,
-             left_out: DataFrame | None = None) -> _Bounded:
+def _bounded(grouped: DataFrame, lower_bound: int, upper_bound: int | None, seed: int) -> _Bounded:
     """Entities below the lower bound become passive; those above the upper bound keep the rows of
     smallest (hash(uid, seed), uid), their weights scaled to keep the entity's total, and the rows
     left out (here and by :func:`_thinned`) become passive (lambdas, interpreted, but only for the
     entities over the bound)."""
-    passive = grouped.filter(F.col("n_rows_before") < lower_bound).select("entity_id", "_rows")
-    active = grouped.filter(F.col("n_rows_before") >= lower_bound)
+    entities = grouped.filter(~F.col("_left_out"))
+    passive = entities.filter(F.col("n_rows_before") < lower_bound).select("entity_id", "_rows")
+    active = entities.filter(F.col("n_rows_before") >= lower_bound)
     n_rows = F.col("n_rows_before")
     if upper_bound is None:
-        return _Bounded(active, passive, n_rows, left_out)
+        return _Bounded(entities, active, passive, n_rows)
     scale = n_rows / F.lit(upper_bound)
     by_hash = F.sort_array(F.transform("_rows", lambda r: F.struct(_hash(r["uid"], seed).alias("h"), r.alias("r"))))
     kept = F.transform(F.slice(by_hash, 1, upper_bound), lambda s: s["r"].withField("weight", s["r"]["weight"] * scale))
     removed = F.transform(F.slice(by_hash, upper_bound + 1, F.size("_rows") - upper_bound), lambda s: s["r"])
-    passive = passive.unionByName(active.filter(n_rows > upper_bound).select("entity_id", removed.alias("_rows")))
+    passive = passive.unionByName(active.filter(n_rows > upper_bound).select("entity_id", removed.alias("_rows"))) \
+        .unionByName(grouped.filter("_left_out").select("entity_id", "_rows"))
     active = active.withColumn("_rows", F.when(n_rows > upper_bound, kept).otherwise(F.col("_rows")))
-    return _Bounded(active, passive, F.least(n_rows, F.lit(upper_bound)), left_out)
+    return _Bounded(entities, active, passive, F.least(n_rows, F.lit(upper_bound)))
 
 
 def _assignment(bounded: _Bounded, partitions: int) -> DataFrame:
@@ -244,10 +245,10 @@ def _assignment(bounded: _Bounded, partitions: int) -> DataFrame:
         "entity_id", "n_rows", snake_partition(rank, partitions).alias("partition"))
 
 
-def _totals(grouped: DataFrame, n_rows: Column, lower_bound: int) -> dict[str, int]:
+def _totals(entities: DataFrame, n_rows: Column, lower_bound: int) -> dict[str, int]:
     """The report's entity and row counts, from the cached entity sizes (not by re-reading outputs)."""
     is_passive = F.col("n_rows_before") < lower_bound
-    totals = grouped.agg(
+    totals = entities.agg(
         F.count_if(~is_passive).alias("active"), F.count_if(is_passive).alias("passive"),
         F.sum(F.when(is_passive, F.col("n_rows_before"))).alias("rows_passive"),
         F.sum(F.when(~is_passive, F.col("n_rows_before"))).alias("rows_before"),
