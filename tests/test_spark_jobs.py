@@ -26,7 +26,13 @@ from glmix.spark.job_args import PartitionArgs, PrepareArgs, TogetherArgs
 from glmix.spark.session import QUICK_START_MAX_BYTES, spark_conf, suits_quick_start
 from jobs import together
 from jobs.index_features import index_features, index_shards
-from jobs.partition_random_effect import partition_random_effect, snake_partition
+from jobs.partition_random_effect import (
+    _group_by_entity,
+    _heavy_entities,
+    _thinned,
+    partition_random_effect,
+    snake_partition,
+)
 from jobs.prepare_fixed_effect import prepare_fixed_effect
 
 SCHEMA = training_example_schema(("userFeatures",), ("userId",))
@@ -232,6 +238,23 @@ def test_a_heavy_entity_is_thinned_before_grouping_and_keeps_the_exact_sample(sp
     assert len(heavy_passive) == 2045 and not heavy_passive & set(entities["u11"]["uids"])
     assert len(passive) == sum(2 ** u - 3 for u in range(2, 12))   # every left-out row once
     assert report["rows_removed_by_down_sampling"] == len(passive) and report["rows_active"] == 1 + 2 + 3 * 10
+
+
+def test_a_heavy_entity_s_left_out_rows_are_grouped_in_chunks_of_about_the_bound(spark) -> None:
+    """The rows a heavy entity leaves out are grouped in the same shuffle as its kept rows, but as
+    about n / bound chunks of about the bound each: no group holds the heavy entity's rows whole."""
+    rows = [(f"b-{j}", "big", 1.0, 1.0, 0.0, [0], [1.0]) for j in range(2048)] + \
+        [(f"s-{j}", "small", 0.0, 1.0, 0.0, [0], [1.0]) for j in range(2)]
+    indexed = spark.createDataFrame(rows, "uid string, entity_id string, label double, weight double, offset double, "
+                                          "indices array<int>, values array<double>")
+    heavy = _heavy_entities(indexed.select("entity_id"), 3)
+    grouped = _group_by_entity(_thinned(indexed, heavy, 3, seed=7), heavy) \
+        .select("entity_id", "_left_out", "n_rows_before", F.size("_rows").alias("n")).collect()
+    chunks = [r["n"] for r in grouped if r["_left_out"]]
+    entities = {r["entity_id"]: r for r in grouped if not r["_left_out"]}
+    assert entities["big"]["n_rows_before"] == 2048 and 3 <= entities["big"]["n"] < 3 + 8 * 3 ** 0.5 + 16 + 20
+    assert entities["small"]["n"] == 2 and sum(chunks) + entities["big"]["n"] == 2048
+    assert 500 < len(chunks) <= math.ceil(2048 / 3) and max(chunks) <= 20
 
 
 def test_a_heavy_entity_s_dropped_rows_do_not_count_toward_its_weight(spark, tmp_path: Path) -> None:
