@@ -84,8 +84,8 @@ def partition_random_effect(spark: SparkSession, data: str, entity_field: str, i
     heavy = _heavy_entities(_rows_to_count(loaded, rows, entity_field, policy), upper_bound) \
         if upper_bound is not None else None
     indexed, indexing = index_rows(spark, rows, index_meta, ROW_COLUMNS)
-    marked = _thinned(indexed, heavy, upper_bound, seed) if heavy is not None and upper_bound is not None else None
-    grouped = _group_by_entity(marked if marked is not None else indexed, heavy)
+    to_group = _thinned(indexed, heavy, upper_bound, seed) if heavy is not None and upper_bound is not None else indexed
+    grouped = _group_by_entity(to_group, heavy)
     bounded = _bounded(grouped, lower_bound, upper_bound, seed)
 
     with publish_atomically(output) as tmp:
