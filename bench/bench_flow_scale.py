@@ -21,8 +21,10 @@ step node trains and scores, so its floor is both).
     make bench BENCH=flow_scale                                     # 1M and 10M rows, local[2] and yarn
     GLMIX_BENCH_ROWS=1000000 GLMIX_BENCH_MASTERS=yarn make bench BENCH=flow_scale
     GLMIX_BENCH_JSON=bench-flow.json ...     # also write the measurements (python -m bench.cost_model reads them)
+    GLMIX_BENCH_ROWS=100000,1000000,100000,1000000,100000,1000000,10000000 ...   # repeated sizes, interleaved
 
-With two sizes or more, the cost model (bench/cost_model.py) is fitted to them and printed.
+With two sizes or more, the cost model (bench/cost_model.py) is fitted to them and printed; of sizes
+run more than once, it takes each stage's fastest run.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ PASSES = size(2, 1)
 WARM_UP_ROWS = 20_000
 FLOOR_EVALUATIONS = 10
 PARTITIONS = 8
+EXECUTORS = 2    # on YARN, of 1 core each (glmix.spark.session)
 
 
 def config(data: str, output: str, master: str, rows: int) -> GameConfig:
@@ -83,9 +86,15 @@ def config(data: str, output: str, master: str, rows: int) -> GameConfig:
                         "per-item": {"type": "random", "shard": "user", "entity_field": "itemId", "lower_bound": 2,
                                      "upper_bound": 1000, "l2": 10.0, "intercept_l2": 1.0}},
         "update_sequence": ["global", "per-user", "per-item"], "passes": PASSES, "evaluators": ["AUC"],
-        "resources": {"spark": {"master": master, "executors": 2, "executor_memory": "3g", "partitions": PARTITIONS},
+        "resources": {"spark": {"master": master, "executors": EXECUTORS, "executor_memory": "3g", "partitions": PARTITIONS},
                       "launcher": {"backend": "yarn" if yarn else "local", "workers": 1, "memory": worker_mb}},
         "flow": {"retries": 0, "retry_backoff_ms": 0}})
+
+
+def cores(master: str) -> int:
+    """The cores the flow's Spark tasks run on: local[N]'s N, or the YARN executors'."""
+    local = re.fullmatch(r"local\[(\d+)\]", master)
+    return int(local[1]) if local else EXECUTORS
 
 
 def kind(node: str) -> str:
@@ -199,7 +208,7 @@ def run() -> None:
 
 @contextmanager
 def event_logged_session(master: str, directory: Path) -> Iterator[SparkSession]:
-    spark = session(master, "glmix-bench-flow-scale", executors=2, executor_memory="3g", quick_start=SMOKE,
+    spark = session(master, "glmix-bench-flow-scale", executors=EXECUTORS, executor_memory="3g", quick_start=SMOKE,
                     extra={"spark.driver.memory": "6g" if master.startswith("local") else "3g",
                            "spark.eventLog.enabled": "true", "spark.eventLog.dir": directory.as_uri(),
                            "spark.eventLog.rolling.enabled": "false", "spark.eventLog.compress": "false",
@@ -291,7 +300,7 @@ def print_measures(master: str, rows: int, seconds: float, results: list[NodeRes
     peaks.append(["fixed-effect worker (launcher)", "-", "-", report["peak_rss_mb_this_worker"]])
     peaks += [[f"{name} Python workers", "-", "-", k["python_peak_mb"]] for name, k in by_kind.items() if k["python_peak_mb"]]
     print_table("peak memory per container (MB)", ["process", "JVM heap", "JVM RSS", "Python RSS"], peaks)
-    return {"master": master, "rows": rows, "seconds": seconds, "floors": floor, "fixed_effect": [{
+    return {"master": master, "rows": rows, "cores": cores(master), "seconds": seconds, "floors": floor, "fixed_effect": [{
         k: r[k] for k in ("load_seconds", "train_seconds", "evaluations", "nnz_this_worker",
                           "peak_rss_mb_this_worker")} for r in reports],
             "stages": {name: dict(k) for name, k in by_kind.items()}, "executors": executors}

@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from bench.cost_model import FIXED, SPARK_KINDS, Cluster, check, extrapolate, fixed_effect_memory_gb, linear_fit, main
+from bench.cost_model import (
+    FIXED,
+    SPARK_KINDS,
+    Cluster,
+    check,
+    extrapolate,
+    fastest,
+    fixed_effect_memory_gb,
+    linear_fit,
+    main,
+)
 
 
 def run(rows: int, evaluations: int = 50) -> dict[str, Any]:
@@ -37,12 +47,42 @@ def test_the_check_predicts_the_largest_run_exactly_when_the_law_is_linear() -> 
     for row in table:
         assert row[-1] == pytest.approx(0.0, abs=1e-9)   # predicted == measured
     index = table[0]
-    assert index[1] == pytest.approx(5.0) and index[2] == pytest.approx(2.0)   # overhead s, s per 1M rows
+    assert index[1] == pytest.approx(5.0)        # the driver's s: 5 + 2 us a row, less 4 core-us a row over 2 cores
+    assert index[2] == pytest.approx(0.0) and index[3] == pytest.approx(4.0)   # task overhead, core-s per 1M rows
 
 
-def test_the_check_predicts_the_fixed_effect_from_its_rates_not_from_a_line() -> None:
+def test_the_check_takes_the_driver_s_time_from_the_middle_run_not_from_a_line_through_wall_times() -> None:
+    """The smallest run's cores idled 10 s beyond its task time (few, short tasks): a line through the
+    wall times would read it as less work per row; task time and the middle run's driver do not."""
+    small = run(100_000)
+    for stage in SPARK_KINDS:
+        small["stages"][stage]["seconds"] += 10.0
+    for row in check([small, run(1_000_000), run(10_000_000)])[:len(SPARK_KINDS)]:
+        assert row[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_of_repeated_runs_at_a_size_each_stage_s_fastest_counts() -> None:
+    slow = run(1_000_000)
+    slow["stages"]["index"]["seconds"] += 30.0
+    slow["stages"][FIXED]["seconds"] += 30.0
+    slow["fixed_effect"][0]["load_seconds"] += 30.0
+    fast = run(1_000_000)
+    fast["stages"]["prepare"]["seconds"] += 20.0
+    merged = fastest([run(100_000), slow, fast, run(10_000_000)])
+    assert [r["rows"] for r in merged] == [100_000, 1_000_000, 10_000_000]
+    assert [r["repeats"] for r in merged] == [1, 2, 1]
+    middle = merged[1]
+    assert middle["stages"]["index"] == fast["stages"]["index"]
+    assert middle["stages"]["prepare"] == slow["stages"]["prepare"]
+    assert middle["fixed_effect"] == fast["fixed_effect"]        # with its stage's own time, not the slow run's
+    for row in check([run(100_000), slow, fast, run(10_000_000)]):
+        assert row[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_check_predicts_the_fixed_effect_s_solve_from_its_rate_not_from_a_line() -> None:
     """A small run's solve may take many more evaluations (174 at 100k rows against 22 at 1M, measured):
-    a line through the two smaller runs would read them as overhead; the rates of the middle run do not."""
+    a line through the two smaller runs' stage times would read them as overhead; the solve's rate per
+    evaluation and non-zero does not."""
     table = {row[0]: row for row in check([run(100_000, evaluations=500), run(1_000_000), run(10_000_000)])}
     assert table[FIXED][-1] == pytest.approx(0.0, abs=1e-9)
     assert table[FIXED][1] == pytest.approx(6.0)                  # the launcher's 3 s a pass, both passes
