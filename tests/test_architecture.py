@@ -4,6 +4,9 @@ the packages below it, so the data flow stays one-directional (config -> stages 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 from cluster.devcluster import REPO
@@ -79,3 +82,16 @@ def test_readme_layout_lists_every_module() -> None:
         if f"`{path.stem}`" not in rows.get(folder, ""):
             missing.append(str(path.relative_to(REPO)))
     assert not missing, f"README's layout table misses {missing}"
+
+
+def test_a_module_a_flow_runs_with_python_m_is_not_imported_by_its_package() -> None:
+    """runpy executes such a module twice (imported by its package, then as ``__main__``) and warns in
+    every node's and worker's log; the flow builder's ``python -m`` modules, found in its source."""
+    source = (REPO / "glmix" / "game" / "flow_builder.py").read_text()
+    modules = sorted(set(re.findall(r'(?:self\.python\(|module = )"(glmix\.[\w.]+)"', source)))
+    assert {"glmix.train.fixed_effect", "glmix.game.select_best", "glmix.registry.gate"} <= set(modules)
+    probe = "import importlib, sys; m = sys.argv[1]; importlib.import_module(m.rsplit('.', 1)[0]); print(m, m in sys.modules)"
+    for module in modules:          # one interpreter per module: another package may import it
+        out = subprocess.run([sys.executable, "-c", probe, module], capture_output=True, text=True, check=True,
+                             cwd=REPO).stdout
+        assert out.split() == [module, "False"], out

@@ -16,11 +16,19 @@ import fastavro
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from glmix.errors import DataError
 from glmix.io.avro import records_of, writer_schema
 from glmix.io.parquet import read_parquet
 from glmix.io.storage import storage_for
+
+
+def write_scores(uri: str, uid: np.ndarray, score: np.ndarray) -> None:
+    """One file of a trainer's ``uid, score`` Parquet (what ``read_offsets`` reads back)."""
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.table({"uid": pa.array(uid, type=pa.string()), "score": score}), buffer)
+    storage_for(uri).write_bytes(uri, buffer.getvalue().to_pybytes())
 
 
 def read_offsets(uri: str, exclude: str | None = None) -> pa.Table:

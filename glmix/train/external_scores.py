@@ -18,10 +18,9 @@ from typing import ClassVar, TextIO
 from pydantic import Field
 
 from glmix.errors import DataError, run_command
-from glmix.io.scores import read_offsets
+from glmix.io.scores import read_offsets, write_scores
 from glmix.io.storage import join, publish_atomically
 from glmix.stage_args import Location, StageArgs
-from glmix.train.fixed_effect import write_scores
 
 
 def import_scores(train: str, validation: str, output: str) -> dict[str, int]:

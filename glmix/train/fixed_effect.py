@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
 from glmix.data.feature_index import FeatureIndex
@@ -53,7 +51,7 @@ from glmix.glm.normalization import Normalization, shard_normalization
 from glmix.glm.objective import OBJECTIVES, Objective, configure_tensorflow
 from glmix.glm.optim import FunGrad, OptimizeResult, OptimizerState, minimize
 from glmix.glm.tron import tron
-from glmix.io.scores import offsets_for
+from glmix.io.scores import offsets_for, write_scores
 from glmix.io.storage import SUCCESS_MARKER, copy_tree, join, publish_atomically, storage_for, write_file_atomically
 from glmix.model.linear_model import LinearModel, read_models, write_models
 from glmix.settings import SHARD_META, Task
@@ -502,12 +500,6 @@ def _peak_rss_mb() -> float:
 def sibling_dir(uri: str, prefix: str) -> str:
     parent, _, name = uri.rstrip("/").rpartition("/")
     return f"{parent}/{prefix}{name}" if parent else f"{prefix}{name}"
-
-
-def write_scores(uri: str, uid: np.ndarray, score: np.ndarray) -> None:
-    buffer = pa.BufferOutputStream()
-    pq.write_table(pa.table({"uid": pa.array(uid, type=pa.string()), "score": score}), buffer)
-    storage_for(uri).write_bytes(uri, buffer.getvalue().to_pybytes())
 
 
 def publish_directory(tmp: str, output: str) -> None:

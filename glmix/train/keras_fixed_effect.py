@@ -38,11 +38,11 @@ from glmix.data.feature_index import FeatureIndex
 from glmix.data.sparse_rows import SparseRows, load_rows, total_rows
 from glmix.errors import ConfigError, GlmixError
 from glmix.glm.losses import Loss
-from glmix.io.scores import offsets_for
+from glmix.io.scores import offsets_for, write_scores
 from glmix.io.storage import copy_tree, join, storage_for
 from glmix.settings import SHARD_META, Settings, Task
 from glmix.stage_args import StageArgs
-from glmix.train.fixed_effect import Collective, WorkerContext, publish_directory, sibling_dir, write_scores
+from glmix.train.fixed_effect import Collective, WorkerContext, publish_directory, sibling_dir
 from glmix.train.keras_backup import SharedBackup
 
 
