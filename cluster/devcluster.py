@@ -11,8 +11,10 @@ log directories, so YARN sees N hosts that share no local directory: what a cont
 its node's disk is not there when a retry runs on another node, as on a real cluster.
 
 Settings come from the environment: GLMIX_CLUSTER_DIR (run directory, default .cluster in the
-repo), GLMIX_CLUSTER_PORT_BASE (first of the ports, default 19000) and GLMIX_CLUSTER_NODES
-(NodeManagers, default 2). Standard library only, so it runs before any virtualenv exists.
+repo), GLMIX_CLUSTER_PORT_BASE (first of the ports, default 19000), GLMIX_CLUSTER_NODES
+(NodeManagers, default 2) and GLMIX_CLUSTER_NODE_MB (each NodeManager's memory for containers,
+default 8192: the tests' placement assumptions; a benchmark whose fixed-effect worker must fit beside
+a Spark executor asks more). Standard library only, so it runs before any virtualenv exists.
 """
 
 from __future__ import annotations
@@ -94,12 +96,14 @@ class ClusterError(Exception):
 
 
 class Cluster:
-    def __init__(self, run_dir: Path, ports: Ports, nodes: int = DEFAULT_NODES) -> None:
+    def __init__(self, run_dir: Path, ports: Ports, nodes: int = DEFAULT_NODES,
+                 node_memory_mb: int = NM_MEMORY_MB) -> None:
         if not 1 <= nodes <= MAX_NODES:
             raise ClusterError(f"GLMIX_CLUSTER_NODES: {nodes} is not between 1 and {MAX_NODES}")
         self.run_dir = run_dir
         self.ports = ports
         self.nodes = nodes
+        self.node_memory_mb = node_memory_mb
         self.conf_dir = run_dir / "conf"
         self.spark_conf_dir = self.conf_dir / "spark"
         self.log_dir = run_dir / "logs"
@@ -112,7 +116,10 @@ class Cluster:
         nodes = os.environ.get("GLMIX_CLUSTER_NODES", str(DEFAULT_NODES))
         if not nodes.isdigit():
             raise ClusterError(f"GLMIX_CLUSTER_NODES: {nodes!r} is not a number of nodes")
-        return cls(run_dir, Ports(int(os.environ.get("GLMIX_CLUSTER_PORT_BASE", "19000"))), int(nodes))
+        memory = os.environ.get("GLMIX_CLUSTER_NODE_MB", str(NM_MEMORY_MB))
+        if not memory.isdigit() or int(memory) < 2048:
+            raise ClusterError(f"GLMIX_CLUSTER_NODE_MB: {memory!r} is not a number of MB (2048 or more)")
+        return cls(run_dir, Ports(int(os.environ.get("GLMIX_CLUSTER_PORT_BASE", "19000"))), int(nodes), int(memory))
 
     @property
     def hosts(self) -> list[str]:
@@ -178,10 +185,10 @@ class Cluster:
             "yarn.resourcemanager.resource-tracker.address": f"{host}:{p['rm-tracker']}",
             "yarn.resourcemanager.admin.address": f"{host}:{p['rm-admin']}",
             "yarn.resourcemanager.webapp.address": f"{host}:{p['rm-http']}",
-            "yarn.nodemanager.resource.memory-mb": str(NM_MEMORY_MB),
+            "yarn.nodemanager.resource.memory-mb": str(self.node_memory_mb),
             "yarn.nodemanager.resource.cpu-vcores": str(NM_VCORES),
             "yarn.scheduler.minimum-allocation-mb": "128",
-            "yarn.scheduler.maximum-allocation-mb": str(NM_MEMORY_MB),
+            "yarn.scheduler.maximum-allocation-mb": str(self.node_memory_mb),
             "yarn.scheduler.maximum-allocation-vcores": str(NM_VCORES),
             "yarn.nodemanager.vmem-check-enabled": "false",
             "yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage": "99.9",
