@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import skein
 
-from cluster.devcluster import NM_MEMORY_MB, Cluster
+from cluster.devcluster import NM_MEMORY_MB, Cluster, ClusterError
 from glmix.io.storage import HdfsSettings
 from glmix.spark.session import spark_submit_command
 
@@ -126,3 +126,18 @@ def test_skein_containers_exchange_a_value(dev_cluster: Cluster) -> None:
             break
         time.sleep(1)
     assert "producer wrote 42" in logs and "consumer read 42" in logs
+
+
+def test_each_node_s_memory_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GLMIX_CLUSTER_NODE_MB sizes the NodeManagers (a benchmark's worker beside an executor); the
+    default keeps the placement the tests above assume; a bad value is a one-line error."""
+    monkeypatch.setenv("GLMIX_CLUSTER_DIR", str(tmp_path))
+    assert Cluster.from_environment().node_memory_mb == NM_MEMORY_MB
+    monkeypatch.setenv("GLMIX_CLUSTER_NODE_MB", "12288")
+    cluster = Cluster.from_environment()
+    cluster.write_config()
+    site = (cluster.node_conf_dir(1) / "yarn-site.xml").read_text()
+    assert "<name>yarn.nodemanager.resource.memory-mb</name><value>12288</value>" in site.replace("\n", "").replace(" ", "")
+    monkeypatch.setenv("GLMIX_CLUSTER_NODE_MB", "12g")
+    with pytest.raises(ClusterError, match="GLMIX_CLUSTER_NODE_MB: '12g' is not a number of MB"):
+        Cluster.from_environment()
