@@ -70,11 +70,28 @@ PARTITIONS = 8
 EXECUTORS = 2    # on YARN, of 1 core each (glmix.spark.session)
 
 
+EXECUTOR_CONTAINER_MB = 3072 + 384      # 3g and Spark's overhead on YARN
+
+
+def worker_memory_mb(rows: int) -> int:
+    """The fixed effect's launcher worker: it holds every training row (~1 GB at 1M rows)."""
+    return 2048 if rows <= 1_000_000 else 7168
+
+
+def check_room(rows: int, node_memory_mb: int) -> None:
+    """On YARN the flow's one Spark application holds its executors throughout, so the fixed effect's
+    worker must fit beside one on a node; else its launcher waits 5 minutes for a container and fails."""
+    need = worker_memory_mb(rows) + EXECUTOR_CONTAINER_MB
+    if need > node_memory_mb:
+        raise SystemExit(f"{rows:,} rows on YARN: the fixed effect's {worker_memory_mb(rows):,} MB worker must fit "
+                         f"beside a {EXECUTOR_CONTAINER_MB:,} MB Spark executor on one node, and the dev cluster's "
+                         f"nodes have {node_memory_mb:,} MB: make cluster-down, then GLMIX_CLUSTER_NODE_MB="
+                         f"{-(-(need + 1024) // 1024) * 1024}")
+
+
 def config(data: str, output: str, master: str, rows: int) -> GameConfig:
     yarn = master == "yarn"
-    # the fixed effect's worker holds every training row (~1 GB at 1M rows); on YARN it must fit
-    # beside a Spark executor on an 8 GB node
-    worker_mb = 2048 if rows <= 1_000_000 else 7168
+    worker_mb = worker_memory_mb(rows)
     return GameConfig.from_dict({
         "name": "bench-flow-scale", "task": "logistic",
         "input": {"train": f"{data}/train", "validation": f"{data}/validation"}, "output": output,
@@ -195,7 +212,10 @@ def run() -> None:
     rows_list = sizes("1000000,10000000", "5000", "GLMIX_BENCH_ROWS")
     measured = []
     for master in masters:
-        with running_cluster() if master == "yarn" else nullcontext():
+        with running_cluster() if master == "yarn" else nullcontext() as cluster:
+            if cluster is not None:
+                for rows in rows_list:
+                    check_room(rows, cluster.node_memory_mb)
             if not SMOKE:
                 print(f"warm-up: the flow and its floors once on {WARM_UP_ROWS:,} rows (not measured)")
                 measure(master, WARM_UP_ROWS)

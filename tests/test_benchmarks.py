@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import available
+from bench.bench_flow_scale import check_room
 from cluster.devcluster import REPO, Cluster
 
 ON_THIS_MACHINE = ["avro_read", "data_jobs", "fixed_effect", "flow_scale", "prior", "random_effect", "recovery", "serving",
@@ -44,3 +45,12 @@ def test_benchmark_runs_at_smoke_size(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ON_YARN)
 def test_yarn_benchmark_runs_at_smoke_size(name: str, tmp_path: Path, dev_cluster: Cluster) -> None:
     run_smoke(name, tmp_path)
+
+
+def test_a_yarn_flow_whose_worker_cannot_fit_beside_an_executor_stops_before_it_starts() -> None:
+    """On 8 GB nodes the 10M flow's fixed effect waited 5 minutes for a container and failed, 25
+    minutes in (2026-12-04 21:39): both nodes held a Spark executor. The bench now says so first."""
+    check_room(1_000_000, 8192)
+    check_room(10_000_000, 12288)
+    with pytest.raises(SystemExit, match="7,168 MB worker must fit beside a 3,456 MB Spark executor.*NODE_MB=12288"):
+        check_room(10_000_000, 8192)
