@@ -20,6 +20,7 @@ step node trains and scores, so its floor is both).
 
     make bench BENCH=flow_scale                                     # 1M and 10M rows, local[2] and yarn
     GLMIX_BENCH_ROWS=1000000 GLMIX_BENCH_MASTERS=yarn make bench BENCH=flow_scale
+    GLMIX_CLUSTER_NODE_MB=12288 GLMIX_BENCH_ROWS=10000000 GLMIX_BENCH_MASTERS=yarn ...   # nodes with room (check_room)
     GLMIX_BENCH_JSON=bench-flow.json ...     # also write the measurements (python -m bench.cost_model reads them)
     GLMIX_BENCH_ROWS=100000,1000000,100000,1000000,100000,1000000,10000000 ...   # repeated sizes, interleaved
 
