@@ -260,6 +260,8 @@ def measure(master: str, rows: int) -> Measures:
         local = Path(tmp)
         output = qualified(join(root, f"flow-scale-{rows}") if root else str(local / "out"))
         scratch = qualified(join(root, f"flow-scale-floors-{rows}") if root else str(local / "floors"))
+        for path in (output, scratch):     # on HDFS a failed run's outputs remain: its flow would resume, not run
+            storage_for(path).delete(path)
         c = config(data, output, master, rows)
         (local / "events").mkdir()
         with event_logged_session(master, local / "events") as spark:
