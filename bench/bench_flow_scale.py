@@ -69,9 +69,8 @@ WARM_UP_ROWS = 20_000
 FLOOR_EVALUATIONS = 10
 PARTITIONS = 8
 EXECUTORS = 2    # on YARN, of 1 core each (glmix.spark.session)
-
-
-EXECUTOR_CONTAINER_MB = 3072 + 384      # 3g and Spark's overhead on YARN
+EXECUTOR_MB = 3072
+EXECUTOR_CONTAINER_MB = EXECUTOR_MB + max(384, EXECUTOR_MB // 10)   # with Spark's default memory overhead on YARN
 
 
 def worker_memory_mb(rows: int) -> int:
@@ -104,7 +103,7 @@ def config(data: str, output: str, master: str, rows: int) -> GameConfig:
                         "per-item": {"type": "random", "shard": "user", "entity_field": "itemId", "lower_bound": 2,
                                      "upper_bound": 1000, "l2": 10.0, "intercept_l2": 1.0}},
         "update_sequence": ["global", "per-user", "per-item"], "passes": PASSES, "evaluators": ["AUC"],
-        "resources": {"spark": {"master": master, "executors": EXECUTORS, "executor_memory": "3g", "partitions": PARTITIONS},
+        "resources": {"spark": {"master": master, "executors": EXECUTORS, "executor_memory": f"{EXECUTOR_MB}m", "partitions": PARTITIONS},
                       "launcher": {"backend": "yarn" if yarn else "local", "workers": 1, "memory": worker_mb}},
         "flow": {"retries": 0, "retry_backoff_ms": 0}})
 
@@ -229,7 +228,7 @@ def run() -> None:
 
 @contextmanager
 def event_logged_session(master: str, directory: Path) -> Iterator[SparkSession]:
-    spark = session(master, "glmix-bench-flow-scale", executors=EXECUTORS, executor_memory="3g", quick_start=SMOKE,
+    spark = session(master, "glmix-bench-flow-scale", executors=EXECUTORS, executor_memory=f"{EXECUTOR_MB}m", quick_start=SMOKE,
                     extra={"spark.driver.memory": "6g" if master.startswith("local") else "3g",
                            "spark.eventLog.enabled": "true", "spark.eventLog.dir": directory.as_uri(),
                            "spark.eventLog.rolling.enabled": "false", "spark.eventLog.compress": "false",
