@@ -323,6 +323,6 @@ def print_measures(master: str, rows: int, seconds: float, results: list[NodeRes
     peaks += [[f"{name} Python workers", "-", "-", k["python_peak_mb"]] for name, k in by_kind.items() if k["python_peak_mb"]]
     print_table("peak memory per container (MB)", ["process", "JVM heap", "JVM RSS", "Python RSS"], peaks)
     return {"master": master, "rows": rows, "cores": cores(master), "seconds": seconds, "floors": floor, "fixed_effect": [{
-        k: r[k] for k in ("load_seconds", "train_seconds", "evaluations", "nnz_this_worker",
+        k: r[k] for k in ("load_seconds", "train_seconds", "wall_seconds", "evaluations", "nnz_this_worker",
                           "peak_rss_mb_this_worker")} for r in reports],
             "stages": {name: dict(k) for name, k in by_kind.items()}, "executors": executors}

@@ -2,8 +2,9 @@
 
 Per Spark stage kind, its task time (core-seconds) = overhead + work per row x n, fitted on two sizes,
 and its wall time = the driver's own time (wall - task time / the run's cores) + task time / cores.
-The fixed effect (see `FixedEffectFit`): everything but its solve as overhead + per row, the solve as
-time per gradient evaluation per non-zero x the solver's evaluations. Runs repeated at a size count by
+The fixed effect (see `FixedEffectFit`): the launcher's time around its workers as measured, the
+workers' time but the solve as overhead + per row, the solve as time per gradient evaluation per
+non-zero x the solver's evaluations. Runs repeated at a size count by
 their fastest (`fastest`). Checked by fitting the two smaller sizes and predicting the largest (goal:
 within 25% per stage kind). A line through each stage's wall time instead misread the smaller sizes'
 idle cores and task starts as work per row: on three runs of 2026-12-04, it predicted 10M within 25%
@@ -101,26 +102,42 @@ def evaluations(run: dict[str, Any]) -> int:
     return sum(r["evaluations"] for r in run["fixed_effect"])
 
 
+def worker_seconds(run: dict[str, Any]) -> float:
+    """The fixed effect's workers' own time over all its passes (their reports' ``wall_seconds``: loading
+    to scores written); runs measured before it was recorded count the whole stage as the workers'."""
+    reports = run["fixed_effect"]
+    if all("wall_seconds" in r for r in reports):
+        return float(sum(r["wall_seconds"] for r in reports))
+    return stage_seconds(run, FIXED)
+
+
 @dataclass(frozen=True)
 class FixedEffectFit:
-    """The fixed effect's costs over all its passes, fitted on two runs: everything but the solve
-    (the launcher's start, loading the rows and their offsets, the validation pass, the model's write)
-    as overhead + seconds per row; the solve as seconds per gradient evaluation per non-zero (the
-    larger run's) x evaluations x non-zeros. A line through the whole stage's time would read a small
-    run's many evaluations as overhead."""
+    """The fixed effect's costs over all its passes, fitted on two runs: what the launcher adds around
+    the workers (application, container, interpreter start: the stage less the workers' own time) as
+    the larger run's; the workers' time but the solve (loading the rows and their offsets, the
+    validation pass, writing scores) as overhead + seconds per row; the solve as seconds per gradient
+    evaluation per non-zero (the larger run's) x evaluations x non-zeros. A line through the whole
+    stage's time would read a small run's many evaluations as overhead, and on YARN the launcher's
+    run-to-run spread (+-3 s of ~10 s a pass) hides the loading's growth from 100k to 1M rows."""
 
-    overhead: float
+    launcher: float
+    worker_overhead: float
     other_per_row: float
     per_evaluation_nnz: float
     nnz_per_row: float
 
     @classmethod
     def of(cls, smaller: dict[str, Any], larger: dict[str, Any]) -> FixedEffectFit:
-        overhead, per_row = linear_fit(*((r["rows"], stage_seconds(r, FIXED) - solve_seconds(r)) for r in (smaller, larger)))
+        worker_overhead, per_row = linear_fit(*((r["rows"], worker_seconds(r) - solve_seconds(r)) for r in (smaller, larger)))
         reports = larger["fixed_effect"]
-        return cls(overhead, per_row,
+        return cls(max(0.0, stage_seconds(larger, FIXED) - worker_seconds(larger)), worker_overhead, per_row,
                    per_evaluation_nnz=solve_seconds(larger) / sum(r["evaluations"] * r["nnz_this_worker"] for r in reports),
                    nnz_per_row=reports[0]["nnz_this_worker"] / larger["rows"])
+
+    @property
+    def overhead(self) -> float:
+        return self.launcher + self.worker_overhead
 
     def work(self, rows_per_worker: float, evaluations: int) -> float:
         """Seconds beyond the overhead for a worker holding ``rows_per_worker`` rows."""

@@ -23,13 +23,16 @@ from bench.cost_model import (
 
 
 def run(rows: int, evaluations: int = 50) -> dict[str, Any]:
-    """Every Spark stage: 5 s + 2 us a row, 4 core-us and 100 shuffled bytes a row; the fixed
-    effect: 3 s of launcher overhead a pass plus loading (1 us a row) and 50 evaluations (30 nnz a row, 1 ns a nnz)."""
+    """Every Spark stage: 5 s + 2 us a row, 4 core-us and 100 shuffled bytes a row; the fixed effect a
+    pass: 2.5 s of the launcher's, a worker's 0.5 s of overhead, loading (1 us a row) and 50 evaluations
+    (30 nnz a row, 1 ns a nnz)."""
     stages: dict[str, dict[str, float]] = {k: {"nodes": 1, "seconds": 5 + 2e-6 * rows, "core_seconds": 4e-6 * rows,
                                                "shuffle_bytes": 100.0 * rows} for k in SPARK_KINDS}
     reports = [{"load_seconds": 1e-6 * rows, "train_seconds": evaluations * 30 * rows * 1e-9, "evaluations": evaluations,
                 "nnz_this_worker": 30 * rows, "peak_rss_mb_this_worker": 200 + 1e-4 * rows} for _ in range(2)]
-    stages[FIXED] = {"nodes": 2, "seconds": sum(3 + r["load_seconds"] + r["train_seconds"] for r in reports)}
+    for report in reports:
+        report["wall_seconds"] = 0.5 + report["load_seconds"] + report["train_seconds"]
+    stages[FIXED] = {"nodes": 2, "seconds": sum(2.5 + r["wall_seconds"] for r in reports)}
     return {"master": "local[2]", "rows": rows, "stages": stages, "fixed_effect": reports}
 
 
@@ -86,6 +89,20 @@ def test_the_check_predicts_the_fixed_effect_s_solve_from_its_rate_not_from_a_li
     table = {row[0]: row for row in check([run(100_000, evaluations=500), run(1_000_000), run(10_000_000)])}
     assert table[FIXED][-1] == pytest.approx(0.0, abs=1e-9)
     assert table[FIXED][1] == pytest.approx(6.0)                  # the launcher's 3 s a pass, both passes
+
+
+def test_the_launcher_s_time_around_the_fixed_effect_s_workers_is_the_larger_run_s_not_a_line() -> None:
+    """On YARN the launcher's time a pass moved by +-3 s from run to run, more than loading grows from
+    100k to 1M rows: a line through the stage's time would read it as no work per row."""
+    small = run(100_000)
+    small["stages"][FIXED]["seconds"] += 5.0
+    table = {row[0]: row for row in check([small, run(1_000_000), run(10_000_000)])}
+    assert table[FIXED][-1] == pytest.approx(0.0, abs=1e-9)
+    old = [run(n) for n in (100_000, 1_000_000, 10_000_000)]       # saved before workers' wall time was
+    for measured in old:
+        for report in measured["fixed_effect"]:
+            del report["wall_seconds"]
+    assert {row[0]: row for row in check(old)}[FIXED][-1] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_extrapolation_spreads_work_over_the_cluster_and_adds_the_network() -> None:

@@ -97,6 +97,7 @@ def test_outputs_scores_variances_and_report(synthetic_prepared, tmp_path: Path)
     config = FixedEffectConfig(task=task, l2=1.0, variance="full")
     report = Trainer(config, index, train, str(out), validation=validation).run().report
     assert (out / "_SUCCESS").exists() and json.loads((out / "_report.json").read_text())["converged"]
+    assert report["wall_seconds"] > report["load_seconds"] + report["train_seconds"]   # bench.cost_model's worker time
     model = read_model(str(out))
     assert model.model_id == "global" and model.task == task and ("(INTERCEPT)", "") in model.means
     rows = load_rows(train)

@@ -286,9 +286,9 @@ class Trainer:
         tensorboard_dir = (_write_tensorboard(result.history, validation_curve, evaluator.name)
                            if self.context.is_chief else None)
         return self._publish(collective, uid, train_scores, result, coefficients, variances, validation_curve,
-                             tensorboard_dir, {
+                             tensorboard_dir, started, {
             **data, "load_seconds": load_seconds, "compile_seconds": compile_seconds, "train_seconds": train_seconds,
-            "wall_seconds": time.monotonic() - started, "resumed_from_iteration": resumed_from,
+            "resumed_from_iteration": resumed_from,
             **({"learned_prior": learned.to_dict()} if learned else {})})
 
     # ------------------------------------------------------------------ pieces
@@ -425,8 +425,10 @@ class Trainer:
 
     def _publish(self, collective: Collective, uid: np.ndarray, train_scores: np.ndarray, result: OptimizeResult,
                  coefficients: np.ndarray, variances: np.ndarray | None, validation_curve: list[tuple[int, float]],
-                 tensorboard_dir: str | None, facts: dict[str, Any]) -> TrainResult:
-        """Every worker writes its scores into the shared temporary directory; the chief publishes."""
+                 tensorboard_dir: str | None, started: float, facts: dict[str, Any]) -> TrainResult:
+        """Every worker writes its scores into the shared temporary directory; the chief publishes. The
+        report's ``wall_seconds`` runs from loading the rows to the scores written, so that what the
+        launcher adds around a worker (application, container, interpreter start) is the rest of a run."""
         worker = self.context.index
         write_scores(join(self.tmp, "scores", "train", f"part-{worker:05d}.parquet"), uid, train_scores)
         if self.validation_uri:
@@ -435,12 +437,13 @@ class Trainer:
             write_scores(join(self.tmp, "scores", "validation", f"part-{worker:05d}.parquet"), part.uid,
                           scorer.scores(coefficients))
         collective.barrier()
+        wall_seconds = time.monotonic() - started
         report = {
             "model_id": self.config.model_id, "task": self.config.task, "workers": self.context.count,
             "iterations": result.iterations, "evaluations": result.evaluations, "final_objective": result.objective,
             "gradient_norm": result.gradient_norm, "stop_reason": result.reason, "converged": result.converged,
             "num_features": self.index.size, "peak_rss_mb_this_worker": _peak_rss_mb(),
-            "config": self.config.model_dump(), **facts,
+            "config": self.config.model_dump(), **facts, "wall_seconds": wall_seconds,
             "history": [{"iteration": i, "objective": f, "gradient_norm": g} for i, f, g in result.history],
             "validation_curve": [{"iteration": i, "value": v} for i, v in validation_curve]}
         if not self.context.is_chief:
