@@ -80,6 +80,7 @@ MAX_NODES = 8
 # Sized for a 2-core / 24 GB machine: each node has room for well over six 512 MB containers at
 # once, vcores over-committed so that many small containers fit.
 NM_MEMORY_MB = 8192
+MIN_NODE_MEMORY_MB = 2048     # an application master and one small container
 NM_VCORES = 8
 
 
@@ -100,6 +101,8 @@ class Cluster:
                  node_memory_mb: int = NM_MEMORY_MB) -> None:
         if not 1 <= nodes <= MAX_NODES:
             raise ClusterError(f"GLMIX_CLUSTER_NODES: {nodes} is not between 1 and {MAX_NODES}")
+        if node_memory_mb < MIN_NODE_MEMORY_MB:
+            raise ClusterError(f"GLMIX_CLUSTER_NODE_MB: {node_memory_mb} is less than {MIN_NODE_MEMORY_MB} MB")
         self.run_dir = run_dir
         self.ports = ports
         self.nodes = nodes
@@ -117,8 +120,8 @@ class Cluster:
         if not nodes.isdigit():
             raise ClusterError(f"GLMIX_CLUSTER_NODES: {nodes!r} is not a number of nodes")
         memory = os.environ.get("GLMIX_CLUSTER_NODE_MB", str(NM_MEMORY_MB))
-        if not memory.isdigit() or int(memory) < 2048:
-            raise ClusterError(f"GLMIX_CLUSTER_NODE_MB: {memory!r} is not a number of MB (2048 or more)")
+        if not memory.isdigit():
+            raise ClusterError(f"GLMIX_CLUSTER_NODE_MB: {memory!r} is not a number of MB")
         return cls(run_dir, Ports(int(os.environ.get("GLMIX_CLUSTER_PORT_BASE", "19000"))), int(nodes), int(memory))
 
     @property

@@ -141,3 +141,6 @@ def test_each_node_s_memory_comes_from_the_environment(tmp_path: Path, monkeypat
     monkeypatch.setenv("GLMIX_CLUSTER_NODE_MB", "12g")
     with pytest.raises(ClusterError, match="GLMIX_CLUSTER_NODE_MB: '12g' is not a number of MB"):
         Cluster.from_environment()
+    monkeypatch.setenv("GLMIX_CLUSTER_NODE_MB", "1024")
+    with pytest.raises(ClusterError, match="GLMIX_CLUSTER_NODE_MB: 1024 is less than 2048 MB"):
+        Cluster.from_environment()
